@@ -1,0 +1,127 @@
+"""Backend selection: which backend new tensors go to.
+
+``GRADKIT_BACKEND`` is read the first time a default is needed (never at import):
+``numpy`` (default), or a comma list tried in order (``numba,numpy``). An explicit
+single choice that is unavailable is an error that says why, never a silent fallback.
+
+>>> import gradkit as gk
+>>> with gk.use_backend("numpy"):
+...     gk.get_backend().name
+'numpy'
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+from typing import Callable, Iterator
+
+from gradkit.backends.base import Backend
+from gradkit.errors import BackendError
+
+log = logging.getLogger("gradkit")
+
+_factories: dict[str, Callable[[], Backend]] = {}
+_instances: dict[str, Backend] = {}
+_aliases: dict[str, str] = {}
+_default: Backend | None = None
+_override: contextvars.ContextVar[Backend | None] = contextvars.ContextVar(
+    "gradkit_backend", default=None)
+
+
+def register_backend(name: str, factory: Callable[[], Backend],
+                     aliases: tuple[str, ...] = ()) -> None:
+    """Make ``factory()`` selectable as ``name`` (and its aliases).
+
+    The factory is called once, on first use, so registering never imports the
+    backend's array library.
+    """
+    _factories[name] = factory
+    _instances.pop(name, None)
+    for alias in aliases:
+        _aliases[alias] = name
+
+
+def _canonical(name: str) -> str:
+    name = name.strip().lower()
+    return _aliases.get(name, name)
+
+
+def get(name: str | Backend) -> Backend:
+    """The backend called ``name``; raises BackendError saying why it is unusable."""
+    if isinstance(name, Backend):
+        return name
+    key = _canonical(name)
+    if key not in _factories:
+        raise BackendError(f"unknown backend {name!r}; known: {sorted(_factories)}")
+    backend = _instances.get(key)
+    if backend is None:
+        backend = _factories[key]()
+        reason = backend.unavailable_reason()
+        if reason is not None:
+            raise BackendError(f"backend {key!r} is unavailable: {reason}")
+        _instances[key] = backend
+    return backend
+
+
+def available() -> dict[str, str | None]:
+    """Every registered backend mapped to None (usable) or the reason it is not."""
+    status: dict[str, str | None] = {}
+    for key in _factories:
+        try:
+            get(key)
+            status[key] = None
+        except BackendError as exc:
+            status[key] = str(exc)
+    return status
+
+
+def _from_environment() -> Backend:
+    spec = os.environ.get("GRADKIT_BACKEND", "numpy") or "numpy"
+    choices = [c for c in spec.split(",") if c.strip()]
+    if len(choices) == 1:
+        return get(choices[0])
+    reasons = []
+    for choice in choices:
+        try:
+            return get(choice)
+        except BackendError as exc:
+            reasons.append(str(exc))
+    raise BackendError(f"GRADKIT_BACKEND={spec!r}: no backend usable: " + "; ".join(reasons))
+
+
+def get_backend() -> Backend:
+    """The backend new tensors go to (``use_backend`` block, else the default)."""
+    override = _override.get()
+    if override is not None:
+        return override
+    global _default
+    if _default is None:
+        _default = _from_environment()
+        log.info("gradkit backend: %s", _default.name)
+    return _default
+
+
+def set_backend(name: str | Backend) -> None:
+    """Make ``name`` the default backend for this process."""
+    global _default
+    _default = get(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend) -> Iterator[Backend]:
+    """Within the block (this thread / async context only), new tensors go to ``name``."""
+    token = _override.set(get(name))
+    try:
+        yield _override.get()
+    finally:
+        _override.reset(token)
+
+
+def _numpy_factory() -> Backend:
+    from gradkit.backends.numpy_backend import NumpyBackend
+    return NumpyBackend()
+
+
+register_backend("numpy", _numpy_factory, aliases=("np", "cpu"))

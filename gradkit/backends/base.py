@@ -1,0 +1,67 @@
+"""The Backend class: an array module plus the kernels that replace reference forwards."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Backend:
+    """Where a tensor's array lives and which kernels run on it.
+
+    A backend names an array module (``xp``) that every op's reference forward is
+    written against, and may override any op with a faster kernel of its own
+    (``kernels[op_name]``, same signature as the reference minus ``xp``).
+
+    >>> from gradkit.backends.numpy_backend import NumpyBackend
+    >>> NumpyBackend().name
+    'numpy'
+    """
+
+    name: str = "abstract"
+
+    def __init__(self) -> None:
+        self.kernels: dict[str, Callable[..., Any]] = {}
+        self._resolved: dict[str, Callable[..., Any]] = {}
+
+    # -- availability -------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        """None when usable here, else why not and how to fix it."""
+        return None
+
+    # -- arrays ---------------------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        """The array module the reference forwards run on."""
+        raise NotImplementedError
+
+    @property
+    def array_type(self) -> type:
+        """The concrete array class of this backend."""
+        raise NotImplementedError
+
+    def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
+        """Copy or wrap ``data`` as this backend's array."""
+        return self.xp.asarray(data, dtype=dtype)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """A NumPy array with the same values (a copy off the host)."""
+        return np.asarray(array)
+
+    # -- dispatch -------------------------------------------------------------
+    def register_kernel(self, op_name: str, kernel: Callable[..., Any]) -> None:
+        """Run ``kernel(*arrays, **params)`` instead of the op's reference forward."""
+        self.kernels[op_name] = kernel
+        self._resolved.pop(op_name, None)
+
+    def resolve(self, op: Any) -> Callable[..., Any]:
+        """The callable that runs ``op`` here: our kernel, else the reference on ``xp``."""
+        fn = self.kernels.get(op.name)
+        if fn is None:
+            fn = partial(op.forward, self.xp)
+        self._resolved[op.name] = fn
+        return fn
+
+    def __repr__(self) -> str:
+        return f"<gradkit backend {self.name}>"

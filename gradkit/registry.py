@@ -1,0 +1,296 @@
+"""The op registry: every op, defined once, in one global table.
+
+An op has a name, a reference forward written against an array module ``xp``
+(so it runs on NumPy, CuPy or any Array-API library), a VJP rule written with
+differentiable gradkit ops (so gradients of gradients come free), and the sample
+inputs its tests draw. A backend may register a faster kernel for any op; every
+other op runs its reference forward on that backend's ``xp``.
+
+>>> import gradkit as gk
+>>> gk.registry.get_op("exp").name
+'exp'
+
+Adding an op of your own is :func:`register_op` (also ``gk.register_op``).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from gradkit import backends as _backends
+from gradkit.autodiff import Node, grad_enabled_state
+from gradkit.dtypes import get_default_dtype, is_floating
+from gradkit.errors import (BackendError, DTypeError, GradkitError, ShapeError,
+                            describe_operands)
+from gradkit.tensor import Tensor
+
+
+class Sample:
+    """One test input for an op: positional arrays (float64 NumPy) and keyword params.
+
+    ``Sample(x, y, axis=0)``; ``nondiff`` lists positional arguments that gradcheck
+    must not perturb (integer labels, boolean masks are skipped automatically).
+    """
+
+    __slots__ = ("args", "params", "nondiff", "second_order")
+
+    def __init__(self, *args: Any, nondiff: Sequence[int] = (), second_order: bool = True,
+                 **params: Any) -> None:
+        self.args = args
+        self.params = params
+        self.nondiff = tuple(nondiff)
+        self.second_order = second_order
+
+    def __repr__(self) -> str:
+        shapes = [getattr(a, "shape", a) for a in self.args]
+        return f"Sample({shapes}, {self.params})"
+
+
+SampleFn = Callable[[np.random.Generator], Iterable[Sample]]
+
+
+class Op:
+    """A primitive: reference forward, VJP rule, samples, per-backend kernels.
+
+    ``forward(xp, *arrays, **params) -> array`` runs on raw arrays.
+    ``vjp(ctx, g) -> tuple`` gets the tape node (``ctx.inputs``, ``ctx.out``,
+    ``ctx.params``, ``ctx.needs``) and the upstream gradient ``g`` as Tensors, and
+    returns one gradient (or None) per input, built from gradkit ops.
+    ``vjp=None`` marks an op with no gradient (comparisons, argmax).
+    """
+
+    def __init__(self, name: str, forward: Callable[..., Any],
+                 vjp: Callable[..., tuple] | None, samples: SampleFn | None,
+                 family: str, variadic: bool = False,
+                 check: Callable[..., None] | None = None) -> None:
+        self.name = name
+        self.forward = forward
+        self.vjp = vjp
+        self.samples = samples
+        self.family = family
+        self.variadic = variadic
+        self.check = check
+        self.function: Callable[..., Any] | None = None
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return dispatch(self, args, params)
+
+    def __repr__(self) -> str:
+        return f"<gradkit op {self.name}>"
+
+
+class Composite:
+    """A public function built from other ops; its gradient follows from theirs.
+
+    Composites sit in the same table as primitives so the generated tests check
+    their gradients too.
+    """
+
+    def __init__(self, name: str, function: Callable[..., Any], samples: SampleFn | None,
+                 family: str, differentiable: bool = True) -> None:
+        self.name = name
+        self.function = function
+        self.samples = samples
+        self.family = family
+        self.differentiable = differentiable
+        self.variadic = False
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        return self.function(*args, **params)
+
+    def __repr__(self) -> str:
+        return f"<gradkit composite {self.name}>"
+
+
+OPS: dict[str, Op | Composite] = {}
+
+
+def get_op(name: str) -> Op | Composite:
+    """The registered op called ``name``."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"no op named {name!r}; registered: {sorted(OPS)}") from None
+
+
+def _add(entry: Op | Composite, replace: bool) -> None:
+    if entry.name in OPS and not replace:
+        raise ValueError(f"an op named {entry.name!r} is already registered; "
+                         "pass replace=True to override it")
+    OPS[entry.name] = entry
+
+
+def unregister_op(name: str) -> None:
+    """Remove a user op from the table (its functions stop dispatching)."""
+    OPS.pop(name, None)
+
+
+def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A real Python function for ``op``: its name, docstring and signature minus ``xp``."""
+    if op.variadic:
+        def function(tensors: Sequence[Any], **params: Any) -> Tensor:
+            return dispatch(op, tuple(tensors), params)
+    else:
+        def function(*args: Any, **params: Any) -> Tensor:
+            return dispatch(op, args, params)
+    functools.update_wrapper(function, forward)
+    signature = inspect.signature(forward)
+    parameters = list(signature.parameters.values())[1:]
+    if op.variadic:
+        parameters = [inspect.Parameter("tensors", inspect.Parameter.POSITIONAL_ONLY)] + [
+            p for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    function.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    del function.__wrapped__
+    function.op = op  # type: ignore[attr-defined]
+    return function
+
+
+def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
+              samples: SampleFn | None, family: str = "user", variadic: bool = False,
+              check: Callable[..., None] | None = None, replace: bool = False
+              ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
+    """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
+
+    Returns the public function (dispatching to the op); the :class:`Op` is its
+    ``.op`` attribute and sits in the registry under ``name``.
+    """
+    def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
+        op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check)
+        op.function = _public_function(op, forward)
+        _add(op, replace)
+        return op.function
+    return decorate
+
+
+def composite(name: str | None = None, *, samples: SampleFn | None, family: str = "user",
+              differentiable: bool = True, replace: bool = False
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a function built from other ops (gradient for free)."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        entry = Composite(name or function.__name__, function, samples, family, differentiable)
+        _add(entry, replace)
+        function.op = entry  # type: ignore[attr-defined]
+        return function
+    return decorate
+
+
+def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple] | None,
+                samples: SampleFn | None = None, replace: bool = False) -> Callable[..., Tensor]:
+    """Add your own differentiable op; returns the function that calls it.
+
+    ``forward(xp, *arrays, **params)`` computes the output from raw arrays of the
+    tensors' backend (``xp`` is its array module). ``vjp(ctx, g)`` returns one
+    gradient per input, built from gradkit ops so that higher-order gradients work:
+    ``ctx.inputs`` are the input Tensors, ``ctx.out`` the output, ``ctx.params``
+    the keyword params, ``ctx.needs[i]`` whether input ``i`` needs a gradient.
+    This plays the role of ``jax.custom_vjp`` / ``torch.autograd.Function``.
+
+    >>> import gradkit as gk
+    >>> def cube_forward(xp, x):
+    ...     return x ** 3
+    >>> def cube_vjp(ctx, g):
+    ...     (x,) = ctx.inputs
+    ...     return (g * 3 * x * x,)
+    >>> cube = gk.register_op("cube_doc_example", cube_forward, cube_vjp)
+    >>> gk.grad(lambda x: cube(x))(gk.tensor(2.0)).item()
+    12.0
+    >>> gk.unregister_op("cube_doc_example")
+    """
+    return primitive(name, vjp=vjp, samples=samples, family="user", replace=replace)(forward)
+
+
+# -- dispatch: the hot path ----------------------------------------------------
+
+def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int) -> Tensor:
+    """A non-Tensor operand as a constant Tensor on ``backend``.
+
+    Python scalars are weakly typed, as in NumPy 2 and JAX: they take the dtype of
+    the tensor they meet (a float meeting an int tensor takes the default float).
+    """
+    if isinstance(value, bool):
+        dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
+    elif isinstance(value, int):
+        dtype = like_dtype if like_dtype is not None and like_dtype.kind in "iuf" else np.dtype("int64")
+    elif isinstance(value, float):
+        dtype = like_dtype if like_dtype is not None and is_floating(like_dtype) else get_default_dtype()
+    else:
+        array = np.asarray(value) if not hasattr(value, "dtype") else value
+        if not hasattr(value, "dtype") and array.dtype == np.float64:
+            array = array.astype(get_default_dtype())
+        try:
+            return Tensor(backend.asarray(array), backend)
+        except Exception as exc:
+            raise BackendError(f"{op.name}: argument {index} ({type(value).__name__}) cannot "
+                               f"move to backend {backend.name}: {exc}") from exc
+    return Tensor(backend.asarray(value, dtype=dtype), backend)
+
+
+def _common_backend(op: Op, args: tuple) -> Any:
+    backend = None
+    for value in args:
+        if isinstance(value, Tensor):
+            if backend is None:
+                backend = value._backend
+            elif value._backend is not backend:
+                names = [f"arg{i}" for i in range(len(args))]
+                raise BackendError(
+                    f"{op.name}: operands live on different backends "
+                    f"({backend.name} and {value._backend.name}): "
+                    f"{describe_operands(names, list(args))}; move one with "
+                    f".to({backend.name!r}) or .to({value._backend.name!r})")
+    return backend if backend is not None else _backends.get_backend()
+
+
+def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
+    backend = _common_backend(op, args)
+    like = None
+    for value in args:
+        if isinstance(value, Tensor):
+            like = value.dtype if like is None else np.promote_types(like, value.dtype)
+    return tuple(v if isinstance(v, Tensor) else _lift(v, backend, like, op, i)
+                 for i, v in enumerate(args))
+
+
+def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
+    names = [f"arg{i}" for i in range(len(tensors))]
+    operands = describe_operands(names, list(tensors))
+    cls = DTypeError if isinstance(exc, TypeError) else ShapeError
+    return cls(f"{op.name}: {exc} (operands: {operands})")
+
+
+def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
+    """Run ``op`` on the backend that owns the tensors; record a tape node if needed."""
+    if op.name not in OPS or OPS[op.name] is not op:
+        raise KeyError(f"op {op.name!r} was unregistered")
+    tensors = args if all(type(a) is Tensor for a in args) else _as_tensors(op, args)
+    backend = tensors[0]._backend if tensors else _backends.get_backend()
+    for t in tensors:
+        if t._backend is not backend:
+            _common_backend(op, tensors)  # raises with the full message
+    arrays = [t.data for t in tensors]
+    if op.check is not None:
+        op.check(*tensors, **params)
+    kernel = backend._resolved.get(op.name) or backend.resolve(op)
+    try:
+        out = kernel(*arrays, **params)
+    except GradkitError:
+        raise
+    except (ValueError, TypeError, IndexError) as exc:
+        raise _op_error(op, tensors, exc) from exc
+    if type(out) is not backend.array_type:
+        out = backend.asarray(out)
+    if op.vjp is None or not grad_enabled_state.enabled:
+        return Tensor(out, backend)
+    needs = tuple(t._requires_grad for t in tensors)
+    if True not in needs:
+        return Tensor(out, backend)
+    if not is_floating(out.dtype):
+        return Tensor(out, backend)
+    return Tensor(out, backend, Node(op, tensors, params, out, backend, needs))

@@ -1,0 +1,302 @@
+"""Tensor: a backend array plus what the engine needs, and the operators.
+
+>>> import gradkit as gk
+>>> x = gk.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+>>> y = (x @ x).sum()
+>>> y.backward()
+>>> x.grad.numpy().tolist()
+[[7.0, 11.0], [9.0, 13.0]]
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from gradkit import backends as _backends
+from gradkit.dtypes import as_dtype, get_default_dtype, is_floating
+from gradkit.errors import DTypeError, describe
+
+
+class Tensor:
+    """An array on a backend, with an optional gradient and tape node.
+
+    Make one with :func:`gradkit.tensor`. ``data`` is the raw backend array;
+    ``node`` is the tape node that produced it (None for leaves and constants).
+    """
+
+    __slots__ = ("data", "_backend", "_requires_grad", "grad", "node", "__weakref__")
+    __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
+
+    def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
+        self.data = data
+        self._backend = backend
+        self.node = node
+        self._requires_grad = node is not None
+        self.grad: Tensor | None = None
+
+    # -- what it is ---------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend the data lives on, e.g. ``"numpy"``."""
+        return self._backend.name
+
+    @property
+    def is_leaf(self) -> bool:
+        """True unless an op recorded on the tape produced this tensor."""
+        return self.node is None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        """Mark this leaf as needing a gradient (in place); returns self."""
+        if flag and not is_floating(self.dtype):
+            raise DTypeError(f"requires_grad: only floating tensors can require a gradient, "
+                             f"got {describe(self)}; convert with .astype('float32')")
+        if not flag and self.node is not None:
+            raise ValueError("requires_grad: cannot switch off a non-leaf tensor; "
+                             "use .detach()")
+        self._requires_grad = bool(flag)
+        return self
+
+    # -- conversion ---------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the data (safe to modify)."""
+        return np.array(self._backend.to_numpy(self.data), copy=True)
+
+    def item(self) -> Any:
+        """The single element as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item: only size-1 tensors have an item, got {describe(self)}")
+        return self._backend.to_numpy(self.data).reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self._backend.to_numpy(self.data).tolist()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self._backend.to_numpy(self.data)
+        return array if dtype is None else array.astype(dtype)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"__index__: only integer tensors can index, got {describe(self)}")
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError(f"bool: the truth value of a tensor with {self.size} elements is "
+                             "ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tensor"]:
+        for i in range(len(self)):
+            yield self[i]
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._backend.to_numpy(self.data), separator=", ",
+                               prefix="tensor(")
+        extras = [f"dtype={self.dtype}"]
+        if self._backend.name != "numpy":
+            extras.append(f"backend={self._backend.name!r}")
+        if self.node is not None:
+            extras.append(f"grad_fn={self.node.op.name}")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}, {', '.join(extras)})"
+
+    # -- autodiff -----------------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into every leaf's ``.grad``.
+
+        ``grad`` is the upstream gradient (needed unless this is a scalar). The
+        graph is freed afterwards unless ``retain_graph``; ``create_graph``
+        records the backward pass so the gradients can be differentiated again.
+        """
+        from gradkit.autodiff import backward
+        backward(self, grad, retain_graph, create_graph)
+
+    def detach(self) -> "Tensor":
+        """The same data as a new leaf that does not require a gradient."""
+        return Tensor(self.data, self._backend)
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradient."""
+        self.grad = None
+
+    # -- operators (each calls one op from gradkit.ops) ---------------------------
+    def __add__(self, other: Any) -> "Tensor": return _ops.add(self, other)
+    def __radd__(self, other: Any) -> "Tensor": return _ops.add(other, self)
+    def __sub__(self, other: Any) -> "Tensor": return _ops.subtract(self, other)
+    def __rsub__(self, other: Any) -> "Tensor": return _ops.subtract(other, self)
+    def __mul__(self, other: Any) -> "Tensor": return _ops.multiply(self, other)
+    def __rmul__(self, other: Any) -> "Tensor": return _ops.multiply(other, self)
+    def __truediv__(self, other: Any) -> "Tensor": return _ops.divide(self, other)
+    def __rtruediv__(self, other: Any) -> "Tensor": return _ops.divide(other, self)
+    def __pow__(self, other: Any) -> "Tensor": return _ops.power(self, other)
+    def __rpow__(self, other: Any) -> "Tensor": return _ops.power(other, self)
+    def __matmul__(self, other: Any) -> "Tensor": return _ops.matmul(self, other)
+    def __rmatmul__(self, other: Any) -> "Tensor": return _ops.matmul(other, self)
+    def __neg__(self) -> "Tensor": return _ops.negative(self)
+    def __pos__(self) -> "Tensor": return self
+    def __abs__(self) -> "Tensor": return _ops.abs(self)
+    def __eq__(self, other: Any) -> "Tensor": return _ops.equal(self, other)  # type: ignore[override]
+    def __ne__(self, other: Any) -> "Tensor": return _ops.not_equal(self, other)  # type: ignore[override]
+    def __lt__(self, other: Any) -> "Tensor": return _ops.less(self, other)
+    def __le__(self, other: Any) -> "Tensor": return _ops.less_equal(self, other)
+    def __gt__(self, other: Any) -> "Tensor": return _ops.greater(self, other)
+    def __ge__(self, other: Any) -> "Tensor": return _ops.greater_equal(self, other)
+    def __getitem__(self, index: Any) -> "Tensor": return _ops.getitem(self, index)
+
+    # -- methods (the same ops) ---------------------------------------------------
+    def exp(self) -> "Tensor": return _ops.exp(self)
+    def log(self) -> "Tensor": return _ops.log(self)
+    def sqrt(self) -> "Tensor": return _ops.sqrt(self)
+    def abs(self) -> "Tensor": return _ops.abs(self)
+    def clip(self, min: Any = None, max: Any = None) -> "Tensor": return _ops.clip(self, min, max)
+    def maximum(self, other: Any) -> "Tensor": return _ops.maximum(self, other)
+    def minimum(self, other: Any) -> "Tensor": return _ops.minimum(self, other)
+    def astype(self, dtype: Any) -> "Tensor": return _ops.astype(self, dtype=as_dtype(dtype, "astype"))
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.min(self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> "Tensor":
+        return _ops.var(self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis: int | None = None) -> "Tensor": return _ops.argmax(self, axis=axis)
+    def argmin(self, axis: int | None = None) -> "Tensor": return _ops.argmin(self, axis=axis)
+
+    def reshape(self, *shape: Any) -> "Tensor":
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _ops.reshape(self, shape=shape)
+
+    def transpose(self, *axes: Any) -> "Tensor":
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _ops.transpose(self, axes=axes or None)
+
+    def permute(self, *axes: Any) -> "Tensor":
+        return self.transpose(*axes)
+
+    @property
+    def T(self) -> "Tensor":
+        return _ops.transpose(self, axes=None)
+
+    @property
+    def mT(self) -> "Tensor":
+        return _ops.matrix_transpose(self)
+
+    def broadcast_to(self, shape: Any) -> "Tensor": return _ops.broadcast_to(self, shape=tuple(shape))
+    def squeeze(self, axis: Any = None) -> "Tensor": return _ops.squeeze(self, axis=axis)
+    def expand_dims(self, axis: Any) -> "Tensor": return _ops.expand_dims(self, axis=axis)
+    def flatten(self) -> "Tensor": return _ops.reshape(self, shape=(-1,))
+
+    def sigmoid(self) -> "Tensor": return _ops.sigmoid(self)
+    def tanh(self) -> "Tensor": return _ops.tanh(self)
+    def relu(self) -> "Tensor": return _ops.relu(self)
+    def softmax(self, axis: int = -1) -> "Tensor": return _ops.softmax(self, axis=axis)
+    def log_softmax(self, axis: int = -1) -> "Tensor": return _ops.log_softmax(self, axis=axis)
+
+
+def _default_conversion(array: np.ndarray, data: Any) -> np.ndarray:
+    """Python floats become the default float dtype; NumPy arrays keep theirs."""
+    if isinstance(data, np.ndarray) or isinstance(data, np.generic):
+        return array
+    if array.dtype == np.float64:
+        return array.astype(get_default_dtype())
+    return array
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
+           backend: Any = None) -> Tensor:
+    """A new leaf tensor holding a copy of ``data``.
+
+    ``data``: a Python scalar, a (nested) list, a NumPy array or a Tensor. NumPy
+    arrays keep their dtype; Python floats become the default float dtype
+    (float32; see ``gk.set_default_dtype``). ``backend``: a backend name, default
+    ``gk.get_backend()``.
+
+    >>> import gradkit as gk
+    >>> gk.tensor([1.0, 2.0]).dtype
+    dtype('float32')
+    >>> gk.tensor(3, dtype="float64").dtype
+    dtype('float64')
+    """
+    target = _backends.get(backend) if backend is not None else _backends.get_backend()
+    wanted = None if dtype is None else as_dtype(dtype, "tensor")
+    if isinstance(data, Tensor):
+        data = data._backend.to_numpy(data.data) if data._backend is not target else data.data
+        array = target.asarray(data, dtype=wanted)
+        if array is data:
+            array = array.copy()
+    elif hasattr(data, "__array_namespace__") or (
+            hasattr(data, "dtype") and not isinstance(data, (np.ndarray, np.generic))):
+        array = target.asarray(data, dtype=wanted)
+        if array is data:
+            array = array.copy()
+    else:
+        try:
+            host = np.array(data, copy=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"tensor: cannot make a tensor from {type(data).__name__}: {exc}") from exc
+        if host.dtype == object or host.dtype.kind in "USV":
+            raise DTypeError(f"tensor: data of dtype {host.dtype} is not numeric")
+        host = host.astype(wanted) if wanted is not None else _default_conversion(host, data)
+        array = target.asarray(host)
+    as_dtype(array.dtype, "tensor")
+    t = Tensor(array, target)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+from gradkit import ops as _ops  # noqa: E402  (ops use Tensor, so they load after it)
