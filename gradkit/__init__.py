@@ -1,6 +1,6 @@
 """gradkit: reverse-mode autodiff with pluggable array backends."""
 from gradkit.tensor import Tensor, tensor
-from gradkit import registry
+from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
 from gradkit.ops import abs, split, sum, max, min  # noqa: F401
 from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value_and_grad,

@@ -35,14 +35,13 @@ class Sample:
     must not perturb (integer labels, boolean masks are skipped automatically).
     """
 
-    __slots__ = ("args", "params", "nondiff", "second_order")
+    __slots__ = ("args", "params", "nondiff")
 
-    def __init__(self, *args: Any, nondiff: Sequence[int] = (), second_order: bool = True,
+    def __init__(self, *args: Any, nondiff: Sequence[int] = (),
                  **params: Any) -> None:
         self.args = args
         self.params = params
         self.nondiff = tuple(nondiff)
-        self.second_order = second_order
 
     def __repr__(self) -> str:
         shapes = [getattr(a, "shape", a) for a in self.args]
@@ -133,21 +132,62 @@ def unregister_op(name: str) -> None:
 
 
 def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
-    """A real Python function for ``op``: its name, docstring and signature minus ``xp``."""
+    """A real Python function for ``op``: its name, docstring and signature minus ``xp``.
+
+    The forward's positional parameters are the array inputs; its keyword-only
+    parameters are the op's params, which callers may also pass positionally
+    after the arrays (``gk.sum(x, 0)``). Trailing optional arrays passed as None
+    (``linear(x, W, None)``) are dropped.
+    """
+    P = inspect.Parameter
+    signature = inspect.signature(forward)
+    after_xp = list(signature.parameters.values())[1:]
+    array_params = [p for p in after_xp if p.kind is P.POSITIONAL_OR_KEYWORD]
+    param_names = [p.name for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    array_names = {p.name: i for i, p in enumerate(array_params)}
+    known = set(param_names)
+    n_required = sum(p.default is P.empty for p in array_params)
+
+    def bind(args: tuple, params: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        if len(args) > len(array_params) and not op.variadic:
+            extra, args = args[len(array_params):], args[:len(array_params)]
+            if len(extra) > len(param_names):
+                raise TypeError(f"{op.name}: takes {len(array_params)} array argument(s) and "
+                                f"params {param_names}, got {len(args) + len(extra)} positional")
+            for name, value in zip(param_names, extra):
+                if name in params:
+                    raise TypeError(f"{op.name}: got two values for {name!r}")
+                params[name] = value
+        for name in list(params):
+            if name in array_names:
+                args = args + (None,) * (array_names[name] + 1 - len(args))
+                args = args[:array_names[name]] + (params.pop(name),) + args[array_names[name] + 1:]
+            elif name not in known:
+                raise TypeError(f"{op.name}: unexpected argument {name!r}; it takes "
+                                f"{[p.name for p in array_params] + param_names}")
+        while len(args) > n_required and args[-1] is None:
+            args = args[:-1]
+        return args, params
+
     if op.variadic:
         def function(tensors: Sequence[Any], **params: Any) -> Tensor:
+            if params.keys() - known:
+                bind((), params)
             return dispatch(op, tuple(tensors), params)
     else:
         def function(*args: Any, **params: Any) -> Tensor:
+            if params or len(args) != len(array_params):
+                args, params = bind(args, params)
             return dispatch(op, args, params)
     functools.update_wrapper(function, forward)
-    signature = inspect.signature(forward)
-    parameters = list(signature.parameters.values())[1:]
-    if op.variadic:
-        parameters = [inspect.Parameter("tensors", inspect.Parameter.POSITIONAL_ONLY)] + [
-            p for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    function.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     del function.__wrapped__
+    if op.variadic:
+        shown = [P("tensors", P.POSITIONAL_ONLY)] + [
+            p for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    else:
+        shown = array_params + [p.replace(kind=P.POSITIONAL_OR_KEYWORD) for p in after_xp
+                                if p.kind is P.KEYWORD_ONLY]
+    function.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
     function.op = op  # type: ignore[attr-defined]
     return function
 

@@ -181,7 +181,7 @@ class Tensor:
     def __le__(self, other: Any) -> "Tensor": return _ops.less_equal(self, other)
     def __gt__(self, other: Any) -> "Tensor": return _ops.greater(self, other)
     def __ge__(self, other: Any) -> "Tensor": return _ops.greater_equal(self, other)
-    def __getitem__(self, index: Any) -> "Tensor": return _ops.getitem(self, index)
+    def __getitem__(self, index: Any) -> "Tensor": return _ops.getitem(self, index=index)
 
     # -- methods (the same ops) ---------------------------------------------------
     def exp(self) -> "Tensor": return _ops.exp(self)

@@ -293,7 +293,7 @@ def clip_samples(rng):
 
 
 @primitive(vjp=clip_vjp, samples=clip_samples, family=FAMILY)
-def clip(xp, x, min=None, max=None):
+def clip(xp, x, *, min=None, max=None):
     """``x`` limited to ``[min, max]`` (either may be None); gradient 0 outside.
 
     >>> import gradkit as gk
@@ -315,12 +315,11 @@ def astype_vjp(ctx, g):
 
 
 def astype_samples(rng):
-    return [Sample(away_from_zero(rng, (2, 3)), dtype=np.dtype("float32"), second_order=False),
-            Sample(away_from_zero(rng, (4,)), dtype=np.dtype("float64"))]
+    return [Sample(away_from_zero(rng, (2, 3)), dtype=np.dtype("float64"))]
 
 
 @primitive(vjp=astype_vjp, samples=astype_samples, family=FAMILY)
-def astype(xp, x, dtype):
+def astype(xp, x, *, dtype):
     """``x`` converted to ``dtype``; the gradient converts back.
 
     >>> import gradkit as gk

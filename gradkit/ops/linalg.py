@@ -11,7 +11,7 @@ from __future__ import annotations
 from gradkit.errors import ShapeError, describe
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.samples import away_from_zero
-from gradkit.ops.shape import expand_dims, matrix_transpose, reshape, sum_to
+from gradkit.ops.shape import expand_dims, matrix_transpose, reshape, squeeze, sum_to
 from gradkit.registry import Sample, primitive
 
 FAMILY = "linalg"
@@ -38,14 +38,16 @@ def matmul_vjp(ctx, g):
         if y.ndim == 1:
             gx = unbroadcast(expand_dims(g, axis=-1) * y, x)
         elif x.ndim == 1:
-            gx = sum_to(matmul(g, matrix_transpose(y)), shape=x.shape)
+            row = matmul(expand_dims(g, axis=-2), matrix_transpose(y))
+            gx = sum_to(squeeze(row, axis=-2), shape=x.shape)
         else:
             gx = unbroadcast(matmul(g, matrix_transpose(y)), x)
     if ctx.needs[1]:
         if x.ndim == 1:
             gy = unbroadcast(expand_dims(x, axis=-1) * expand_dims(g, axis=-2), y)
         elif y.ndim == 1:
-            gy = sum_to(matmul(matrix_transpose(x), g), shape=y.shape)
+            column = matmul(matrix_transpose(x), expand_dims(g, axis=-1))
+            gy = sum_to(squeeze(column, axis=-1), shape=y.shape)
         else:
             gy = unbroadcast(matmul(matrix_transpose(x), g), y)
     return gx, gy

@@ -52,7 +52,7 @@ def sum_vjp(ctx, g):
 
 
 @primitive("sum", vjp=sum_vjp, samples=reduction_samples, family=FAMILY)
-def sum_(xp, x, axis=None, keepdims=False):
+def sum_(xp, x, *, axis=None, keepdims=False):
     """Sum over ``axis``.
 
     >>> import gradkit as gk
@@ -70,7 +70,7 @@ def mean_vjp(ctx, g):
 
 
 @primitive(vjp=mean_vjp, samples=reduction_samples, family=FAMILY)
-def mean(xp, x, axis=None, keepdims=False):
+def mean(xp, x, *, axis=None, keepdims=False):
     """Arithmetic mean over ``axis``.
 
     >>> import gradkit as gk
@@ -92,7 +92,7 @@ def _extreme_vjp(ctx, g):
 
 
 @primitive("max", vjp=_extreme_vjp, samples=distinct_reduction_samples, family=FAMILY)
-def max_(xp, x, axis=None, keepdims=False):
+def max_(xp, x, *, axis=None, keepdims=False):
     """Largest element over ``axis``; ties split the gradient evenly.
 
     >>> import gradkit as gk
@@ -103,7 +103,7 @@ def max_(xp, x, axis=None, keepdims=False):
 
 
 @primitive("min", vjp=_extreme_vjp, samples=distinct_reduction_samples, family=FAMILY)
-def min_(xp, x, axis=None, keepdims=False):
+def min_(xp, x, *, axis=None, keepdims=False):
     """Smallest element over ``axis``; ties split the gradient evenly.
 
     >>> import gradkit as gk
@@ -121,7 +121,7 @@ def logsumexp_vjp(ctx, g):
 
 
 @primitive(vjp=logsumexp_vjp, samples=reduction_samples, family=FAMILY)
-def logsumexp(xp, x, axis=None, keepdims=False):
+def logsumexp(xp, x, *, axis=None, keepdims=False):
     """``log(sum(exp(x)))`` over ``axis``, computed without overflow.
 
     >>> import gradkit as gk
@@ -161,7 +161,7 @@ def _arg_samples(rng):
 
 
 @primitive(vjp=None, samples=_arg_samples, family=FAMILY)
-def argmax(xp, x, axis=None):
+def argmax(xp, x, *, axis=None):
     """Index of the largest element (flattened when ``axis`` is None); no gradient.
 
     >>> import gradkit as gk
@@ -172,6 +172,6 @@ def argmax(xp, x, axis=None):
 
 
 @primitive(vjp=None, samples=_arg_samples, family=FAMILY)
-def argmin(xp, x, axis=None):
+def argmin(xp, x, *, axis=None):
     """Index of the smallest element (flattened when ``axis`` is None); no gradient."""
     return xp.argmin(x, axis=axis)

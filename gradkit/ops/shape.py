@@ -38,7 +38,7 @@ def reshape_samples(rng):
 
 
 @primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY)
-def reshape(xp, x, shape):
+def reshape(xp, x, *, shape):
     """``x`` with a new shape of the same size (one entry may be -1).
 
     >>> import gradkit as gk
@@ -60,7 +60,7 @@ def transpose_samples(rng):
 
 
 @primitive(vjp=transpose_vjp, samples=transpose_samples, family=FAMILY)
-def transpose(xp, x, axes=None):
+def transpose(xp, x, *, axes=None):
     """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``.
 
     >>> import gradkit as gk
@@ -109,7 +109,7 @@ def broadcast_to_samples(rng):
 
 
 @primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY)
-def broadcast_to(xp, x, shape):
+def broadcast_to(xp, x, *, shape):
     """``x`` broadcast to ``shape``; the gradient sums back over the copies.
 
     >>> import gradkit as gk
@@ -130,7 +130,7 @@ def sum_to_samples(rng):
 
 
 @primitive(vjp=sum_to_vjp, samples=sum_to_samples, family=FAMILY)
-def sum_to(xp, x, shape):
+def sum_to(xp, x, *, shape):
     """Sum ``x`` down to ``shape``, the inverse of broadcasting (``unbroadcast``).
 
     >>> import gradkit as gk
@@ -155,7 +155,7 @@ def squeeze_vjp(ctx, g):
 @primitive(vjp=squeeze_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 1, 3)), axis=None), Sample(_draw(rng, (1, 3, 1)), axis=0),
     Sample(_draw(rng, (1, 3, 1)), axis=(0, 2))], family=FAMILY)
-def squeeze(xp, x, axis=None):
+def squeeze(xp, x, *, axis=None):
     """Drop size-1 axes (all of them, or those named by ``axis``).
 
     >>> import gradkit as gk
@@ -173,7 +173,7 @@ def expand_dims_vjp(ctx, g):
 @primitive(vjp=expand_dims_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), axis=0), Sample(_draw(rng, (2, 3)), axis=-1),
     Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY)
-def expand_dims(xp, x, axis):
+def expand_dims(xp, x, *, axis):
     """Insert size-1 axes at ``axis`` (an int or a tuple).
 
     >>> import gradkit as gk
@@ -316,7 +316,7 @@ def getitem_samples(rng):
 
 
 @primitive(vjp=getitem_vjp, samples=getitem_samples, family="indexing")
-def getitem(xp, x, index):
+def getitem(xp, x, *, index):
     """``x[index]``, basic and advanced; the gradient scatter-adds repeated indices.
 
     >>> import gradkit as gk
@@ -336,7 +336,7 @@ def scatter_add_samples(rng):
 
 
 @primitive(vjp=scatter_add_vjp, samples=scatter_add_samples, family="indexing")
-def scatter_add(xp, values, shape, index):
+def scatter_add(xp, values, *, shape, index):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeats accumulate).
 
     The VJP of getitem.
