@@ -70,10 +70,10 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         self.requires_grad_(flag)
 
-    def requires_grad_(self, flag: bool = True) -> "Tensor":
+    def requires_grad_(self, flag: bool = True, where: str = "requires_grad") -> "Tensor":
         """Mark this leaf as needing a gradient (in place); returns self."""
         if flag and not is_floating(self.dtype):
-            raise DTypeError(f"requires_grad: only floating tensors can require a gradient, "
+            raise DTypeError(f"{where}: only floating tensors can require a gradient, "
                              f"got {describe(self)}; convert with .astype('float32')")
         if not flag and self.node is not None:
             raise ValueError("requires_grad: cannot switch off a non-leaf tensor; "
@@ -295,7 +295,7 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     as_dtype(array.dtype, "tensor")
     t = Tensor(array, target)
     if requires_grad:
-        t.requires_grad_(True)
+        t.requires_grad_(True, where="tensor")
     return t
 
 
