@@ -1,5 +1,7 @@
 """gradkit: reverse-mode autodiff with pluggable array backends."""
 from gradkit.tensor import Tensor, tensor
+from gradkit.creation import (zeros, ones, full, zeros_like, ones_like, full_like, arange,
+                              linspace, eye)
 from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
 from gradkit.ops import abs, split, sum, max, min  # noqa: F401
