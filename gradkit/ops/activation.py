@@ -34,6 +34,11 @@ ELU_ALPHA = 1.0
 SOFTMAX_AXIS = -1
 
 
+def _zero_gradient(ctx, x: Tensor) -> Tensor:
+    """The gradient of a piecewise-linear backward op in its mask input: zero a.e."""
+    return ctx.constant(ctx.backend.xp.zeros_like(x.data))
+
+
 def _backward_samples(second_low: float | None = None, second_high: float = 2.0,
                       signed: bool = False, **params: Any):
     """Samples ``(g, second)`` for a backward op: ``second`` is ``x`` or the output ``y``."""
@@ -56,7 +61,8 @@ def _backward_samples(second_low: float | None = None, second_high: float = 2.0,
 
 def relu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
-    return (unbroadcast(relu_backward(g, x), grad_out) if ctx.needs[0] else None), None
+    return (unbroadcast(relu_backward(g, x), grad_out) if ctx.needs[0] else None,
+            _zero_gradient(ctx, x) if ctx.needs[1] else None)
 
 
 @primitive(vjp=relu_backward_vjp, samples=_backward_samples(), family=FAMILY)
@@ -90,7 +96,7 @@ def leaky_relu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
     slope = ctx.params.get("slope", LEAKY_RELU_SLOPE)
     return (unbroadcast(leaky_relu_backward(g, x, slope=slope), grad_out) if ctx.needs[0]
-            else None), None
+            else None, _zero_gradient(ctx, x) if ctx.needs[1] else None)
 
 
 @primitive(vjp=leaky_relu_backward_vjp,

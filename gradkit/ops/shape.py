@@ -67,7 +67,7 @@ def transpose(xp, x, *, axes=None):
     >>> gk.transpose(gk.tensor([[1.0, 2.0]])).shape
     (2, 1)
     """
-    return xp.transpose(x, axes)
+    return xp.permute_dims(x, tuple(range(x.ndim - 1, -1, -1)) if axes is None else tuple(axes))
 
 
 def permute(x: Tensor, *axes: int) -> Tensor:
@@ -95,7 +95,7 @@ def matrix_transpose(xp, x):
     """
     if x.ndim < 2:
         raise ValueError(f"needs at least 2 dimensions, got shape {x.shape}")
-    return xp.swapaxes(x, -1, -2)
+    return xp.matrix_transpose(x)
 
 
 def broadcast_to_vjp(ctx, g):
@@ -162,6 +162,8 @@ def squeeze(xp, x, *, axis=None):
     >>> gk.squeeze(gk.zeros((1, 3, 1))).shape
     (3,)
     """
+    if axis is None:
+        axis = tuple(i for i, n in enumerate(x.shape) if n == 1)
     return xp.squeeze(x, axis=axis)
 
 
@@ -180,7 +182,13 @@ def expand_dims(xp, x, *, axis):
     >>> gk.expand_dims(gk.zeros((3,)), axis=0).shape
     (1, 3)
     """
-    return xp.expand_dims(x, axis)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if len(axes) == 1:
+        return xp.expand_dims(x, axis=axes[0])
+    ndim = x.ndim + len(axes)
+    inserted = {a % ndim for a in axes}
+    dims = iter(x.shape)
+    return xp.reshape(x, tuple(1 if i in inserted else next(dims) for i in range(ndim)))
 
 
 # -- joining and splitting -----------------------------------------------------------
@@ -213,7 +221,7 @@ def concatenate(xp, *arrays, axis=0):
     """
     if not arrays:
         raise ValueError("needs at least one tensor")
-    return xp.concatenate(arrays, axis=axis)
+    return xp.concat(arrays, axis=axis)
 
 
 def _stack_samples(rng):
