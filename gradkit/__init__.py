@@ -4,7 +4,6 @@ from gradkit.creation import (zeros, ones, full, zeros_like, ones_like, full_lik
                               linspace, eye)
 from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
-from gradkit.ops import abs, split, sum, max, min  # noqa: F401
 from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value_and_grad,
                               vjp, jvp, jacobian, hessian)
 from gradkit.registry import register_op, unregister_op

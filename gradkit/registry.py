@@ -79,7 +79,7 @@ class Op:
         return self.vjp is not None
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        return dispatch(self, args, params)
+        return self.function(*args, **params)
 
     def __repr__(self) -> str:
         return f"<gradkit op {self.name}>"
@@ -146,6 +146,10 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
     param_names = [p.name for p in after_xp if p.kind is P.KEYWORD_ONLY]
     array_names = {p.name: i for i, p in enumerate(array_params)}
     known = set(param_names)
+    # Every call records its params complete, defaults included, so a VJP reads
+    # ctx.params["axis"] without repeating the op's defaults.
+    defaults = {p.name: p.default for p in after_xp
+                if p.kind is P.KEYWORD_ONLY and p.default is not P.empty}
     n_required = sum(p.default is P.empty for p in array_params)
 
     def bind(args: tuple, params: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -173,12 +177,12 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
         def function(tensors: Sequence[Any], **params: Any) -> Tensor:
             if params.keys() - known:
                 bind((), params)
-            return dispatch(op, tuple(tensors), params)
+            return dispatch(op, tuple(tensors), {**defaults, **params})
     else:
         def function(*args: Any, **params: Any) -> Tensor:
             if params or len(args) != len(array_params):
                 args, params = bind(args, params)
-            return dispatch(op, args, params)
+            return dispatch(op, args, {**defaults, **params} if defaults else params)
     functools.update_wrapper(function, forward)
     del function.__wrapped__
     if op.variadic:

@@ -155,6 +155,10 @@ class Tensor:
         """The same data as a new leaf that does not require a gradient."""
         return Tensor(self.data, self._backend)
 
+    def to(self, backend: Any) -> "Tensor":
+        """This tensor on ``backend`` (e.g. ``"numba"``, ``"cuda"``); gradients flow back."""
+        return _ops.to_backend(self, backend)
+
     def zero_grad(self) -> None:
         """Forget the accumulated gradient."""
         self.grad = None

@@ -25,6 +25,17 @@ class GradcheckError(GradkitError, AssertionError):
     """An analytic gradient disagrees with finite differences."""
 
 
+def _single_output(f: Callable[..., Any]) -> Callable[..., Tensor]:
+    """``f`` with a list/tuple of tensors as output joined into one flat tensor."""
+    def joined(*xs: Tensor) -> Tensor:
+        out = f(*xs)
+        if isinstance(out, (list, tuple)):
+            from gradkit.ops import concatenate, reshape
+            return concatenate([reshape(o, (-1,)) for o in out], axis=0)
+        return out
+    return joined
+
+
 def _is_differentiable(t: Tensor) -> bool:
     return t.dtype.kind == "f"
 
@@ -158,7 +169,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
     """Check ``f``'s gradients against central differences; True or GradcheckError.
 
     ``inputs``: Tensors or arrays (use float64: float32 cannot reach these
-    tolerances). Floating inputs not listed in ``nondiff`` are differentiated.
+    tolerances). ``f`` returns a Tensor or a list of Tensors. Floating inputs not listed in ``nondiff`` are differentiated.
     ``order=2`` also checks the gradient of the VJP (double backprop).
 
     >>> import gradkit as gk
@@ -167,6 +178,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
     True
     """
     rng = np.random.default_rng(seed)
+    f = _single_output(f)
     xs = _as_tensors(inputs)
     wrt = [i for i, x in enumerate(xs) if _is_differentiable(x) and i not in nondiff]
     if not wrt:

@@ -33,9 +33,12 @@ DIFFERENTIABLE = [c for c in CASES if c.values[0].differentiable]
 
 def _call(entry, sample, args):
     if entry.variadic:
-        return entry(*args, **sample.params) if not hasattr(entry, "function") or \
-            entry.function is None else entry.function(list(args), **sample.params)
-    return entry(*args, **sample.params)
+        out = entry.function(list(args), **sample.params)
+    else:
+        out = entry.function(*args, **sample.params)
+    if isinstance(out, (list, tuple)):  # split: check every piece
+        return gk.concatenate([gk.reshape(o, (-1,)) for o in out], axis=0)
+    return out
 
 
 def _tensors(sample, dtype=None):

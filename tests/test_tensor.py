@@ -154,3 +154,17 @@ def test_bool_of_a_tensor():
     assert bool(gk.tensor([1.0]))
     with pytest.raises(ValueError, match="ambiguous"):
         bool(gk.ones(2))
+
+
+def test_vjps_see_default_params():
+    """A VJP reads ctx.params complete, defaults included (clip with only max, sum without axis)."""
+    x = gk.tensor([0.5, 2.0], requires_grad=True)
+    np.testing.assert_array_equal(gk.grad(lambda t: gk.clip(t, max=1.0).sum())(x).numpy(), [1.0, 0.0])
+    np.testing.assert_array_equal(gk.grad(lambda t: gk.clip(t, 1.0).sum())(x).numpy(), [0.0, 1.0])
+
+
+def test_public_namespace_holds_ops_not_module_internals():
+    for leaked in ("FAMILY", "np", "add_vjp", "reduction_samples"):
+        assert not hasattr(gk, leaked), leaked
+    for name in gk.registry.OPS:
+        assert callable(getattr(gk, name)), name

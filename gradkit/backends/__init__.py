@@ -43,6 +43,25 @@ def register_backend(name: str, factory: Callable[[], Backend],
         _aliases[alias] = name
 
 
+_entry_points_loaded = False
+
+
+def _load_entry_points() -> None:
+    """Register backends that installed packages declare under ``gradkit.backends``.
+
+    An entry point names a Backend subclass or a function returning a Backend;
+    it is imported only when that backend is first used.
+    """
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+    for point in entry_points(group="gradkit.backends"):
+        if point.name not in _factories:
+            register_backend(point.name, lambda point=point: point.load()())
+
+
 def _canonical(name: str) -> str:
     name = name.strip().lower()
     return _aliases.get(name, name)
@@ -54,10 +73,15 @@ def get(name: str | Backend) -> Backend:
         return name
     key = _canonical(name)
     if key not in _factories:
+        _load_entry_points()
+    if key not in _factories:
         raise BackendError(f"unknown backend {name!r}; known: {sorted(_factories)}")
     backend = _instances.get(key)
     if backend is None:
-        backend = _factories[key]()
+        try:
+            backend = _factories[key]()
+        except Exception as exc:  # a third-party factory that fails says why
+            raise BackendError(f"backend {key!r} failed to load: {exc}") from exc
         reason = backend.unavailable_reason()
         if reason is not None:
             raise BackendError(f"backend {key!r} is unavailable: {reason}")
@@ -67,8 +91,9 @@ def get(name: str | Backend) -> Backend:
 
 def available() -> dict[str, str | None]:
     """Every registered backend mapped to None (usable) or the reason it is not."""
+    _load_entry_points()
     status: dict[str, str | None] = {}
-    for key in _factories:
+    for key in list(_factories):
         try:
             get(key)
             status[key] = None

@@ -49,6 +49,10 @@ class Backend:
         """A NumPy array with the same values (a copy off the host)."""
         return np.asarray(array)
 
+    def from_backend(self, array: Any, source: "Backend") -> Any:
+        """``array`` of backend ``source`` as an array of this backend (through the host)."""
+        return self.asarray(source.to_numpy(array))
+
     # -- dispatch -------------------------------------------------------------
     def register_kernel(self, op_name: str, kernel: Callable[..., Any]) -> None:
         """Run ``kernel(*arrays, **params)`` instead of the op's reference forward."""

@@ -1,10 +1,15 @@
-"""Every op, grouped by family; importing this module fills the registry."""
-from gradkit.ops.elementwise import *  # noqa: F401,F403
-from gradkit.ops.shape import *  # noqa: F401,F403
-from gradkit.ops.elementwise import abs_ as abs  # noqa: F401
-from gradkit.ops.shape import split  # noqa: F401
-from gradkit.ops.reduce import *  # noqa: F401,F403
-from gradkit.ops.reduce import sum_ as sum, max_ as max, min_ as min  # noqa: F401
-from gradkit.ops.linalg import *  # noqa: F401,F403
-from gradkit.ops.activation import *  # noqa: F401,F403
-from gradkit.ops.loss import *  # noqa: F401,F403
+"""Every op, grouped by family; importing this package fills the registry.
+
+The public names exported here (and re-exported as ``gk.<name>``) are the
+registered ops' functions under their registry names, plus the few public
+functions that are not ops themselves (``split``, ``permute``, ``unbroadcast``).
+"""
+from gradkit.ops import activation, elementwise, linalg, loss, reduce, shape, transfer  # noqa: F401
+from gradkit.ops.broadcasting import unbroadcast
+from gradkit.ops.shape import permute, split
+from gradkit.registry import OPS as _OPS
+
+for _name, _entry in _OPS.items():
+    globals()[_name] = _entry.function
+
+__all__ = sorted(_OPS) + ["permute", "split", "unbroadcast"]

@@ -34,11 +34,6 @@ ELU_ALPHA = 1.0
 SOFTMAX_AXIS = -1
 
 
-def _zero_gradient(ctx, x: Tensor) -> Tensor:
-    """The gradient of a piecewise-linear backward op in its mask input: zero a.e."""
-    return ctx.constant(ctx.backend.xp.zeros_like(x.data))
-
-
 def _backward_samples(second_low: float | None = None, second_high: float = 2.0,
                       signed: bool = False, **params: Any):
     """Samples ``(g, second)`` for a backward op: ``second`` is ``x`` or the output ``y``."""
@@ -61,8 +56,8 @@ def _backward_samples(second_low: float | None = None, second_high: float = 2.0,
 
 def relu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
-    return (unbroadcast(relu_backward(g, x), grad_out) if ctx.needs[0] else None,
-            _zero_gradient(ctx, x) if ctx.needs[1] else None)
+    # x only selects where g passes: its gradient is zero almost everywhere (None).
+    return (unbroadcast(relu_backward(g, x), grad_out) if ctx.needs[0] else None), None
 
 
 @primitive(vjp=relu_backward_vjp, samples=_backward_samples(), family=FAMILY)
@@ -73,7 +68,7 @@ def relu_backward(xp, g, x):
     >>> gk.relu_backward(gk.tensor([5.0, 5.0]), gk.tensor([-1.0, 2.0])).numpy().tolist()
     [0.0, 5.0]
     """
-    return g * (x > 0).astype(g.dtype)
+    return g * xp.astype(x > 0, g.dtype)
 
 
 def relu_vjp(ctx, g):
@@ -94,9 +89,9 @@ def relu(xp, x):
 
 def leaky_relu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
-    slope = ctx.params.get("slope", LEAKY_RELU_SLOPE)
+    slope = ctx.params["slope"]
     return (unbroadcast(leaky_relu_backward(g, x, slope=slope), grad_out) if ctx.needs[0]
-            else None, _zero_gradient(ctx, x) if ctx.needs[1] else None)
+            else None), None
 
 
 @primitive(vjp=leaky_relu_backward_vjp,
@@ -115,7 +110,7 @@ def leaky_relu_backward(xp, g, x, *, slope=LEAKY_RELU_SLOPE):
 
 def leaky_relu_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (leaky_relu_backward(g, x, slope=ctx.params.get("slope", LEAKY_RELU_SLOPE)),)
+    return (leaky_relu_backward(g, x, slope=ctx.params["slope"]),)
 
 
 @primitive(vjp=leaky_relu_vjp,
@@ -126,8 +121,8 @@ def leaky_relu(xp, x, *, slope=LEAKY_RELU_SLOPE):
     """``x`` where ``x > 0``, else ``slope * x`` (default slope 0.01).
 
     >>> import gradkit as gk
-    >>> gk.leaky_relu(gk.tensor([-2.0, 3.0]), slope=0.1).numpy().tolist()
-    [-0.2, 3.0]
+    >>> gk.leaky_relu(gk.tensor([-2.0, 3.0]), slope=0.25).numpy().tolist()
+    [-0.5, 3.0]
     """
     return xp.where(x > 0, x, x * slope)
 
@@ -136,7 +131,7 @@ def leaky_relu(xp, x, *, slope=LEAKY_RELU_SLOPE):
 
 def elu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
-    alpha = ctx.params.get("alpha", ELU_ALPHA)
+    alpha = ctx.params["alpha"]
     gg = unbroadcast(elu_backward(g, x, alpha=alpha), grad_out) if ctx.needs[0] else None
     gx = None
     if ctx.needs[1]:
@@ -162,7 +157,7 @@ def elu_backward(xp, g, x, *, alpha=ELU_ALPHA):
 
 def elu_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (elu_backward(g, x, alpha=ctx.params.get("alpha", ELU_ALPHA)),)
+    return (elu_backward(g, x, alpha=ctx.params["alpha"]),)
 
 
 @primitive(vjp=elu_vjp,
@@ -304,7 +299,7 @@ def _softmax_samples(rng):
 
 
 def softmax_vjp(ctx, g):
-    axis = ctx.params.get("axis", SOFTMAX_AXIS)
+    axis = ctx.params["axis"]
     y = ctx.out
     return (y * (g - sum_(g * y, axis=axis, keepdims=True)),)
 
@@ -322,7 +317,7 @@ def softmax(xp, x, *, axis=SOFTMAX_AXIS):
 
 
 def log_softmax_vjp(ctx, g):
-    axis = ctx.params.get("axis", SOFTMAX_AXIS)
+    axis = ctx.params["axis"]
     return (g - exp(ctx.out) * sum_(g, axis=axis, keepdims=True),)
 
 

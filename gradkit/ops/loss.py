@@ -66,7 +66,7 @@ def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tens
 
 def _one_hot(xp: Any, labels: Any, classes: int, dtype: np.dtype) -> Any:
     """Raw ``(N, classes)`` one-hot array of ``labels`` (a raw integer array)."""
-    return (xp.arange(classes)[None, :] == labels[:, None]).astype(dtype)
+    return xp.astype(xp.arange(classes)[None, :] == xp.astype(labels, xp.int64)[:, None], dtype)
 
 
 def _classification_samples(rng):

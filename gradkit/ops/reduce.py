@@ -48,7 +48,7 @@ def _reduced_count(shape: tuple[int, ...], axis: Any) -> int:
 
 def sum_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (expand_reduced(g, x.shape, ctx.params.get("axis"), ctx.params.get("keepdims", False)),)
+    return (expand_reduced(g, x.shape, ctx.params["axis"], ctx.params["keepdims"]),)
 
 
 @primitive("sum", vjp=sum_vjp, samples=reduction_samples, family=FAMILY)
@@ -64,9 +64,9 @@ def sum_(xp, x, *, axis=None, keepdims=False):
 
 def mean_vjp(ctx, g):
     (x,) = ctx.inputs
-    axis = ctx.params.get("axis")
+    axis = ctx.params["axis"]
     count = _reduced_count(x.shape, axis)
-    return (expand_reduced(g, x.shape, axis, ctx.params.get("keepdims", False)) / count,)
+    return (expand_reduced(g, x.shape, axis, ctx.params["keepdims"]) / count,)
 
 
 @primitive(vjp=mean_vjp, samples=reduction_samples, family=FAMILY)
@@ -83,7 +83,7 @@ def mean(xp, x, *, axis=None, keepdims=False):
 def _extreme_vjp(ctx, g):
     """Gradient of max/min: to every element equal to the result, split evenly."""
     (x,) = ctx.inputs
-    axis, keepdims = ctx.params.get("axis"), ctx.params.get("keepdims", False)
+    axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
     xp = ctx.backend.xp
     out = ctx.out_data if keepdims else xp.reshape(ctx.out_data, keepdims_shape(x.shape, axis))
     hits = (x.data == out).astype(x.dtype)
@@ -115,7 +115,7 @@ def min_(xp, x, *, axis=None, keepdims=False):
 
 def logsumexp_vjp(ctx, g):
     (x,) = ctx.inputs
-    axis, keepdims = ctx.params.get("axis"), ctx.params.get("keepdims", False)
+    axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
     out = expand_reduced(ctx.out, x.shape, axis, keepdims)
     return (expand_reduced(g, x.shape, axis, keepdims) * exp(x - out),)
 
