@@ -136,13 +136,13 @@ def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
 
 
 def _check_gradient(node: Node, index: int, inp: Tensor, g: Any) -> None:
-    if not isinstance(g, Tensor):
+    if type(g) is not Tensor:
         raise GraphError(f"{node.op.name}: VJP returned {type(g).__name__} for input "
                          f"{index}; it must return gradkit Tensors (or None)")
-    if g.shape != inp.shape:
+    if g.data.shape != inp.data.shape:
         raise ShapeError(f"{node.op.name}: VJP returned a gradient of shape {g.shape} for "
                          f"input {index} ({describe(inp)}); a gradient has its input's shape")
-    if g.dtype != inp.dtype:
+    if g.data.dtype != inp.data.dtype:
         raise DTypeError(f"{node.op.name}: VJP returned a gradient of dtype {g.dtype} for "
                          f"input {index} ({describe(inp)}); a gradient has its input's dtype")
 

@@ -73,6 +73,7 @@ class Op:
         self.variadic = variadic
         self.check = check
         self.function: Callable[..., Any] | None = None
+        self.registered = False
 
     @property
     def differentiable(self) -> bool:
@@ -123,12 +124,19 @@ def _add(entry: Op | Composite, replace: bool) -> None:
     if entry.name in OPS and not replace:
         raise ValueError(f"an op named {entry.name!r} is already registered; "
                          "pass replace=True to override it")
+    unregister_op(entry.name)
     OPS[entry.name] = entry
+    if isinstance(entry, Op):
+        entry.registered = True
+        for backend in _backends.instantiated():
+            backend._resolved.pop(entry.name, None)
 
 
 def unregister_op(name: str) -> None:
     """Remove a user op from the table (its functions stop dispatching)."""
-    OPS.pop(name, None)
+    entry = OPS.pop(name, None)
+    if isinstance(entry, Op):
+        entry.registered = False
 
 
 def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -310,31 +318,41 @@ def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
 
 
 def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
-    """Run ``op`` on the backend that owns the tensors; record a tape node if needed."""
-    if op.name not in OPS or OPS[op.name] is not op:
+    """Run ``op`` on the backend that owns the tensors; record a tape node if needed.
+
+    This is the hot path of every op: one pass over the arguments, one kernel
+    call, and a Node only when grad mode is on and some input needs a gradient.
+    """
+    if not op.registered:
         raise KeyError(f"op {op.name!r} was unregistered")
-    tensors = args if all(type(a) is Tensor for a in args) else _as_tensors(op, args)
-    backend = tensors[0]._backend if tensors else _backends.get_backend()
-    for t in tensors:
-        if t._backend is not backend:
-            _common_backend(op, tensors)  # raises with the full message
-    arrays = [t.data for t in tensors]
+    backend = None
+    needs_grad = False
+    for a in args:
+        if type(a) is not Tensor:
+            args = _as_tensors(op, args)
+            backend = args[0]._backend if args else _backends.get_backend()
+            needs_grad = any(t._requires_grad for t in args)
+            break
+        if backend is None:
+            backend = a._backend
+        elif a._backend is not backend:
+            _common_backend(op, args)  # raises, naming both backends
+        if a._requires_grad:
+            needs_grad = True
+    if backend is None:
+        backend = _backends.get_backend()
     if op.check is not None:
-        op.check(*tensors, **params)
+        op.check(*args, **params)
     kernel = backend._resolved.get(op.name) or backend.resolve(op)
     try:
-        out = kernel(*arrays, **params)
+        out = kernel(*[t.data for t in args], **params)
     except GradkitError:
         raise
     except (ValueError, TypeError, IndexError) as exc:
-        raise _op_error(op, tensors, exc) from exc
+        raise _op_error(op, args, exc) from exc
     if type(out) is not backend.array_type:
         out = backend.asarray(out)
-    if op.vjp is None or not grad_enabled_state.enabled:
-        return Tensor(out, backend)
-    needs = tuple(t._requires_grad for t in tensors)
-    if True not in needs:
-        return Tensor(out, backend)
-    if not is_floating(out.dtype):
-        return Tensor(out, backend)
-    return Tensor(out, backend, Node(op, tensors, params, out, backend, needs))
+    if needs_grad and op.vjp is not None and grad_enabled_state.enabled and out.dtype.kind == "f":
+        needs = tuple([t._requires_grad for t in args])
+        return Tensor(out, backend, Node(op, args, params, out, backend, needs))
+    return Tensor(out, backend)

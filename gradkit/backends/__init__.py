@@ -89,6 +89,11 @@ def get(name: str | Backend) -> Backend:
     return backend
 
 
+def instantiated() -> list[Backend]:
+    """The backends created so far in this process."""
+    return list(_instances.values())
+
+
 def available() -> dict[str, str | None]:
     """Every registered backend mapped to None (usable) or the reason it is not."""
     _load_entry_points()

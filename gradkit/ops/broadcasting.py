@@ -13,9 +13,9 @@ def unbroadcast(g: Tensor, like: Tensor) -> Tensor:
     input's shape and dtype.
     """
     from gradkit.ops.shape import sum_to
-    if g.shape != like.shape:
+    if g.data.shape != like.data.shape:
         g = sum_to(g, shape=like.shape)
-    if g.dtype != like.dtype:
+    if g.data.dtype != like.data.dtype:
         g = g.astype(like.dtype)
     return g
 
