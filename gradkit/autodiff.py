@@ -210,7 +210,7 @@ def _root_cotangent(out: Tensor, grad: Any, where: str) -> Tensor:
                 f"{where}: output has shape {out.shape}; backward without a gradient needs "
                 "a scalar (size-1) output. Reduce it (e.g. .sum()) or pass grad= with "
                 "the output's shape")
-        return Tensor(out._backend.xp.ones(out.shape, dtype=out.dtype), out._backend)
+        return Tensor(out._backend.xp.ones(out.shape, dtype=out.data.dtype), out._backend)
     if not isinstance(grad, Tensor):
         grad = Tensor(out._backend.asarray(grad, dtype=out.dtype), out._backend)
     if grad.shape != out.shape:
@@ -273,7 +273,7 @@ def _normalize_argnums(argnums: int | Sequence[int]) -> tuple[tuple[int, ...], b
 
 
 def _zeros_like(t: Tensor) -> Tensor:
-    return Tensor(t._backend.xp.zeros(t.shape, dtype=t.dtype), t._backend)
+    return Tensor(t._backend.xp.zeros(t.shape, dtype=t.data.dtype), t._backend)
 
 
 def _gradients_of(out: Tensor, wrt: list[Tensor], cotangent: Tensor, create_graph: bool,
@@ -419,16 +419,16 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callabl
         rows: list[list[Tensor]] = [[] for _ in wrt]
         xp = out._backend.xp
         for k in range(max(out.size, 0)):
-            basis = xp.zeros(out.size, dtype=out.dtype)
+            basis = xp.zeros(out.size, dtype=out.data.dtype)
             basis[k] = 1
-            cot = Tensor(basis.reshape(out.shape), out._backend)
+            cot = Tensor(xp.reshape(basis, out.shape), out._backend)
             grads = _gradients_of(out, wrt, cot, create_graph=outer, retain_graph=True)
             for row, g in zip(rows, grads):
                 row.append(g)
         jacobians = []
         for row, t in zip(rows, wrt):
             if not row:
-                jacobians.append(Tensor(xp.zeros(out.shape + t.shape, dtype=t.dtype), t._backend))
+                jacobians.append(Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t._backend))
             else:
                 jacobians.append(reshape(stack(row), out.shape + t.shape))
         return jacobians[0] if single else tuple(jacobians)

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from gradkit import backends as _backends
-from gradkit.dtypes import as_dtype, get_default_dtype
+from gradkit.dtypes import as_dtype, get_default_dtype, native_dtype
 from gradkit.tensor import Tensor
 
 
 def _make(build: Any, dtype: Any, requires_grad: bool, backend: Any, where: str) -> Tensor:
     target = _backends.get(backend) if backend is not None else _backends.get_backend()
     resolved = get_default_dtype() if dtype is None else as_dtype(dtype, where)
-    t = Tensor(build(target.xp, resolved), target)
+    t = Tensor(build(target.xp, native_dtype(target.xp, resolved)), target)
     if requires_grad:
         t.requires_grad_(True, where=where)
     return t

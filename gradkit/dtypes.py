@@ -38,6 +38,25 @@ def as_dtype(dtype: Any, op: str = "tensor") -> np.dtype:
     return resolved
 
 
+def native_dtype(xp: Any, dtype: Any) -> Any:
+    """The array module's own object for ``dtype`` (``xp.float32`` for float32).
+
+    NumPy and CuPy take NumPy dtypes directly; Array API libraries such as
+    array-api-strict only take their own.
+    """
+    return getattr(xp, np.dtype(dtype).name if np.dtype(dtype).name != "bool" else "bool")
+
+
+def to_numpy_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype for any library's dtype object (``array_api_strict.float32``...)."""
+    if isinstance(dtype, np.dtype):
+        return dtype
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+
+
 def is_floating(dtype: np.dtype) -> bool:
     """True for float16/32/64, the dtypes that can carry a gradient."""
     return dtype.kind == "f"

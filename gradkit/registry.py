@@ -22,7 +22,7 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled_state
-from gradkit.dtypes import get_default_dtype, is_floating
+from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
 from gradkit.errors import (BackendError, DTypeError, GradkitError, ShapeError,
                             describe_operands)
 from gradkit.tensor import Tensor
@@ -352,7 +352,8 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         raise _op_error(op, args, exc) from exc
     if type(out) is not backend.array_type:
         out = backend.asarray(out)
-    if needs_grad and op.vjp is not None and grad_enabled_state.enabled and out.dtype.kind == "f":
+    if needs_grad and op.vjp is not None and grad_enabled_state.enabled and \
+            to_numpy_dtype(out.dtype).kind == "f":
         needs = tuple([t._requires_grad for t in args])
         return Tensor(out, backend, Node(op, args, params, out, backend, needs))
     return Tensor(out, backend)

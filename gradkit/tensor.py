@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from gradkit import backends as _backends
-from gradkit.dtypes import as_dtype, get_default_dtype, is_floating
+from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
 from gradkit.errors import DTypeError, describe
 
 
@@ -42,7 +42,9 @@ class Tensor:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        """The NumPy dtype of the data (whatever the backend's own dtype objects are)."""
+        dtype = self.data.dtype
+        return dtype if isinstance(dtype, np.dtype) else to_numpy_dtype(dtype)
 
     @property
     def ndim(self) -> int:
@@ -278,16 +280,13 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     target = _backends.get(backend) if backend is not None else _backends.get_backend()
     wanted = None if dtype is None else as_dtype(dtype, "tensor")
     if isinstance(data, Tensor):
-        data = data._backend.to_numpy(data.data) if data._backend is not target else data.data
-        array = target.asarray(data, dtype=wanted)
-        if array is data:
-            array = array.copy()
-    elif hasattr(data, "__array_namespace__") or (
-            hasattr(data, "dtype") and not isinstance(data, (np.ndarray, np.generic))):
-        array = target.asarray(data, dtype=wanted)
-        if array is data:
-            array = array.copy()
-    else:
+        if data._backend is target:
+            array = target.copy(data.data)
+        else:
+            array = target.from_backend(data.data, data._backend)
+        if wanted is not None and to_numpy_dtype(array.dtype) != wanted:
+            array = target.xp.astype(array, native_dtype(target.xp, wanted))
+    elif isinstance(data, (np.ndarray, np.generic, list, tuple, int, float, bool)):
         try:
             host = np.array(data, copy=True)
         except (ValueError, TypeError) as exc:
@@ -295,8 +294,10 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
         if host.dtype == object or host.dtype.kind in "USV":
             raise DTypeError(f"tensor: data of dtype {host.dtype} is not numeric")
         host = host.astype(wanted) if wanted is not None else _default_conversion(host, data)
-        array = target.asarray(host)
-    as_dtype(array.dtype, "tensor")
+        array = target.asarray(host)  # host is our own copy: sharing it is safe
+    else:  # another library's array (CuPy, PyTorch, an Array API library...)
+        array = target.copy(target.asarray(data, dtype=wanted))
+    as_dtype(to_numpy_dtype(array.dtype), "tensor")
     t = Tensor(array, target)
     if requires_grad:
         t.requires_grad_(True, where="tensor")

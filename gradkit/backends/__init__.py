@@ -18,6 +18,9 @@ import os
 from typing import Callable, Iterator
 
 from gradkit.backends.base import Backend
+
+__all__ = ["Backend", "available", "get", "get_backend", "register_backend",
+           "set_backend", "unregister_backend", "use_backend"]
 from gradkit.errors import BackendError
 
 log = logging.getLogger("gradkit")
@@ -60,6 +63,16 @@ def _load_entry_points() -> None:
     for point in entry_points(group="gradkit.backends"):
         if point.name not in _factories:
             register_backend(point.name, lambda point=point: point.load()())
+
+
+def unregister_backend(name: str) -> None:
+    """Forget the backend ``name`` (tests, or a plugin being unloaded)."""
+    key = _canonical(name)
+    _factories.pop(key, None)
+    _instances.pop(key, None)
+    global _default
+    if _default is not None and _default.name == key:
+        _default = None
 
 
 def _canonical(name: str) -> str:

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gradkit.dtypes import native_dtype
+
 
 class Backend:
     """Where a tensor's array lives and which kernels run on it.
@@ -42,8 +44,12 @@ class Backend:
         raise NotImplementedError
 
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
-        """Copy or wrap ``data`` as this backend's array."""
-        return self.xp.asarray(data, dtype=dtype)
+        """Copy or wrap ``data`` as this backend's array (``dtype`` a NumPy dtype)."""
+        return self.xp.asarray(data, dtype=None if dtype is None else native_dtype(self.xp, dtype))
+
+    def copy(self, array: Any) -> Any:
+        """A new array with the same values (never a view of ``array``)."""
+        return self.xp.asarray(array, copy=True)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """A NumPy array with the same values (a copy off the host)."""

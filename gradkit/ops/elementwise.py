@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gradkit.dtypes import native_dtype
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.samples import (binary_samples, distinct_pairs, unary_samples,
                                  away_from_zero, BROADCAST_PAIRS)
@@ -210,8 +211,9 @@ def _tie_split_vjp(ctx, g, x_wins):
     """Route ``g`` to the winning operand; on ties each operand gets half."""
     x, y = ctx.inputs
     xp = ctx.backend.xp
-    share = xp.where(x_wins(x.data, y.data), 1.0, xp.where(x.data == y.data, 0.5, 0.0))
-    share = ctx.constant(share.astype(g.dtype))
+    dtype = g.data.dtype
+    share = ctx.constant(xp.astype(x_wins(x.data, y.data), dtype)
+                         + 0.5 * xp.astype(x.data == y.data, dtype))
     return (unbroadcast(g * share, x) if ctx.needs[0] else None,
             unbroadcast(g * (1 - share), y) if ctx.needs[1] else None)
 
@@ -278,12 +280,12 @@ def clip_vjp(ctx, g):
     (x,) = ctx.inputs
     lo, hi = ctx.params["min"], ctx.params["max"]
     xp = ctx.backend.xp
-    inside = xp.ones(x.shape, dtype=bool)
+    inside = xp.ones(x.shape, dtype=xp.bool)
     if lo is not None:
         inside &= x.data >= lo
     if hi is not None:
         inside &= x.data <= hi
-    return (g * ctx.constant(inside.astype(g.dtype)),)
+    return (g * ctx.constant(xp.astype(inside, g.data.dtype)),)
 
 
 def clip_samples(rng):
@@ -326,7 +328,7 @@ def astype(xp, x, *, dtype):
     >>> gk.astype(gk.tensor([1.5]), dtype="float64").dtype
     dtype('float64')
     """
-    return xp.astype(x, dtype)
+    return xp.astype(x, native_dtype(xp, dtype))
 
 
 def _comparison_samples(rng):

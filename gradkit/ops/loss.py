@@ -88,7 +88,7 @@ def cross_entropy_backward_vjp(ctx, g):
     n, c = logits.shape
     g_grad_out = g_logits = None
     if ctx.needs[0]:
-        onehot = ctx.constant(_one_hot(ctx.backend.xp, labels.data, c, logits.dtype))
+        onehot = ctx.constant(_one_hot(ctx.backend.xp, labels.data, c, logits.data.dtype))
         g_grad_out = sum_(g * (softmax(logits, axis=-1) - onehot)) / n
     if ctx.needs[1]:  # the softmax VJP applied to g * grad_out / n
         probs = softmax(logits, axis=-1)
@@ -179,7 +179,7 @@ def svm_loss(scores: Any, labels: Any) -> Tensor:
     n, c = scores.shape
     correct = getitem(scores, index=(xp.arange(n), labels.data))
     margins = maximum(scores - expand_dims(correct, axis=1) + 1, 0.0)
-    others = Tensor(1 - _one_hot(xp, labels.data, c, scores.dtype), scores._backend)
+    others = Tensor(1 - _one_hot(xp, labels.data, c, scores.data.dtype), scores._backend)
     return mean(sum_(multiply(margins, others), axis=1))
 
 

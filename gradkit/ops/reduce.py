@@ -86,7 +86,7 @@ def _extreme_vjp(ctx, g):
     axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
     xp = ctx.backend.xp
     out = ctx.out_data if keepdims else xp.reshape(ctx.out_data, keepdims_shape(x.shape, axis))
-    hits = (x.data == out).astype(x.dtype)
+    hits = xp.astype(x.data == out, x.data.dtype)
     share = ctx.constant(hits / xp.sum(hits, axis=axis, keepdims=True))
     return (expand_reduced(g, x.shape, axis, keepdims) * share,)
 

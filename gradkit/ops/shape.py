@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ShapeError, describe
 from gradkit.ops.broadcasting import normalize_axes
 from gradkit.ops.samples import away_from_zero
@@ -282,15 +283,24 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
 
 # -- indexing -------------------------------------------------------------------------
 
-def _raw_index(index: Any, xp: Any) -> Any:
-    """The index with Tensors and lists replaced by backend arrays."""
-    if isinstance(index, tuple):
-        return tuple(_raw_index(i, xp) for i in index)
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, list):
-        return xp.asarray(index)
-    return index
+def _raw_item(item: Any, xp: Any) -> Any:
+    """One index entry with Tensors, lists and foreign arrays replaced by ``xp`` arrays."""
+    if isinstance(item, Tensor):
+        return item.data
+    if isinstance(item, list) or (isinstance(item, np.ndarray) and xp is not np):
+        return xp.asarray(item)
+    return item
+
+
+def _raw_index(index: Any, xp: Any) -> tuple:
+    """The index as a tuple of raw entries ending in ``...``.
+
+    NumPy implies the trailing ``...``; the Array API standard wants it spelled out.
+    """
+    items = tuple(_raw_item(i, xp) for i in (index if isinstance(index, tuple) else (index,)))
+    if any(i is Ellipsis for i in items) or _is_advanced(items):
+        return items
+    return items + (Ellipsis,)
 
 
 def _is_advanced(index: Any) -> bool:
@@ -321,7 +331,11 @@ def getitem(xp, x, *, index):
     >>> gk.getitem(gk.tensor([1.0, 2.0, 3.0]), index=[2, 0]).numpy().tolist()
     [3.0, 1.0]
     """
-    return x[_raw_index(index, xp)]
+    raw = _raw_index(index, xp)
+    if len(raw) == 1 and x.ndim > 1 and getattr(raw[0], "ndim", 0) == 1 and \
+            to_numpy_dtype(raw[0].dtype).kind in "iu":
+        return xp.take(x, raw[0], axis=0)  # rows by index: the standard's spelling
+    return x[raw]
 
 
 def scatter_add_vjp(ctx, g):
@@ -345,8 +359,14 @@ def scatter_add(xp, values, *, shape, index):
     """
     out = xp.zeros(shape, dtype=values.dtype)
     raw = _raw_index(index, xp)
-    if _is_advanced(raw):
+    if not _is_advanced(raw):  # basic indices never repeat an element
+        without_new_axes = tuple(i for i in raw if i is not None)
+        out[without_new_axes] = xp.reshape(values, out[without_new_axes].shape)
+    elif hasattr(getattr(xp, "add", None), "at"):
         xp.add.at(out, raw, values)
-    else:
-        out[raw] += values
+    else:  # the Array API has no scatter-add: do it on the host, once
+        host = np.zeros(shape, dtype=np.asarray(values).dtype)
+        np.add.at(host, tuple(np.asarray(i) if hasattr(i, "shape") else i for i in raw),
+                  np.asarray(values))
+        out = xp.asarray(host)
     return out
