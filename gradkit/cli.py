@@ -1,6 +1,7 @@
 """The ``gradkit`` command (also ``python -m gradkit``).
 
-``gradkit example`` trains nothing yet: it builds the cs231n two-layer network
+``gradkit info`` lists the backends, whether each is usable here (and why not),
+the devices and library versions. ``gradkit example`` trains nothing yet: it builds the cs231n two-layer network
 on a small random batch, prints the softmax loss and the gradient of every
 parameter, and checks one gradient against central differences.
 """
@@ -47,14 +48,60 @@ def example(seed: int = 0) -> int:
     return 0
 
 
+def _version_of(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _devices(name: str) -> str:
+    """What the backend runs on, when it is usable."""
+    import os
+    if name == "cuda":
+        import cupy
+        count = cupy.cuda.runtime.getDeviceCount()
+        names = [cupy.cuda.runtime.getDeviceProperties(i)["name"].decode() for i in range(count)]
+        return ", ".join(f"cuda:{i} {n}" for i, n in enumerate(names))
+    if name == "numba":
+        import numba
+        return f"CPU, {numba.config.NUMBA_NUM_THREADS} threads"
+    return f"CPU, {os.cpu_count()} cores"
+
+
+def info() -> int:
+    """Version, backends (with the reason one is unavailable), devices, libraries."""
+    import os
+    import platform
+
+    import gradkit as gk
+    print(f"gradkit {gk.__version__} (Python {platform.python_version()}, {platform.machine()})")
+    print(f"GRADKIT_BACKEND={os.environ.get('GRADKIT_BACKEND', '')!r}")
+    try:
+        print(f"default backend: {gk.get_backend().name}")
+    except gk.BackendError as exc:
+        print(f"default backend: none ({exc})")
+    print("backends:")
+    for name, reason in gk.backends.available().items():
+        state = f"available ({_devices(name)})" if reason is None else f"unavailable: {reason}"
+        print(f"  {name:8s} {state}")
+    print("libraries: " + ", ".join(f"{m} {_version_of(m)}" for m in
+                                    ("numpy", "numba", "cupy", "array-api-strict")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
     run_example = commands.add_parser("example", help="print a loss and its gradients")
     run_example.add_argument("--seed", type=int, default=0)
+    commands.add_parser("info", help="version, backends and devices")
     args = parser.parse_args(argv)
     if args.command == "example":
         return example(args.seed)
+    if args.command == "info":
+        return info()
     parser.print_help()
     return 2
 

@@ -168,3 +168,11 @@ def _numpy_factory() -> Backend:
 
 
 register_backend("numpy", _numpy_factory, aliases=("np", "cpu"))
+
+
+def _cuda_factory() -> Backend:
+    from gradkit.backends.cuda_backend import CudaBackend
+    return CudaBackend()
+
+
+register_backend("cuda", _cuda_factory, aliases=("cupy", "gpu"))

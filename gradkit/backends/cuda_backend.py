@@ -1,0 +1,313 @@
+"""The CUDA backend: arrays on an NVIDIA GPU through CuPy, hot kernels in kernels/*.cu.
+
+Matmul goes to cuBLAS (CuPy's matmul). Activations, their VJPs, the fused
+bias+activation and the fused softmax+cross-entropy run CUDA C kernels that
+``cupy.RawModule`` compiles from the .cu sources on first use, so importing
+gradkit never needs a GPU or CuPy. Every other op runs its reference forward on
+CuPy. Select it with ``GRADKIT_BACKEND=cuda`` (or ``cupy``) or ``gk.use_backend("cuda")``.
+"""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from gradkit.backends.base import Backend
+from gradkit.registry import get_op
+
+# The activation codes of kernels/activations.cu, in order.
+ACTIVATION_KINDS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
+THREADS = 256
+MAX_BLOCKS = 65535
+
+
+def kernel_source(name: str) -> str:
+    """The text of kernels/<name>: inside the installed wheel, else in the source tree."""
+    packaged = resources.files("gradkit").joinpath("kernels", name)
+    if packaged.is_file():
+        return packaged.read_text()
+    checkout = Path(__file__).resolve().parents[2] / "kernels" / name
+    if checkout.is_file():
+        return checkout.read_text()
+    raise FileNotFoundError(f"CUDA kernel source {name} is neither in the gradkit package "
+                            f"(gradkit/kernels/) nor in the source tree ({checkout})")
+
+
+class CupyNamespace:
+    """CuPy, with the Array API names the reference forwards use filled in.
+
+    Older CuPy releases lack some NumPy 2 / Array API spellings (``pow``,
+    ``concat``, ``permute_dims``, ``matrix_transpose``, ``astype``, ``bool``).
+    """
+
+    def __init__(self, cupy: Any) -> None:
+        self._cupy = cupy
+        fill_ins: dict[str, Any] = {
+            "pow": cupy.power,
+            "concat": cupy.concatenate,
+            "permute_dims": cupy.transpose,
+            "matrix_transpose": lambda x: cupy.swapaxes(x, -1, -2),
+            "astype": lambda x, dtype, copy=True: x.astype(dtype, copy=copy),
+            "bool": cupy.bool_,
+        }
+        for name, fill_in in fill_ins.items():
+            if not hasattr(cupy, name):
+                setattr(self, name, fill_in)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._cupy, name)
+        setattr(self, name, value)  # found once, then a plain attribute
+        return value
+
+
+class CudaBackend(Backend):
+    """NVIDIA GPUs through CuPy, with gradkit's CUDA C kernels for the hot ops."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._namespace: CupyNamespace | None = None
+        self._modules: dict[str, Any] = {}
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import cupy
+        except ImportError as exc:
+            return (f"CuPy is not installed ({exc}); install it with "
+                    "pip install 'gradkit[cuda]' (CuPy for CUDA 12) or the cupy-cudaXXx "
+                    "wheel matching your CUDA driver")
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDARuntimeError without a driver
+            return f"no usable CUDA device: {exc}; check nvidia-smi and the driver"
+        if count == 0:
+            return "no CUDA device is visible (CUDA_VISIBLE_DEVICES, nvidia-smi)"
+        return None
+
+    # -- arrays -----------------------------------------------------------------
+    @property
+    def xp(self) -> Any:
+        if self._namespace is None:
+            import cupy
+            self._namespace = CupyNamespace(cupy)
+            self._register_kernels()
+        return self._namespace
+
+    @property
+    def array_type(self) -> type:
+        import cupy
+        return cupy.ndarray
+
+    def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
+        import cupy
+        return cupy.asarray(data, dtype=dtype)
+
+    def copy(self, array: Any) -> Any:
+        import cupy
+        return cupy.array(array, copy=True)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        import cupy
+        return cupy.asnumpy(array)
+
+    def resolve(self, op: Any) -> Callable[..., Any]:
+        self.xp  # noqa: B018  (registers the kernels on first use)
+        return super().resolve(op)
+
+    # -- kernels ------------------------------------------------------------------
+    def module(self, source: str, names: list[str]) -> Any:
+        """The compiled RawModule of kernels/<source>, built on first use."""
+        if source not in self._modules:
+            import cupy
+            self._modules[source] = cupy.RawModule(
+                code=kernel_source(source), options=("-std=c++14",), name_expressions=names)
+        return self._modules[source]
+
+    def function(self, source: str, name: str, dtype: np.dtype) -> Any:
+        kernels = KERNELS_BY_SOURCE[source]
+        names = [f"{k}<{t}>" for k in kernels for t in ("float", "double")]
+        return self.module(source, names).get_function(f"{name}<{_C_TYPE[np.dtype(dtype)]}>")
+
+    def _register_kernels(self) -> None:
+        for op_name, factory in KERNEL_FACTORIES.items():
+            self.register_kernel(op_name, factory(self))
+
+
+_C_TYPE = {np.dtype("float32"): "float", np.dtype("float64"): "double"}
+
+KERNELS_BY_SOURCE = {
+    "activations.cu": ["activation_forward", "activation_backward_from_input",
+                       "activation_backward_from_output", "bias_activation_forward"],
+    "softmax_cross_entropy.cu": ["softmax_cross_entropy_forward",
+                                 "softmax_cross_entropy_backward"],
+}
+
+
+def _blocks(n: int) -> int:
+    return max(1, min(MAX_BLOCKS, (n + THREADS - 1) // THREADS))
+
+
+def _same_float_arrays(*arrays: Any) -> bool:
+    """True when the kernels apply: same shape, same float32/float64 dtype, C-contiguous."""
+    first = arrays[0]
+    return (first.dtype in _C_TYPE and first.size > 0 and
+            all(a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
+                for a in arrays))
+
+
+def _reference(op_name: str, backend: CudaBackend) -> Callable[..., Any]:
+    return functools.partial(get_op(op_name).forward, backend.xp)
+
+
+def _scalars(dtype: np.dtype, kind: str, slope: float, alpha: float) -> tuple:
+    """The (kind, slope, alpha) kernel arguments, typed for the kernel's T."""
+    return (np.int32(ACTIVATION_KINDS.index(kind)), dtype.type(slope), dtype.type(alpha))
+
+
+def _activation_params(kind: str, slope: float, alpha: float) -> dict[str, float]:
+    """The keyword params the op of this activation takes (for the reference fallback)."""
+    return {"leaky_relu": {"slope": slope}, "elu": {"alpha": alpha}}.get(kind, {})
+
+
+def _activation(op_name: str, kind: str) -> Callable[[CudaBackend], Callable[..., Any]]:
+    """Forward kernel of a pointwise activation, e.g. relu."""
+    def factory(backend: CudaBackend) -> Callable[..., Any]:
+        fallback = _reference(op_name, backend)
+
+        def kernel(x: Any, slope: float = 0.01, alpha: float = 1.0) -> Any:
+            if not _same_float_arrays(x):
+                return fallback(x, **_activation_params(kind, slope, alpha))
+            y = backend.xp.empty_like(x)
+            launch = backend.function("activations.cu", "activation_forward", x.dtype)
+            launch((_blocks(x.size),), (THREADS,),
+                   (x, y, np.int64(x.size)) + _scalars(x.dtype, kind, slope, alpha))
+            return y
+        return kernel
+    return factory
+
+
+def _activation_backward(op_name: str, kind: str, from_output: bool
+                         ) -> Callable[[CudaBackend], Callable[..., Any]]:
+    """VJP kernel ``g * act'(.)`` from the input (relu...) or the output (sigmoid...)."""
+    def factory(backend: CudaBackend) -> Callable[..., Any]:
+        fallback = _reference(op_name, backend)
+        name = "activation_backward_from_output" if from_output else "activation_backward_from_input"
+
+        def kernel(g: Any, saved: Any, slope: float = 0.01, alpha: float = 1.0) -> Any:
+            if not _same_float_arrays(g, saved):
+                return fallback(g, saved, **_activation_params(kind, slope, alpha))
+            out = backend.xp.empty_like(g)
+            launch = backend.function("activations.cu", name, g.dtype)
+            launch((_blocks(g.size),), (THREADS,),
+                   (g, saved, out, np.int64(g.size)) + _scalars(g.dtype, kind, slope, alpha))
+            return out
+        return kernel
+    return factory
+
+
+def _bias_activation(backend: CudaBackend) -> Callable[..., Any]:
+    fallback = _reference("bias_activation", backend)
+
+    def kernel(x: Any, bias: Any, activation: str = "relu", slope: float = 0.01,
+               alpha: float = 1.0) -> Any:
+        if not (_same_float_arrays(x) and bias.dtype == x.dtype and bias.ndim == 1 and
+                bias.flags.c_contiguous and x.ndim >= 1 and x.shape[-1] == bias.shape[0]):
+            return fallback(x, bias, activation=activation, slope=slope, alpha=alpha)
+        y = backend.xp.empty_like(x)
+        launch = backend.function("activations.cu", "bias_activation_forward", x.dtype)
+        launch((_blocks(x.size),), (THREADS,),
+               (x, bias, y, np.int64(x.size), np.int64(bias.shape[0]))
+               + _scalars(x.dtype, activation, slope, alpha))
+        return y
+    return kernel
+
+
+def _bias_activation_backward(backend: CudaBackend) -> Callable[..., Any]:
+    fallback = _reference("bias_activation_backward", backend)
+
+    def kernel(g: Any, y: Any, activation: str = "relu", slope: float = 0.01,
+               alpha: float = 1.0) -> Any:
+        if not _same_float_arrays(g, y):
+            return fallback(g, y, activation=activation, slope=slope, alpha=alpha)
+        out = backend.xp.empty_like(g)
+        launch = backend.function("activations.cu", "activation_backward_from_output", g.dtype)
+        launch((_blocks(g.size),), (THREADS,),
+               (g, y, out, np.int64(g.size)) + _scalars(g.dtype, activation, slope, alpha))
+        return out
+    return kernel
+
+
+def _row_kernel_applies(logits: Any, labels: Any) -> bool:
+    return (logits.ndim == 2 and logits.dtype in _C_TYPE and logits.flags.c_contiguous and
+            logits.shape[0] > 0 and logits.shape[1] > 0)
+
+
+def _cross_entropy(backend: CudaBackend) -> Callable[..., Any]:
+    fallback = _reference("cross_entropy", backend)
+
+    def kernel(logits: Any, labels: Any) -> Any:
+        if not _row_kernel_applies(logits, labels):
+            return fallback(logits, labels)
+        xp = backend.xp
+        rows, cols = logits.shape
+        row_loss = xp.empty((rows,), dtype=logits.dtype)
+        launch = backend.function("softmax_cross_entropy.cu", "softmax_cross_entropy_forward",
+                                  logits.dtype)
+        launch((min(rows, MAX_BLOCKS),), (THREADS,),
+               (logits, xp.ascontiguousarray(labels, dtype=xp.int64), row_loss,
+                np.int64(rows), np.int64(cols)), shared_mem=THREADS * logits.itemsize)
+        return xp.mean(row_loss)
+    return kernel
+
+
+def _cross_entropy_backward(backend: CudaBackend) -> Callable[..., Any]:
+    fallback = _reference("cross_entropy_backward", backend)
+
+    def kernel(g: Any, logits: Any, labels: Any) -> Any:
+        if not _row_kernel_applies(logits, labels) or g.dtype != logits.dtype:
+            return fallback(g, logits, labels)
+        xp = backend.xp
+        rows, cols = logits.shape
+        grad = xp.empty_like(logits)
+        launch = backend.function("softmax_cross_entropy.cu", "softmax_cross_entropy_backward",
+                                  logits.dtype)
+        launch((min(rows, MAX_BLOCKS),), (THREADS,),
+               (xp.ascontiguousarray(g), logits, xp.ascontiguousarray(labels, dtype=xp.int64),
+                grad, np.int64(rows), np.int64(cols)), shared_mem=THREADS * logits.itemsize)
+        return grad
+    return kernel
+
+
+def _scatter_add(backend: CudaBackend) -> Callable[..., Any]:
+    """The VJP of indexing: cupyx.scatter_add accumulates repeated indices atomically."""
+    from gradkit.ops.shape import _raw_index
+
+    def kernel(values: Any, shape: Any, index: Any) -> Any:
+        import cupyx
+        out = backend.xp.zeros(shape, dtype=values.dtype)
+        cupyx.scatter_add(out, _raw_index(index, backend.xp), values)
+        return out
+    return kernel
+
+
+KERNEL_FACTORIES: dict[str, Callable[[CudaBackend], Callable[..., Any]]] = {
+    "relu": _activation("relu", "relu"),
+    "leaky_relu": _activation("leaky_relu", "leaky_relu"),
+    "elu": _activation("elu", "elu"),
+    "sigmoid": _activation("sigmoid", "sigmoid"),
+    "tanh": _activation("tanh", "tanh"),
+    "relu_backward": _activation_backward("relu_backward", "relu", from_output=False),
+    "leaky_relu_backward": _activation_backward("leaky_relu_backward", "leaky_relu", from_output=False),
+    "elu_backward": _activation_backward("elu_backward", "elu", from_output=False),
+    "sigmoid_backward": _activation_backward("sigmoid_backward", "sigmoid", from_output=True),
+    "tanh_backward": _activation_backward("tanh_backward", "tanh", from_output=True),
+    "bias_activation": _bias_activation,
+    "bias_activation_backward": _bias_activation_backward,
+    "cross_entropy": _cross_entropy,
+    "cross_entropy_backward": _cross_entropy_backward,
+    "scatter_add": _scatter_add,
+}
