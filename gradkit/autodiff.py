@@ -10,28 +10,25 @@ is itself recorded and can be differentiated again; ``jvp``, ``jacobian`` and
 """
 from __future__ import annotations
 
+import contextvars
 import functools
-import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gradkit.errors import DTypeError, GraphError, ShapeError, describe
+from gradkit.errors import DTypeError, GradkitError, GraphError, ShapeError, describe
 from gradkit.tensor import Tensor
 
 
 # -- grad mode -------------------------------------------------------------------
 
-class _GradState(threading.local):
-    enabled = True
-
-
-grad_enabled_state = _GradState()
+# Per thread and per asyncio task (a ContextVar), like gk.use_backend.
+grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("gradkit_grad", default=True)
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record tape nodes right now (in this thread)."""
-    return grad_enabled_state.enabled
+    """Whether ops record tape nodes right now (in this thread / task)."""
+    return grad_enabled.get()
 
 
 class _GradMode:
@@ -39,14 +36,13 @@ class _GradMode:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._saved: list[bool] = []
+        self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> None:
-        self._saved.append(grad_enabled_state.enabled)
-        grad_enabled_state.enabled = self.enabled
+        self._tokens.append(grad_enabled.set(self.enabled))
 
     def __exit__(self, *exc: Any) -> None:
-        grad_enabled_state.enabled = self._saved.pop()
+        grad_enabled.reset(self._tokens.pop())
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
@@ -78,7 +74,8 @@ def enable_grad() -> _GradMode:
 class Node:
     """One recorded op application; also the ``ctx`` a VJP rule receives."""
 
-    __slots__ = ("op", "inputs", "params", "out_data", "backend", "needs")
+    __slots__ = ("op", "inputs", "params", "out_data", "backend", "needs", "versions",
+                 "freed_by")
 
     def __init__(self, op: Any, inputs: tuple, params: dict, out_data: Any,
                  backend: Any, needs: tuple) -> None:
@@ -88,6 +85,8 @@ class Node:
         self.out_data = out_data
         self.backend = backend
         self.needs = needs
+        self.versions = tuple([t._version for t in inputs])
+        self.freed_by: str | None = None
 
     @property
     def out(self) -> Tensor:
@@ -98,9 +97,20 @@ class Node:
         """A raw array of this node's backend as a Tensor that needs no gradient."""
         return Tensor(array, self.backend)
 
-    def free(self) -> None:
+    def free(self, why: str = "an earlier backward freed it; pass retain_graph=True to the "
+             "first backward if you need to go through it twice") -> None:
         self.inputs = None
         self.out_data = None
+        self.freed_by = why
+
+    def check_versions(self) -> None:
+        """Raise if an input was modified in place after this op recorded it."""
+        for index, (t, version) in enumerate(zip(self.inputs, self.versions)):
+            if t._version != version:
+                raise GraphError(
+                    f"{self.op.name}: input {index} ({describe(t)}) was modified in place "
+                    "after this op used it, so its gradient would be wrong; make the "
+                    "in-place update after backward, or use x = x - ... instead of x -= ...")
 
     def __repr__(self) -> str:
         return f"<Node {self.op.name}>"
@@ -122,10 +132,8 @@ def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
         if id(node) in visited:
             continue
         if node.inputs is None:
-            raise GraphError(
-                f"backward: the graph through op {node.op.name!r} was already freed by an "
-                "earlier backward; pass retain_graph=True to the first backward if you "
-                "need to go through it twice")
+            raise GraphError(f"backward: the graph through op {node.op.name!r} is gone: "
+                             f"{node.freed_by}")
         visited.add(id(node))
         stack.append((node, True))
         for t in node.inputs:
@@ -152,6 +160,38 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
     store[key] = g if previous is None else previous + g
 
 
+def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
+    """Call the node's VJP; any failure, or a wrong count, names the op."""
+    node.check_versions()
+    try:
+        grads = node.op.vjp(node, g)
+    except GradkitError:
+        raise
+    except Exception as exc:
+        raise GraphError(f"{node.op.name}: its VJP raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
+        got = (f"{len(grads)} gradients" if isinstance(grads, (tuple, list))
+               else type(grads).__name__)
+        raise GraphError(f"{node.op.name}: its VJP must return a tuple of {len(node.inputs)} "
+                         f"gradients (one per input, None allowed), got {got}")
+    return grads
+
+
+def _independent(g: Tensor, seen: set[int]) -> Tensor:
+    """``g`` itself, unless its array is shared or read-only: then a private copy.
+
+    One gradient array can reach several leaves (``add`` passes ``g`` to both
+    inputs) or be the user's own cotangent or a broadcast view; each ``.grad``
+    gets memory of its own that the user can modify.
+    """
+    data = g.data
+    flags = getattr(data, "flags", None)
+    if id(data) in seen or (flags is not None and not flags.writeable):
+        g = Tensor(g._backend.copy(data), g._backend, g.node)
+    seen.add(id(g.data))
+    return g
+
+
 def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                  inputs: Sequence[Tensor] | None, retain_graph: bool,
                  create_graph: bool) -> list[Tensor | None] | None:
@@ -174,42 +214,53 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
             _accumulate(node_grads, out.node, cot)
             roots.append(out.node)
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
+    freed: list[Node] = []
     with _GradMode(create_graph):
-        for node in _reverse_topological(roots):
-            g = node_grads.pop(node, None)
-            if g is None:
-                continue
-            if targets is not None and id(node) in targets:
-                captured[id(node)] = g
-            input_grads = node.op.vjp(node, g)
-            for index, (inp, gi) in enumerate(zip(node.inputs, input_grads)):
-                if gi is None or not node.needs[index]:
+        try:
+            for node in _reverse_topological(roots):
+                g = node_grads.pop(node, None)
+                if g is None:
                     continue
-                _check_gradient(node, index, inp, gi)
-                if inp.node is not None:
-                    _accumulate(node_grads, inp.node, gi)
-                else:
-                    leaves[id(inp)] = inp
-                    _accumulate(leaf_grads, id(inp), gi)
-            if not retain_graph:
-                node.free()
+                if targets is not None and id(node) in targets:
+                    captured[id(node)] = g
+                input_grads = _input_gradients(node, g)
+                for index, (inp, gi) in enumerate(zip(node.inputs, input_grads)):
+                    if gi is None or not node.needs[index]:
+                        continue
+                    _check_gradient(node, index, inp, gi)
+                    if inp.node is not None:
+                        _accumulate(node_grads, inp.node, gi)
+                    else:
+                        leaves[id(inp)] = inp
+                        _accumulate(leaf_grads, id(inp), gi)
+                if not retain_graph:
+                    node.free()
+                    freed.append(node)
+        except Exception as exc:
+            for node in freed:  # no .grad was touched; say why the graph is gone
+                node.freed_by = (f"an earlier backward failed partway ({type(exc).__name__}: "
+                                 f"{exc}) and had freed it; build the graph again")
+            raise
         if inputs is None:
+            seen = {id(cot.data) for cot in cotangents}
             for key, g in leaf_grads.items():
                 leaf = leaves[key]
                 if leaf._requires_grad:
-                    leaf.grad = g if leaf.grad is None else leaf.grad + g
+                    leaf.grad = _independent(g, seen) if leaf.grad is None else leaf.grad + g
             return None
     captured.update(leaf_grads)
-    return [captured.get(id(t.node if t.node is not None else t)) for t in inputs]
+    seen = {id(cot.data) for cot in cotangents}
+    found = [captured.get(id(t.node if t.node is not None else t)) for t in inputs]
+    return [g if g is None or create_graph else _independent(g, seen) for g in found]
 
 
 def _root_cotangent(out: Tensor, grad: Any, where: str) -> Tensor:
     if grad is None:
         if out.size != 1:
             raise GraphError(
-                f"{where}: output has shape {out.shape}; backward without a gradient needs "
-                "a scalar (size-1) output. Reduce it (e.g. .sum()) or pass grad= with "
-                "the output's shape")
+                f"{where}: output has shape {out.shape} ({describe(out)}); backward without "
+                "a gradient needs a scalar (size-1) output. Reduce it (e.g. .sum()) or pass "
+                "grad= with the output's shape")
         return Tensor(out._backend.xp.ones(out.shape, dtype=out.data.dtype), out._backend)
     if not isinstance(grad, Tensor):
         grad = Tensor(out._backend.asarray(grad, dtype=out.dtype), out._backend)
@@ -257,7 +308,7 @@ def _prepare(args: tuple, argnums: Sequence[int], where: str) -> tuple[list, lis
         if not np.issubdtype(t.dtype, np.floating):
             raise DTypeError(f"{where}: argument {i} ({describe(t)}) must be floating point "
                              "to be differentiated")
-        if t._requires_grad and grad_enabled_state.enabled:
+        if t._requires_grad and grad_enabled.get():
             outer = True
         else:
             t = t.detach().requires_grad_(True)
@@ -350,7 +401,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
         cot = _root_cotangent(out, cotangent, "vjp")
-        record = outer or (cot._requires_grad and grad_enabled_state.enabled)
+        record = outer or (cot._requires_grad and grad_enabled.get())
         return tuple(_gradients_of(out, wrt, cot, create_graph=record, retain_graph=True))
 
     return (out if outer else out.detach()), vjp_fn
@@ -368,7 +419,9 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     >>> t.numpy().tolist()
     [6.0]
     """
-    primals, tangents = tuple(primals), tuple(tangents)
+    # a single Tensor stands for a one-element tuple
+    primals = (primals,) if isinstance(primals, Tensor) else tuple(primals)
+    tangents = (tangents,) if isinstance(tangents, Tensor) else tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents")
     args, wrt, outer = _prepare(primals, range(len(primals)), "jvp")
@@ -399,10 +452,28 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     return (out if outer else out.detach()), tangent_out
 
 
+def _jacobians_of(out: Tensor, wrt: list[Tensor], outer: bool) -> list[Tensor]:
+    """d out / d w for each w in ``wrt``: one VJP per output element, one-hot cotangents."""
+    from gradkit.ops import reshape, stack
+    rows: list[list[Tensor]] = [[] for _ in wrt]
+    xp = out._backend.xp
+    for k in range(out.size):
+        basis = xp.zeros(out.size, dtype=out.data.dtype)
+        basis[k] = 1
+        cot = Tensor(xp.reshape(basis, out.shape), out._backend)
+        for row, g in zip(rows, _gradients_of(out, wrt, cot, create_graph=outer,
+                                               retain_graph=True)):
+            row.append(g)
+    return [reshape(stack(row), out.shape + t.shape) if row else
+            Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t._backend)
+            for row, t in zip(rows, wrt)]
+
+
 def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
     """A function returning the Jacobian of ``f``: shape ``out.shape + x.shape``.
 
-    One VJP per output element (reverse mode), each with a one-hot cotangent.
+    With a tuple ``argnums`` it returns one Jacobian per argument; when ``f``
+    returns a tuple of Tensors, one result per output (as in JAX).
 
     >>> import gradkit as gk
     >>> gk.jacobian(lambda x: x * x)(gk.tensor([1.0, 2.0])).numpy().tolist()
@@ -412,37 +483,25 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callabl
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gradkit.ops import reshape, stack
         new_args, wrt, outer = _prepare(args, nums, "jacobian")
         with _GradMode(True):
-            out = _as_output(f(*new_args, **kwargs), "jacobian")
-        rows: list[list[Tensor]] = [[] for _ in wrt]
-        xp = out._backend.xp
-        for k in range(max(out.size, 0)):
-            basis = xp.zeros(out.size, dtype=out.data.dtype)
-            basis[k] = 1
-            cot = Tensor(xp.reshape(basis, out.shape), out._backend)
-            grads = _gradients_of(out, wrt, cot, create_graph=outer, retain_graph=True)
-            for row, g in zip(rows, grads):
-                row.append(g)
-        jacobians = []
-        for row, t in zip(rows, wrt):
-            if not row:
-                jacobians.append(Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t._backend))
-            else:
-                jacobians.append(reshape(stack(row), out.shape + t.shape))
-        return jacobians[0] if single else tuple(jacobians)
+            result = f(*new_args, **kwargs)
+        outputs = result if isinstance(result, (tuple, list)) else (result,)
+        per_output = []
+        for out in outputs:
+            jacobians = _jacobians_of(_as_output(out, "jacobian"), wrt, outer)
+            per_output.append(jacobians[0] if single else tuple(jacobians))
+        return tuple(per_output) if isinstance(result, (tuple, list)) else per_output[0]
     return wrapper
 
 
 def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
     """A function returning the Hessian of scalar ``f``: shape ``x.shape + x.shape``.
 
+    With a tuple ``argnums``, the nested tuple ``H[i][j] = d2f / dx_i dx_j``.
+
     >>> import gradkit as gk
     >>> gk.hessian(lambda x: (x ** 3).sum())(gk.tensor([1.0, 2.0])).numpy().tolist()
     [[6.0, 0.0], [0.0, 12.0]]
     """
-    nums, single = _normalize_argnums(argnums)
-    if not single:
-        raise NotImplementedError("hessian: argnums must be a single int for now")
     return jacobian(grad(f, argnums), argnums)

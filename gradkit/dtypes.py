@@ -21,20 +21,25 @@ _SUPPORTED = {bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
 _default_float = float32
 
 
-def as_dtype(dtype: Any, op: str = "tensor") -> np.dtype:
+def as_dtype(dtype: Any, op: str = "tensor", operand: Any = None) -> np.dtype:
     """Turn ``"float32"``, ``gk.float32`` or ``np.float32`` into a dtype, or raise.
+
+    ``operand`` (a Tensor being converted) is described in the error.
 
     >>> as_dtype("float64")
     dtype('float64')
     """
+    choices = sorted(str(d) for d in _SUPPORTED)
+    suffix = ""
+    if operand is not None:
+        from gradkit.errors import describe
+        suffix = f" (operand: {describe(operand)})"
     try:
         resolved = np.dtype(dtype)
     except TypeError as exc:
-        raise DTypeError(f"{op}: unknown dtype {dtype!r}; use one of "
-                         f"{sorted(str(d) for d in _SUPPORTED)}") from exc
+        raise DTypeError(f"{op}: unknown dtype {dtype!r}; use one of {choices}{suffix}") from exc
     if resolved not in _SUPPORTED:
-        raise DTypeError(f"{op}: unsupported dtype {dtype!r}; use one of "
-                         f"{sorted(str(d) for d in _SUPPORTED)}")
+        raise DTypeError(f"{op}: unsupported dtype {dtype!r}; use one of {choices}{suffix}")
     return resolved
 
 

@@ -21,6 +21,14 @@ class DTypeError(GradkitError, TypeError):
     """An unknown dtype, or a dtype the op or gradient cannot take."""
 
 
+class ArgumentError(GradkitError, ValueError):
+    """A param an op cannot take (clip with min > max, an unknown activation...)."""
+
+
+class IndexingError(GradkitError, IndexError):
+    """An index out of range for the tensor it indexes."""
+
+
 class GraphError(GradkitError, RuntimeError):
     """Misuse of the tape: backward through a freed graph, a non-scalar root, ..."""
 

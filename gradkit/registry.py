@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from gradkit import backends as _backends
-from gradkit.autodiff import Node, grad_enabled_state
+from gradkit.autodiff import Node, grad_enabled
 from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
-from gradkit.errors import (BackendError, DTypeError, GradkitError, ShapeError,
+from gradkit.errors import (BackendError, DTypeError, GradkitError, IndexingError, ShapeError,
                             describe_operands)
 from gradkit.tensor import Tensor
 
@@ -74,6 +74,7 @@ class Op:
         self.check = check
         self.function: Callable[..., Any] | None = None
         self.registered = False
+        self.arg_names: list[str] = []  # the array arguments, named in error messages
 
     @property
     def differentiable(self) -> bool:
@@ -120,21 +121,50 @@ def get_op(name: str) -> Op | Composite:
         raise KeyError(f"no op named {name!r}; registered: {sorted(OPS)}") from None
 
 
-def _add(entry: Op | Composite, replace: bool) -> None:
-    if entry.name in OPS and not replace:
+def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
+    """Put ``entry`` in the table; returns what sits there now.
+
+    Replacing an Op updates the registered Op in place, so every function, method
+    and VJP that already holds it runs the new forward and VJP. The new forward
+    must take the same arguments.
+    """
+    existing = OPS.get(entry.name)
+    if existing is not None and not replace:
         raise ValueError(f"an op named {entry.name!r} is already registered; "
                          "pass replace=True to override it")
-    unregister_op(entry.name)
+    if isinstance(existing, Op) and isinstance(entry, Op):
+        old = list(inspect.signature(existing.forward).parameters)[1:]
+        new = list(inspect.signature(entry.forward).parameters)[1:]
+        if old != new:
+            raise ValueError(f"register_op: replacing {entry.name!r} needs the same "
+                             f"arguments {old}, got {new}")
+        for field in ("forward", "vjp", "samples", "check"):
+            setattr(existing, field, getattr(entry, field))
+        for backend in _backends.instantiated():
+            backend._resolved.pop(entry.name, None)
+        return existing
+    if existing is not None:
+        if isinstance(existing, Op):
+            existing.registered = False
     OPS[entry.name] = entry
     if isinstance(entry, Op):
         entry.registered = True
-        for backend in _backends.instantiated():
-            backend._resolved.pop(entry.name, None)
+    return entry
 
 
 def unregister_op(name: str) -> None:
-    """Remove a user op from the table (its functions stop dispatching)."""
-    entry = OPS.pop(name, None)
+    """Remove a user op from the table (its functions stop dispatching).
+
+    Built-in ops cannot be removed (other ops' gradients call them); replace one
+    with ``register_op(name, ..., replace=True)`` instead.
+    """
+    entry = OPS.get(name)
+    if entry is None:
+        return
+    if entry.family != "user":
+        raise ValueError(f"unregister_op: {name!r} is a built-in op; override it with "
+                         "register_op(..., replace=True) instead")
+    del OPS[name]
     if isinstance(entry, Op):
         entry.registered = False
 
@@ -153,6 +183,7 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
     array_params = [p for p in after_xp if p.kind is P.POSITIONAL_OR_KEYWORD]
     param_names = [p.name for p in after_xp if p.kind is P.KEYWORD_ONLY]
     array_names = {p.name: i for i, p in enumerate(array_params)}
+    op.arg_names = list(array_names)
     known = set(param_names)
     # Every call records its params complete, defaults included, so a VJP reads
     # ctx.params["axis"] without repeating the op's defaults.
@@ -216,8 +247,7 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check)
         op.function = _public_function(op, forward)
-        _add(op, replace)
-        return op.function
+        return _add(op, replace).function
     return decorate
 
 
@@ -311,9 +341,12 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
 
 
 def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
-    names = [f"arg{i}" for i in range(len(tensors))]
+    """A library's exception from a kernel, as a gradkit error naming op and operands."""
+    names = [op.arg_names[i] if i < len(op.arg_names) else f"{op.arg_names[-1] if op.arg_names else 'arg'}{i}"
+             for i in range(len(tensors))] if not op.variadic else [f"tensors[{i}]" for i in range(len(tensors))]
     operands = describe_operands(names, list(tensors))
-    cls = DTypeError if isinstance(exc, TypeError) else ShapeError
+    cls = (DTypeError if isinstance(exc, TypeError) else
+           IndexingError if isinstance(exc, IndexError) else ShapeError)
     return cls(f"{op.name}: {exc} (operands: {operands})")
 
 
@@ -352,7 +385,7 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         raise _op_error(op, args, exc) from exc
     if type(out) is not backend.array_type:
         out = backend.asarray(out)
-    if needs_grad and op.vjp is not None and grad_enabled_state.enabled and \
+    if needs_grad and op.vjp is not None and grad_enabled.get() and \
             to_numpy_dtype(out.dtype).kind == "f":
         needs = tuple([t._requires_grad for t in args])
         return Tensor(out, backend, Node(op, args, params, out, backend, needs))

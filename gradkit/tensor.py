@@ -25,7 +25,7 @@ class Tensor:
     ``node`` is the tape node that produced it (None for leaves and constants).
     """
 
-    __slots__ = ("data", "_backend", "_requires_grad", "grad", "node", "__weakref__")
+    __slots__ = ("data", "_backend", "_requires_grad", "grad", "node", "_version", "__weakref__")
     __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
 
     def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
@@ -34,6 +34,7 @@ class Tensor:
         self.node = node
         self._requires_grad = node is not None
         self.grad: Tensor | None = None
+        self._version = 0  # bumped by in-place ops; nodes check it before their VJP
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -80,6 +81,11 @@ class Tensor:
         if not flag and self.node is not None:
             raise ValueError("requires_grad: cannot switch off a non-leaf tensor; "
                              "use .detach()")
+        if flag and self.node is None:
+            # The array a leaf's gradient is computed at must not change behind the
+            # tape's back: writes go through in-place operators (which the tape
+            # checks), not through x.data[...] = ...
+            self.data = self._backend.read_only(self.data)
         self._requires_grad = bool(flag)
         return self
 
@@ -98,8 +104,16 @@ class Tensor:
         return self._backend.to_numpy(self.data).tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """A NumPy copy (``np.asarray(x)``); with ``copy=False``, a read-only view."""
         array = self._backend.to_numpy(self.data)
-        return array if dtype is None else array.astype(dtype)
+        if copy is False:
+            if array is not self.data and array.base is not self.data:
+                raise ValueError("__array__: this tensor is not in host memory; a copy is "
+                                 "needed (call .numpy())")
+            view = array.view()
+            view.flags.writeable = False
+            return view if dtype is None else view.astype(dtype, copy=False)
+        return np.array(array, dtype=dtype, copy=True)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -153,6 +167,26 @@ class Tensor:
         from gradkit.autodiff import backward
         backward(self, grad, retain_graph, create_graph)
 
+    def _update_in_place(self, result: "Tensor", name: str) -> "Tensor":
+        """Write ``result`` into this tensor (an in-place operator); bump its version."""
+        from gradkit.autodiff import is_grad_enabled
+        from gradkit.errors import GraphError, ShapeError
+        if self._requires_grad and is_grad_enabled():
+            raise GraphError(f"{name}: in-place update of a tensor that requires a gradient "
+                             f"({describe(self)}); do it inside `with gk.no_grad():` (e.g. an "
+                             "optimizer step) or write x = x - ... to record it")
+        if result.shape != self.shape:
+            raise ShapeError(f"{name}: the result has shape {result.shape} but the tensor "
+                             f"updated in place has shape {self.shape} ({describe(self)})")
+        self.data = self._backend.overwrite(self.data, result.data)
+        self._version += 1
+        return self
+
+    def __iadd__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.add(self, other), "+=")
+    def __isub__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.subtract(self, other), "-=")
+    def __imul__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.multiply(self, other), "*=")
+    def __itruediv__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.divide(self, other), "/=")
+
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
         return Tensor(self.data, self._backend)
@@ -197,7 +231,13 @@ class Tensor:
     def clip(self, min: Any = None, max: Any = None) -> "Tensor": return _ops.clip(self, min, max)
     def maximum(self, other: Any) -> "Tensor": return _ops.maximum(self, other)
     def minimum(self, other: Any) -> "Tensor": return _ops.minimum(self, other)
-    def astype(self, dtype: Any) -> "Tensor": return _ops.astype(self, dtype=as_dtype(dtype, "astype"))
+    def astype(self, dtype: Any) -> "Tensor":
+        return _ops.astype(self, dtype=as_dtype(dtype, "astype", operand=self))
+    def neg(self) -> "Tensor": return _ops.negative(self)
+    def square(self) -> "Tensor": return _ops.square(self)
+    def matmul(self, other: Any) -> "Tensor": return _ops.matmul(self, other)
+    def split(self, indices_or_sections: Any, axis: int = 0) -> list["Tensor"]:
+        return _ops.split(self, indices_or_sections, axis=axis)
 
     def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
         return _ops.sum(self, axis=axis, keepdims=keepdims)
@@ -249,6 +289,11 @@ class Tensor:
     def sigmoid(self) -> "Tensor": return _ops.sigmoid(self)
     def tanh(self) -> "Tensor": return _ops.tanh(self)
     def relu(self) -> "Tensor": return _ops.relu(self)
+    def leaky_relu(self, slope: float = 0.01) -> "Tensor": return _ops.leaky_relu(self, slope=slope)
+    def elu(self, alpha: float = 1.0) -> "Tensor": return _ops.elu(self, alpha=alpha)
+    def softplus(self) -> "Tensor": return _ops.softplus(self)
+    def gelu(self) -> "Tensor": return _ops.gelu(self)
+    def maxout(self, pieces: int) -> "Tensor": return _ops.maxout(self, pieces=pieces)
     def softmax(self, axis: int = -1) -> "Tensor": return _ops.softmax(self, axis=axis)
     def log_softmax(self, axis: int = -1) -> "Tensor": return _ops.log_softmax(self, axis=axis)
 

@@ -133,13 +133,16 @@ def _directional_check(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int
         numeric = (value(moved_up) - value(moved_down)) / (2 * eps)
         exact = float(sum(np.sum(a * d) for a, d in zip(analytic, direction)))
         error = abs(exact - numeric)
-        if error > atol + rtol * max(abs(exact), abs(numeric)):
+        if not error <= atol + rtol * max(abs(exact), abs(numeric)):  # NaN fails too
             rel = error / max(abs(exact), abs(numeric), 1e-300)
             where = _worst_element(value, xs, wrt, analytic, eps)
+            low = [f"input {i} is {xs[i].dtype}" for i in wrt if xs[i].dtype.itemsize < 8]
+            hint = (f"; {', '.join(low)}: use float64 inputs, lower precision cannot reach "
+                    "these tolerances" if low else "")
             raise GradcheckError(
                 f"gradcheck ({label}): directional derivative {exact:.10g} (analytic) vs "
                 f"{numeric:.10g} (central differences), abs error {error:.3g}, rel error "
-                f"{rel:.3g} > rtol {rtol:g}; {where}")
+                f"{rel:.3g} > rtol {rtol:g}; {where}{hint}")
 
 
 def _vjp_function(f: Callable[..., Tensor], n_inputs: int, wrt: list[int],
@@ -168,7 +171,7 @@ def _vjp_function(f: Callable[..., Tensor], n_inputs: int, wrt: list[int],
 
 def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: float = 1e-6,
               atol: float = 1e-9, directions: int = 3, order: int = 1, seed: int = 0,
-              nondiff: Sequence[int] = ()) -> bool:
+              nondiff: Sequence[int] = (), _level: int = 1) -> bool:
     """Check ``f``'s gradients against central differences; True or GradcheckError.
 
     ``inputs``: Tensors or arrays (use float64: float32 cannot reach these
@@ -186,7 +189,8 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
     wrt = [i for i, x in enumerate(xs) if _is_differentiable(x) and i not in nondiff]
     if not wrt:
         raise ValueError("gradcheck: no floating-point input to differentiate")
-    _directional_check(f, xs, wrt, rng, eps, rtol, atol, directions, "first order")
+    label = {1: "first order", 2: "second order", 3: "third order"}.get(_level, f"order {_level}")
+    _directional_check(f, xs, wrt, rng, eps, rtol, atol, directions, label)
     if order >= 2:
         with _GradMode(False):
             out = f(*xs)
@@ -194,7 +198,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
         weights = [rng.standard_normal(xs[i].shape) for i in wrt]
         second = _vjp_function(f, len(xs), wrt, weights)
         gradcheck(second, *xs, u, eps=eps, rtol=rtol, atol=atol, directions=directions,
-                  order=order - 1, seed=seed + 1, nondiff=nondiff)
+                  order=order - 1, seed=seed + 1, nondiff=nondiff, _level=_level + 1)
     return True
 
 

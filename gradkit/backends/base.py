@@ -51,6 +51,24 @@ class Backend:
         """A new array with the same values (never a view of ``array``)."""
         return self.xp.asarray(array, copy=True)
 
+    def read_only(self, array: Any) -> Any:
+        """A view of ``array`` that refuses writes, where the library can say so."""
+        flags = getattr(array, "flags", None)
+        if flags is None or not hasattr(flags, "writeable") or not flags.writeable:
+            return array
+        view = array.view()
+        view.flags.writeable = False
+        return view
+
+    def overwrite(self, array: Any, values: Any) -> Any:
+        """``array`` holding ``values`` (an in-place operator): the same memory when
+        it is writable, else a new array (a read-only leaf is never written through)."""
+        flags = getattr(array, "flags", None)
+        if flags is not None and getattr(flags, "writeable", False) and values.dtype == array.dtype:
+            array[...] = values
+            return array
+        return self.xp.astype(values, array.dtype) if values.dtype != array.dtype else values
+
     def to_numpy(self, array: Any) -> np.ndarray:
         """A NumPy array with the same values (a copy off the host)."""
         return np.asarray(array)

@@ -12,5 +12,6 @@ from gradkit.registry import OPS as _OPS
 
 for _name, _entry in _OPS.items():
     globals()[_name] = _entry.function
+neg = negative = _OPS["negative"].function  # noqa: F821  (NumPy's name and the short one)
 
-__all__ = sorted(_OPS) + ["permute", "split", "unbroadcast"]
+__all__ = sorted(_OPS) + ["neg", "permute", "split", "unbroadcast"]

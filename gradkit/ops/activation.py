@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradkit.errors import ShapeError, describe
+from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.elementwise import exp, multiply, where
 from gradkit.ops.reduce import max_, sum_
@@ -356,7 +356,7 @@ def maxout(x: Any, *, pieces: int) -> Tensor:
     """
     shape = tuple(getattr(x, "shape", ()))
     if isinstance(pieces, bool) or not isinstance(pieces, (int, np.integer)) or pieces < 1:
-        raise ValueError(f"maxout: pieces must be a positive int, got {pieces!r}")
+        raise ArgumentError(f"maxout: pieces must be a positive int, got {pieces!r}")
     if not shape or shape[-1] % pieces:
         raise ShapeError(f"maxout: argument x needs a last axis divisible by pieces={pieces}, "
                          f"got x: {describe(x)}")

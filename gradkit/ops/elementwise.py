@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradkit.dtypes import native_dtype
+from gradkit.errors import ArgumentError, DTypeError, describe
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.samples import (binary_samples, distinct_pairs, unary_samples,
                                  away_from_zero, BROADCAST_PAIRS)
@@ -97,7 +98,11 @@ def power_vjp(ctx, g):
     x, y = ctx.inputs
     gx = gy = None
     if ctx.needs[0]:
-        gx = unbroadcast(g * y * x ** (y - 1), x)
+        # y * x ** (y - 1) with y == 0 is 0 (not 0 * inf at x == 0); the exponent is
+        # kept finite on that branch too, so second derivatives stay NaN-free.
+        zero_exponent = ctx.constant(y.data == 0)
+        safe_y = where(zero_exponent, 1.0, y)
+        gx = unbroadcast(where(zero_exponent, 0.0, g * y * x ** (safe_y - 1)), x)
     if ctx.needs[1]:
         xp = ctx.backend.xp
         positive_base = ctx.constant(x.data > 0)
@@ -288,13 +293,26 @@ def clip_vjp(ctx, g):
     return (g * ctx.constant(xp.astype(inside, g.data.dtype)),)
 
 
+def check_clip(x, *, min=None, max=None) -> None:
+    """Bounds are Python numbers (or None): the gradient does not flow into them."""
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, (int, float, np.integer, np.floating)):
+            raise DTypeError(f"clip: argument {name} must be a number or None, got "
+                            f"{type(bound).__name__}; for tensor bounds use "
+                            "gk.minimum(gk.maximum(x, lo), hi)")
+    if min is None and max is None:
+        raise ArgumentError(f"clip: give min, max or both (operand: {describe(x)})")
+    if min is not None and max is not None and min > max:
+        raise ArgumentError(f"clip: min={min} is greater than max={max} (operand: {describe(x)})")
+
+
 def clip_samples(rng):
     return [Sample(away_from_zero(rng, (3, 4)), min=-0.5, max=1.0),
             Sample(away_from_zero(rng, (5,)), min=0.1, max=None),
             Sample(away_from_zero(rng, (5,)), min=None, max=0.1)]
 
 
-@primitive(vjp=clip_vjp, samples=clip_samples, family=FAMILY)
+@primitive(vjp=clip_vjp, samples=clip_samples, family=FAMILY, check=check_clip)
 def clip(xp, x, *, min=None, max=None):
     """``x`` limited to ``[min, max]`` (either may be None); gradient 0 outside.
 
@@ -302,10 +320,6 @@ def clip(xp, x, *, min=None, max=None):
     >>> gk.clip(gk.tensor([-2.0, 0.5, 3.0]), min=0.0, max=1.0).numpy().tolist()
     [0.0, 0.5, 1.0]
     """
-    if min is None and max is None:
-        raise ValueError("clip: give min, max or both")
-    if min is not None and max is not None and min > max:
-        raise ValueError(f"clip: min={min} is greater than max={max}")
     return xp.clip(x, min, max)
 
 

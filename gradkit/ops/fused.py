@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradkit.errors import ShapeError, describe
+from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.elementwise import where
 from gradkit.ops.samples import away_from_zero
@@ -63,14 +63,14 @@ def _local_gradient(xp, y, activation, slope, alpha):
 
 def check_bias_activation(x, bias, *, activation="relu", slope=0.01, alpha=1.0) -> None:
     if activation not in ACTIVATIONS:
-        raise ValueError(f"bias_activation: argument activation must be one of {ACTIVATIONS}, "
+        raise ArgumentError(f"bias_activation: argument activation must be one of {ACTIVATIONS}, "
                          f"got {activation!r}")
     if bias.ndim != 1 or x.ndim == 0 or x.shape[-1] != bias.shape[0]:
         raise ShapeError(f"bias_activation: bias must be 1-D with x's last axis "
                          f"({x.shape[-1] if x.ndim else '?'}), got x: {describe(x)}, "
                          f"bias: {describe(bias)}")
     if activation == "leaky_relu" and slope <= 0:
-        raise ValueError(f"bias_activation: slope must be > 0 (got {slope}) so the backward "
+        raise ArgumentError(f"bias_activation: slope must be > 0 (got {slope}) so the backward "
                          "pass can work from the output")
 
 

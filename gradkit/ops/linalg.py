@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 from gradkit.errors import ShapeError, describe
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.samples import away_from_zero
@@ -27,6 +29,12 @@ def check_matmul(x, y) -> None:
     if inner_x != inner_y:
         raise ShapeError(f"matmul: shapes {x.shape} and {y.shape} do not align (inner "
                          f"{inner_x} != {inner_y}); operands: {describe(x)}, {describe(y)}")
+    batch_x, batch_y = x.shape[:-2], y.shape[:-2]
+    try:
+        np.broadcast_shapes(batch_x, batch_y)
+    except ValueError:
+        raise ShapeError(f"matmul: batch dimensions {batch_x} and {batch_y} do not broadcast; "
+                         f"operands: {describe(x)}, {describe(y)}") from None
 
 
 def matmul_vjp(ctx, g):

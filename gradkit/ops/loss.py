@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradkit.errors import DTypeError, ShapeError, describe, describe_operands
-from gradkit.ops.activation import softmax
+from gradkit.ops.activation import relu, softmax
 from gradkit.ops.elementwise import maximum, multiply, subtract
 from gradkit.ops.reduce import mean, sum_
 from gradkit.ops.samples import away_from_zero
@@ -39,6 +39,12 @@ def _as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
 
 def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tensor) -> None:
     """Raise unless ``scores`` is float (N, C) and ``labels`` int (N,) with values in [0, C)."""
+    if (scores.dtype.kind == "f" and scores.ndim == 2 and labels.dtype.kind in "iu" and
+            labels.shape == (scores.shape[0],) and scores.size > 0):
+        xp = labels._backend.xp
+        low, high = int(xp.min(labels.data)), int(xp.max(labels.data))
+        if 0 <= low and high < scores.shape[1]:
+            return  # the common case: no message is built
     operands = describe_operands([scores_name, "labels"], [scores, labels])
     if scores.dtype.kind != "f":
         raise DTypeError(f"{op}: argument {scores_name} must be floating point, got "
@@ -178,7 +184,7 @@ def svm_loss(scores: Any, labels: Any) -> Tensor:
     xp = scores._backend.xp
     n, c = scores.shape
     correct = getitem(scores, index=(xp.arange(n), labels.data))
-    margins = maximum(scores - expand_dims(correct, axis=1) + 1, 0.0)
+    margins = relu(scores - expand_dims(correct, axis=1) + 1)  # a margin of exactly 0 adds 0
     others = Tensor(1 - _one_hot(xp, labels.data, c, scores.data.dtype), scores._backend)
     return mean(sum_(multiply(margins, others), axis=1))
 

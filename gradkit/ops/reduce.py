@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gradkit.errors import ArgumentError
 from gradkit.ops.broadcasting import expand_reduced, keepdims_shape, normalize_axes
 from gradkit.ops.elementwise import exp
 from gradkit.ops.samples import away_from_zero
@@ -128,6 +129,8 @@ def logsumexp(xp, x, *, axis=None, keepdims=False):
     >>> round(gk.logsumexp(gk.tensor([1000.0, 1000.0], dtype="float64")).item(), 4)
     1000.6931
     """
+    if x.size == 0:  # log of an empty sum
+        return xp.log(xp.sum(xp.exp(x), axis=axis, keepdims=keepdims))
     shift = xp.max(x, axis=axis, keepdims=True)
     shift = xp.where(xp.isfinite(shift), shift, 0)
     total = xp.sum(xp.exp(x - shift), axis=axis, keepdims=True)
@@ -152,7 +155,7 @@ def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> T
     centered = x - mean(x, axis=axis, keepdims=True)
     count = _reduced_count(x.shape, axis)
     if count - ddof <= 0:
-        raise ValueError(f"var: ddof={ddof} leaves no degrees of freedom for {count} elements")
+        raise ArgumentError(f"var: ddof={ddof} leaves no degrees of freedom for {count} elements")
     return sum_(multiply(centered, centered), axis=axis, keepdims=keepdims) / (count - ddof)
 
 

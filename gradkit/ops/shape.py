@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gradkit.dtypes import to_numpy_dtype
-from gradkit.errors import ShapeError, describe
+from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.ops.broadcasting import normalize_axes
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, composite, primitive
@@ -51,7 +51,8 @@ def reshape(xp, x, *, shape):
 
 def transpose_vjp(ctx, g):
     axes = ctx.params["axes"]
-    inverse = None if axes is None else tuple(int(i) for i in np.argsort(axes))
+    ndim = g.ndim
+    inverse = None if axes is None else tuple(int(i) for i in np.argsort([a % ndim for a in axes]))
     return (transpose(g, axes=inverse),)
 
 
@@ -184,10 +185,14 @@ def expand_dims(xp, x, *, axis):
     (1, 3)
     """
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    ndim = x.ndim + len(axes)
+    if any(not -ndim <= a < ndim for a in axes):
+        raise IndexError(f"axis {axis} is out of range for a result with {ndim} dimensions")
+    inserted = {a % ndim for a in axes}
+    if len(inserted) != len(axes):
+        raise ValueError(f"axis {axis} names one position twice")
     if len(axes) == 1:
         return xp.expand_dims(x, axis=axes[0])
-    ndim = x.ndim + len(axes)
-    inserted = {a % ndim for a in axes}
     dims = iter(x.shape)
     return xp.reshape(x, tuple(1 if i in inserted else next(dims) for i in range(ndim)))
 
@@ -243,7 +248,7 @@ def stack(*tensors: Any, axis: int = 0) -> Tensor:
     if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
         tensors = tuple(tensors[0])
     if not tensors:
-        raise ValueError("stack: needs at least one tensor")
+        raise ArgumentError("stack: needs at least one tensor")
     shapes = {tuple(getattr(t, "shape", ())) for t in tensors}
     if len(shapes) > 1:
         raise ShapeError(f"stack: all tensors need one shape, got "
@@ -264,6 +269,8 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
     >>> [p.shape for p in gk.split(gk.zeros((4, 2)), 2)]
     [(2, 2), (2, 2)]
     """
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"split: axis {axis} is out of range for {describe(x)}")
     n = x.shape[axis]
     if isinstance(indices_or_sections, int):
         if indices_or_sections <= 0 or n % indices_or_sections:
@@ -287,7 +294,9 @@ def _raw_item(item: Any, xp: Any) -> Any:
     """One index entry with Tensors, lists and foreign arrays replaced by ``xp`` arrays."""
     if isinstance(item, Tensor):
         return item.data
-    if isinstance(item, list) or (isinstance(item, np.ndarray) and xp is not np):
+    if isinstance(item, list):
+        return xp.asarray(item) if item else xp.asarray(item, dtype=xp.int64)
+    if isinstance(item, np.ndarray) and xp is not np:
         return xp.asarray(item)
     return item
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradkit import backends as _backends
-from gradkit.autodiff import Node, grad_enabled_state
+from gradkit.autodiff import Node, grad_enabled
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Op, Sample, composite
 from gradkit.tensor import Tensor
@@ -47,7 +47,7 @@ def to_backend(x: Tensor, backend: Any) -> Tensor:
     if target is source:
         return x
     data = target.from_backend(x.data, source)
-    if x._requires_grad and grad_enabled_state.enabled:
+    if x._requires_grad and grad_enabled.get():
         return Tensor(data, target, Node(TRANSFER, (x,), {"backend": target.name}, data,
                                          target, (True,)))
     return Tensor(data, target)
