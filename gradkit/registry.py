@@ -335,7 +335,8 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
     like = None
     for value in args:
         if isinstance(value, Tensor):
-            like = value.dtype if like is None else np.promote_types(like, value.dtype)
+            dtype = value.dtype
+            like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
     return tuple(v if isinstance(v, Tensor) else _lift(v, backend, like, op, i)
                  for i, v in enumerate(args))
 
@@ -386,7 +387,7 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     if type(out) is not backend.array_type:
         out = backend.asarray(out)
     if needs_grad and op.vjp is not None and grad_enabled.get() and \
-            to_numpy_dtype(out.dtype).kind == "f":
+            (getattr(out.dtype, "kind", None) or to_numpy_dtype(out.dtype).kind) == "f":
         needs = tuple([t._requires_grad for t in args])
         return Tensor(out, backend, Node(op, args, params, out, backend, needs))
     return Tensor(out, backend)

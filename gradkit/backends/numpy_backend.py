@@ -17,6 +17,10 @@ class NumpyBackend(Backend):
     def xp(self) -> Any:
         return np
 
-    @property
-    def array_type(self) -> type:
-        return np.ndarray
+    array_type = np.ndarray  # a plain attribute: dispatch reads it on every op
+
+    def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
+        return np.asarray(data, dtype=dtype)  # NumPy takes NumPy dtypes as they are
+
+    def copy(self, array: Any) -> Any:
+        return np.array(array, copy=True)

@@ -21,20 +21,22 @@ FAMILY = "linalg"
 
 def check_matmul(x, y) -> None:
     """Raise a ShapeError that names both operands when x @ y does not align."""
-    if x.ndim == 0 or y.ndim == 0:
+    a, b = x.data, y.data  # raw arrays: shape and ndim without Tensor properties
+    if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: operands must be at least 1-D, got {describe(x)} and "
                          f"{describe(y)}; use * for scalars")
-    inner_x = x.shape[-1]
-    inner_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
+    inner_x = a.shape[-1]
+    inner_y = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if inner_x != inner_y:
         raise ShapeError(f"matmul: shapes {x.shape} and {y.shape} do not align (inner "
                          f"{inner_x} != {inner_y}); operands: {describe(x)}, {describe(y)}")
-    batch_x, batch_y = x.shape[:-2], y.shape[:-2]
-    try:
-        np.broadcast_shapes(batch_x, batch_y)
-    except ValueError:
-        raise ShapeError(f"matmul: batch dimensions {batch_x} and {batch_y} do not broadcast; "
-                         f"operands: {describe(x)}, {describe(y)}") from None
+    if a.ndim > 2 or b.ndim > 2:
+        batch_x, batch_y = a.shape[:-2], b.shape[:-2]
+        try:
+            np.broadcast_shapes(batch_x, batch_y)
+        except ValueError:
+            raise ShapeError(f"matmul: batch dimensions {batch_x} and {batch_y} do not "
+                             f"broadcast; operands: {describe(x)}, {describe(y)}") from None
 
 
 def matmul_vjp(ctx, g):
@@ -97,8 +99,8 @@ def linear_vjp(ctx, g):
     if ctx.needs[0]:
         grads[0] = matmul(g, matrix_transpose(weight))
     if ctx.needs[1]:
-        rows_x = reshape(x, shape=(-1, x.shape[-1]))
-        rows_g = reshape(g, shape=(-1, g.shape[-1]))
+        rows_x = x if x.ndim == 2 else reshape(x, shape=(-1, x.shape[-1]))
+        rows_g = g if g.ndim == 2 else reshape(g, shape=(-1, g.shape[-1]))
         grads[1] = matmul(matrix_transpose(rows_x), rows_g)
     if len(ctx.inputs) == 3 and ctx.needs[2]:
         grads[2] = unbroadcast(g, ctx.inputs[2])
