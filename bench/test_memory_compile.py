@@ -1,0 +1,84 @@
+"""Peak memory of one training step, and first-call (compile) time, apart from
+steady-state time.
+
+Peak memory: tracemalloc sees every NumPy allocation (numpy and numba backends);
+on CUDA, CuPy's memory pool. First call: a fresh Python process with an empty
+Numba cache dir (cold: JIT compile) and again with the filled cache (warm).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import pytest
+
+from gradkit.benchmarks.floor import NumpyMLPFloor
+from gradkit.benchmarks.mlp import SIZES, gradkit_step
+
+from conftest import BACKENDS
+
+SIZE = "medium"
+
+
+def _peak_bytes(step) -> int:
+    step()
+    tracemalloc.start()
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("impl", ["numpy-floor"] + [f"gradkit-{b}" for b in BACKENDS
+                                                    if b != "cuda"])
+def test_peak_memory(benchmark, impl):
+    batch, dims = SIZES[SIZE]
+    step = (NumpyMLPFloor(dims, batch).step if impl == "numpy-floor"
+            else gradkit_step(dims, batch, impl.split("-", 1)[1]))
+    peak = _peak_bytes(step)
+    benchmark.group = "peak-memory"
+    benchmark.extra_info.update(impl=impl, size=SIZE, peak_bytes=peak)
+    benchmark.pedantic(step, rounds=3, iterations=1)
+
+
+FIRST_CALL = """
+import time, sys
+t0 = time.perf_counter()
+from gradkit.benchmarks.mlp import SIZES, gradkit_step
+batch, dims = SIZES["small"]
+step = gradkit_step(dims, batch, sys.argv[1])
+t1 = time.perf_counter()
+step()
+t2 = time.perf_counter()
+step()
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def _first_call(backend: str, env: dict) -> tuple[float, float, float]:
+    out = subprocess.run([sys.executable, "-c", FIRST_CALL, backend], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return tuple(float(v) for v in out)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b in ("numba", "cuda")])
+def test_first_call_time(benchmark, backend):
+    """Setup, first step and second step in a new process, cold and warm kernel cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "CUPY_CACHE_DIR": cache}
+        started = time.perf_counter()
+        cold = _first_call(backend, env)
+        warm = _first_call(backend, env)
+        benchmark.group = "first-call"
+        benchmark.extra_info.update(
+            impl=f"gradkit-{backend}", backend=backend,
+            cold_first_step_s=cold[1], cold_second_step_s=cold[2],
+            warm_first_step_s=warm[1], warm_second_step_s=warm[2],
+            wall_s=time.perf_counter() - started)
+        benchmark.pedantic(lambda: None, rounds=1, iterations=1)

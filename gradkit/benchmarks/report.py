@@ -1,0 +1,107 @@
+"""Turn pytest-benchmark JSON into the table users read: ms/step, GFLOP/s and the
+ratio to the NumPy floor of the same run, per size and implementation.
+
+>>> rows = rows_from_json({"benchmarks": [
+...     {"group": "mlp-small", "stats": {"median": 0.002},
+...      "extra_info": {"size": "small", "impl": "numpy-floor", "flops": 4e6}},
+...     {"group": "mlp-small", "stats": {"median": 0.003},
+...      "extra_info": {"size": "small", "impl": "gradkit-numpy", "flops": 4e6}}]})
+>>> [(r["impl"], r["ratio_to_floor"]) for r in rows]
+[('numpy-floor', 1.0), ('gradkit-numpy', 1.5)]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SIZE_ORDER = {"small": 0, "medium": 1, "large": 2}
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """A pytest-benchmark JSON file, with a clear error when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read benchmark results {path}: {exc}") from exc
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{path} is not pytest-benchmark JSON (no 'benchmarks' list)")
+    return data
+
+
+def rows_from_json(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per MLP benchmark: size, impl, ms/step, GFLOP/s, ratio to the floor."""
+    mlp = [b for b in data["benchmarks"] if str(b.get("group", "")).startswith("mlp-")]
+    floors = {b["extra_info"]["size"]: b["stats"]["median"] for b in mlp
+              if b["extra_info"].get("impl") == "numpy-floor"}
+    rows = []
+    for b in mlp:
+        info, seconds = b["extra_info"], b["stats"]["median"]
+        floor = floors.get(info["size"])
+        rows.append({"size": info["size"], "impl": info["impl"], "ms_per_step": seconds * 1e3,
+                     "gflops": info.get("flops", 0) / seconds / 1e9,
+                     "ratio_to_floor": round(seconds / floor, 4) if floor else None})
+    rows.sort(key=lambda r: (SIZE_ORDER.get(r["size"], 9), r["impl"] != "numpy-floor", r["impl"]))
+    return rows
+
+
+def overhead_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Microseconds per op of the 200-op chain (forward + backward), per implementation."""
+    return [{"impl": b["extra_info"]["impl"],
+             "us_per_op": b["stats"]["median"] / b["extra_info"]["ops"] * 1e6}
+            for b in data["benchmarks"] if b.get("group") == "overhead"]
+
+
+def other_rows(data: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return [b["extra_info"] for b in data["benchmarks"] if b.get("group") == group]
+
+
+def table(data: dict[str, Any]) -> str:
+    """The report as text."""
+    lines = [f"{'size':8s} {'implementation':22s} {'ms/step':>10s} {'GFLOP/s':>9s} {'x floor':>8s}"]
+    for r in rows_from_json(data):
+        ratio = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] is not None else "-"
+        lines.append(f"{r['size']:8s} {r['impl']:22s} {r['ms_per_step']:10.3f} "
+                     f"{r['gflops']:9.2f} {ratio:>8s}")
+    overhead = overhead_rows(data)
+    if overhead:
+        lines.append("")
+        lines.append("per-op overhead (200 elementwise ops, forward + backward):")
+        lines += [f"  {r['impl']:22s} {r['us_per_op']:8.2f} us/op" for r in overhead]
+    memory = other_rows(data, "peak-memory")
+    if memory:
+        lines.append("")
+        lines.append("peak memory of one medium step:")
+        lines += [f"  {m['impl']:22s} {m['peak_bytes'] / 2**20:8.1f} MiB" for m in memory]
+    first = other_rows(data, "first-call")
+    if first:
+        lines.append("")
+        lines.append("first call (new process; cold = empty kernel cache, warm = cached):")
+        lines += [f"  {f['impl']:22s} cold first step {f['cold_first_step_s']:.2f} s, "
+                  f"warm first step {f['warm_first_step_s']:.2f} s, "
+                  f"steady step {f['warm_second_step_s'] * 1e3:.2f} ms" for f in first]
+    return "\n".join(lines)
+
+
+def plot(data: dict[str, Any], path: str | Path) -> None:
+    """Ratio to the floor per size and implementation, as a grouped bar chart PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows_from_json(data) if r["ratio_to_floor"] is not None]
+    sizes = sorted({r["size"] for r in rows}, key=lambda s: SIZE_ORDER.get(s, 9))
+    impls = sorted({r["impl"] for r in rows}, key=lambda i: (i != "numpy-floor", i))
+    width = 0.8 / max(len(impls), 1)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for k, impl in enumerate(impls):
+        values = [next((r["ratio_to_floor"] for r in rows if r["size"] == s and r["impl"] == impl),
+                       0.0) for s in sizes]
+        ax.bar([i + k * width for i in range(len(sizes))], values, width, label=impl)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width * (len(impls) - 1) / 2 for i in range(len(sizes))], sizes)
+    ax.set_ylabel("time / NumPy floor (lower is faster)")
+    ax.set_title("MLP training step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
