@@ -228,8 +228,7 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
         shown = [P("tensors", P.POSITIONAL_ONLY)] + [
             p for p in after_xp if p.kind is P.KEYWORD_ONLY]
     else:
-        shown = array_params + [p.replace(kind=P.POSITIONAL_OR_KEYWORD) for p in after_xp
-                                if p.kind is P.KEYWORD_ONLY]
+        shown = array_params + [p for p in after_xp if p.kind is P.KEYWORD_ONLY]
     function.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
     function.op = op  # type: ignore[attr-defined]
     return function

@@ -4,8 +4,8 @@ The public names exported here (and re-exported as ``gk.<name>``) are the
 registered ops' functions under their registry names, plus the few public
 functions that are not ops themselves (``split``, ``permute``, ``unbroadcast``).
 """
-from gradkit.ops import (activation, elementwise, fused, linalg, loss, reduce, shape,  # noqa: F401
-                         transfer)
+from gradkit.ops import (activation, elementwise, fused, linalg, loss, optim_update,  # noqa: F401
+                         reduce, shape, transfer)
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.shape import permute, split
 from gradkit.registry import OPS as _OPS

@@ -1,0 +1,209 @@
+"""gk.save / gk.load: both formats, atomic writes, and files that are not what they claim."""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit.serialization import MissingDependencyError, SerializationError
+
+FORMATS = [".npz", ".safetensors"]
+
+
+def _state():
+    rng = np.random.default_rng(0)
+    return {"layers.0.weight": rng.standard_normal((3, 4)).astype(np.float32),
+            "layers.0.bias": np.zeros(4, np.float32),
+            "double": rng.standard_normal((2, 2)),
+            "count": np.array(7, np.int64),
+            "mask": np.array([True, False]),
+            "transposed": rng.standard_normal((3, 2)).T}  # not C-contiguous
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_round_trip_keeps_values_dtypes_and_shapes(tmp_path, suffix):
+    state = _state()
+    gk.save(state, tmp_path / f"state{suffix}")
+    loaded = gk.load(str(tmp_path / f"state{suffix}"))
+    assert sorted(loaded) == sorted(state)
+    for key, value in state.items():
+        assert type(loaded[key]) is np.ndarray
+        assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_model_round_trips_through_a_file(tmp_path, suffix):
+    source, target = gk.nn.MLP([2, 8, 3], seed=1), gk.nn.MLP([2, 8, 3], seed=2)
+    gk.save(source.state_dict(), tmp_path / f"model{suffix}")
+    target.load_state_dict(gk.load(tmp_path / f"model{suffix}"))
+    x = gk.tensor(np.random.default_rng(0).standard_normal((4, 2)))
+    np.testing.assert_array_equal(target(x).numpy(), source(x).numpy())
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_tensors_can_be_saved_directly(tmp_path, suffix):
+    layer = gk.nn.Linear(2, 3, seed=0)
+    gk.save(dict(layer.named_parameters()), tmp_path / f"layer{suffix}")
+    np.testing.assert_array_equal(gk.load(tmp_path / f"layer{suffix}")["weight"],
+                                  layer.weight.numpy())
+
+
+def test_npz_files_written_by_numpy_load(tmp_path):
+    np.savez(tmp_path / "numpy.npz", a=np.arange(3), b=np.ones((2, 2), np.float32))
+    loaded = gk.load(tmp_path / "numpy.npz")
+    assert loaded["a"].tolist() == [0, 1, 2] and loaded["b"].dtype == np.float32
+
+
+# -- what cannot be saved -------------------------------------------------------------
+
+@pytest.mark.parametrize("state,message", [
+    ({"a": np.array([object()], dtype=object)}, "'a' has dtype object"),
+    ({"a": np.array(["text"])}, "'a' has dtype <U4"),
+    ({"a": [1.0, 2.0]}, "'a' must be a NumPy array or Tensor, got list"),
+    ({1: np.ones(1)}, "keys must be non-empty strings"),
+    ([("a", np.ones(1))], "expected a dict of arrays")])
+def test_unsavable_state_is_refused_before_any_file_appears(tmp_path, state, message):
+    with pytest.raises(SerializationError, match=message):
+        gk.save(state, tmp_path / "state.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["save", "load"])
+def test_an_unknown_suffix_lists_the_formats(tmp_path, action):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"")
+    with pytest.raises(SerializationError,
+                       match=r"unknown file suffix '.pt'.*\.safetensors.*\.npz"):
+        gk.save({"a": np.ones(1)}, path) if action == "save" else gk.load(path)
+
+
+def test_loading_a_missing_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        gk.load(tmp_path / "nothing.npz")
+
+
+# -- atomic writes --------------------------------------------------------------------
+
+def _fail_midway(monkeypatch, suffix):
+    if suffix == ".npz":
+        real = np.lib.format.write_array
+        calls = []
+
+        def write_then_fail(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # as if the process were interrupted mid-save
+            return real(*args, **kwargs)
+        monkeypatch.setattr(np.lib.format, "write_array", write_then_fail)
+    else:
+        import safetensors.numpy
+
+        def fail(*args, **kwargs):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(safetensors.numpy, "save", fail)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypatch, suffix):
+    path = tmp_path / f"model{suffix}"
+    gk.save({"w": np.ones(3, np.float32)}, path)
+    _fail_midway(monkeypatch, suffix)
+    with pytest.raises(KeyboardInterrupt):
+        gk.save({"w": np.zeros(3, np.float32), "b": np.zeros(2, np.float32)}, path)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    assert gk.load(path)["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_saving_over_an_existing_file_replaces_it(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    gk.save({"w": np.ones(3)}, path)
+    gk.save({"v": np.zeros(2)}, path)
+    assert list(gk.load(path)) == ["v"]
+    assert list(tmp_path.iterdir()) == [path]
+
+
+# -- files that are not state dicts ----------------------------------------------------
+
+class _Exploit:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _corrupt_files(tmp_path):
+    """(path, what the message should say) for each kind of bad file."""
+    marker = str(tmp_path / "code-ran")
+    cases = []
+    text = "this is not a model\n" * 10
+
+    def write(name, data, expected):
+        path = tmp_path / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        cases.append((path, expected))
+
+    write("text.npz", text, "not an .npz archive")
+    write("text.safetensors", text, "not a valid .safetensors file")
+    write("empty.safetensors", b"", "not a valid .safetensors file")
+    write("pickle.npz", pickle.dumps({"w": _Exploit(marker)}), "not an .npz archive")
+    write("pickle.safetensors", pickle.dumps(_Exploit(marker)), "not a valid .safetensors file")
+
+    np.savez(tmp_path / "objects.npz", w=np.array([_Exploit(marker)], dtype=object))
+    cases.append((tmp_path / "objects.npz", "entry 'w' cannot be read.*allow_pickle"))
+
+    np.save(tmp_path / "array.npy", np.ones(3))
+    os.replace(tmp_path / "array.npy", tmp_path / "array.npz")
+    cases.append((tmp_path / "array.npz", "not an .npz archive"))
+
+    with zipfile.ZipFile(tmp_path / "foreign.npz", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    cases.append((tmp_path / "foreign.npz", "member 'readme.txt' is not an .npy array"))
+
+    for suffix in FORMATS:
+        gk.save({"w": np.random.default_rng(0).standard_normal((50, 50))}, tmp_path / f"ok{suffix}")
+        data = (tmp_path / f"ok{suffix}").read_bytes()
+        write(f"truncated{suffix}", data[:len(data) // 2],
+              "not an .npz archive" if suffix == ".npz" else "not a valid .safetensors file")
+        write(f"cut-tail{suffix}", data[:-10],
+              "not an .npz archive" if suffix == ".npz" else "not a valid .safetensors file")
+    data = bytearray((tmp_path / "ok.npz").read_bytes())
+    data[200:260] = b"\xff" * 60  # damage an array's bytes inside an intact zip
+    write("damaged.npz", bytes(data), "entry 'w' cannot be read")
+    return cases, marker
+
+
+def test_corrupt_and_foreign_files_raise_naming_the_path_and_never_run_code(tmp_path):
+    cases, marker = _corrupt_files(tmp_path)
+    for path, expected in cases:
+        with pytest.raises(SerializationError, match=expected) as info:
+            gk.load(path)
+        assert str(path) in str(info.value), path
+        assert isinstance(info.value, gk.GradkitError) and isinstance(info.value, ValueError)
+    assert not os.path.exists(marker)
+
+
+def test_safetensors_missing_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(MissingDependencyError, match="pip install safetensors"):
+        gk.save({"w": np.ones(1)}, tmp_path / "model.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ImportError, match=r"gradkit\[safetensors\]"):
+        gk.load(tmp_path / "model.safetensors")
+
+
+def test_saving_into_a_missing_directory_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="directory .*absent does not exist"):
+        gk.save({"w": np.ones(1)}, tmp_path / "absent" / "model.npz")
