@@ -144,6 +144,7 @@ KERNELS_BY_SOURCE = {
                        "activation_backward_from_output", "bias_activation_forward"],
     "softmax_cross_entropy.cu": ["softmax_cross_entropy_forward",
                                  "softmax_cross_entropy_backward"],
+    "optim.cu": ["sgd_update", "adam_update"],
 }
 
 
@@ -294,6 +295,48 @@ def _scatter_add(backend: CudaBackend) -> Callable[..., Any]:
     return kernel
 
 
+def _sgd_update(backend: CudaBackend) -> Callable[..., Any]:
+    """SGD in one pass: reads param and grad, updates velocity in place, returns the new param."""
+    fallback = _reference("sgd_update", backend)
+
+    def kernel(param: Any, grad: Any, velocity: Any = None, *, lr: float, momentum: float = 0.0,
+               nesterov: bool = False, weight_decay: float = 0.0) -> Any:
+        arrays = (param, grad) if velocity is None else (param, grad, velocity)
+        if not _same_float_arrays(*arrays):
+            return fallback(param, grad, velocity, lr=lr, momentum=momentum,
+                            nesterov=nesterov, weight_decay=weight_decay)
+        out = backend.xp.empty_like(param)
+        t = param.dtype.type
+        launch = backend.function("optim.cu", "sgd_update", param.dtype)
+        launch((_blocks(param.size),), (THREADS,),
+               (param, grad, velocity if momentum != 0 else out, out, np.int64(param.size),
+                t(lr), np.int32(momentum != 0), t(momentum), np.int32(bool(nesterov)),
+                t(weight_decay)))
+        return out
+    return kernel
+
+
+def _adam_update(backend: CudaBackend) -> Callable[..., Any]:
+    """Adam/AdamW in one pass: updates m and v in place, returns the new param."""
+    fallback = _reference("adam_update", backend)
+
+    def kernel(param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float,
+               eps: float, weight_decay: float, decoupled: bool, step: int) -> Any:
+        params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                      decoupled=decoupled, step=step)
+        if not _same_float_arrays(param, grad, m, v):
+            return fallback(param, grad, m, v, **params)
+        out = backend.xp.empty_like(param)
+        t = param.dtype.type
+        launch = backend.function("optim.cu", "adam_update", param.dtype)
+        launch((_blocks(param.size),), (THREADS,),
+               (param, grad, m, v, out, np.int64(param.size), t(lr), t(beta1), t(beta2), t(eps),
+                t(weight_decay), np.int32(bool(decoupled)), t(1 - beta1 ** step),
+                t((1 - beta2 ** step) ** 0.5)))
+        return out
+    return kernel
+
+
 KERNEL_FACTORIES: dict[str, Callable[[CudaBackend], Callable[..., Any]]] = {
     "relu": _activation("relu", "relu"),
     "leaky_relu": _activation("leaky_relu", "leaky_relu"),
@@ -310,4 +353,6 @@ KERNEL_FACTORIES: dict[str, Callable[[CudaBackend], Callable[..., Any]]] = {
     "cross_entropy": _cross_entropy,
     "cross_entropy_backward": _cross_entropy_backward,
     "scatter_add": _scatter_add,
+    "sgd_update": _sgd_update,
+    "adam_update": _adam_update,
 }
