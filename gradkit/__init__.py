@@ -9,6 +9,7 @@ from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value
 from gradkit.registry import register_op, unregister_op
 from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load
+from gradkit import data  # noqa: F401
 from gradkit.dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8,
                             bool_, get_default_dtype, set_default_dtype)
 from gradkit.backends import get_backend, set_backend, use_backend

@@ -1,14 +1,24 @@
 """The ``gradkit`` command (also ``python -m gradkit``).
 
+``gradkit demo`` trains the cs231n case study (a softmax linear classifier and a
+two-layer ReLU net on the spiral), prints both training accuracies and draws their
+decision boundaries to demo.png. ``gradkit train`` trains an MLP on spiral, digits,
+a .npz file or a directory of MNIST IDX files, with a progress bar, and writes
+metrics.json, curves.png and the weights (after every epoch) to --out.
+``gradkit example`` prints the cs231n two-layer network's softmax loss and
+gradients on a small random batch and checks one against central differences.
 ``gradkit info`` lists the backends, whether each is usable here (and why not),
-the devices and library versions. ``gradkit example`` trains nothing yet: it builds the cs231n two-layer network
-on a small random batch, prints the softmax loss and the gradient of every
-parameter, and checks one gradient against central differences.
+the devices and library versions.
+
+Bad arguments and unreadable data end with one line on stderr,
+``gradkit: error: ...``, and exit status 2; Ctrl-C during ``train`` exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -91,19 +101,171 @@ def info() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradkit", description=__doc__.splitlines()[0])
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit status 2."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (``gradkit: error: ...``) instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` that must be > 0."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for seeds: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def hidden_sizes(text: str) -> list[int]:
+    """``--hidden 100,50`` as ``[100, 50]``; ``--hidden ""`` (no hidden layer) as ``[]``.
+
+    >>> hidden_sizes("100, 50")
+    [100, 50]
+    """
+    if not text.strip():
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive layer widths "
+                                         f"like 100,100, got {text!r}")
+    return sizes
+
+
+BACKEND_HELP = "numpy, numba, cuda... (default: GRADKIT_BACKEND, else numpy)"
+
+
+def add_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="the cs231n spiral case study: accuracies and demo.png")
+    demo.add_argument("--seed", type=non_negative_int, default=0)
+    demo.add_argument("--out", default=".", help="directory for demo.png (default: here)")
+    demo.add_argument("--backend", help=BACKEND_HELP)
+    demo.add_argument("--steps", type=positive(int), help=argparse.SUPPRESS)  # the net's steps
+
+
+def add_train_parser(commands: Any) -> None:
+    train = commands.add_parser("train", help="train an MLP; metrics.json, curves.png, weights")
+    train.add_argument("--dataset", default="spiral",
+                       help="spiral, digits, a .npz file or a directory of MNIST IDX files")
+    train.add_argument("--hidden", type=hidden_sizes, default=[100],
+                       help="hidden layer widths, comma-separated (default: 100)")
+    train.add_argument("--activation", default="relu", help="relu (default), tanh, sigmoid, "
+                       "leaky_relu, elu, gelu, softplus, maxout, identity")
+    train.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    train.add_argument("--lr", type=positive(float),
+                       help="learning rate (default: 0.01 for adam, 0.1 for sgd)")
+    train.add_argument("--momentum", type=float, default=0.0,
+                       help="SGD momentum, in [0, 1) (default 0)")
+    train.add_argument("--epochs", type=positive(int), default=20)
+    train.add_argument("--batch-size", type=positive(int), default=32)
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--backend", help=BACKEND_HELP)
+    train.add_argument("--out", default=".", help="directory for the outputs (default: here)")
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="gradkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
+    add_demo_parser(commands)
+    add_train_parser(commands)
     run_example = commands.add_parser("example", help="print a loss and its gradients")
     run_example.add_argument("--seed", type=int, default=0)
     commands.add_parser("info", help="version, backends and devices")
-    args = parser.parse_args(argv)
-    if args.command == "example":
-        return example(args.seed)
-    if args.command == "info":
-        return info()
-    parser.print_help()
-    return 2
+    return parser
+
+
+def check_backend(name: str | None) -> None:
+    """Fail early (one line) on an unknown or unusable backend."""
+    if name is not None:
+        import gradkit as gk
+        gk.backends.get(name)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run the case study and print what the lecture prints (~49% and ~98%)."""
+    from gradkit.training import DemoSettings, run_demo
+    check_backend(args.backend)
+    settings = DemoSettings() if args.steps is None else DemoSettings(net_steps=args.steps)
+    result = run_demo(seed=args.seed, out=args.out, backend=args.backend, settings=settings)
+    print(f"spiral: 300 points, 3 classes (seed {args.seed}); backend {result['backend']}")
+    print(f"softmax linear classifier ({settings.linear_steps} steps): training accuracy "
+          f"{100 * result['linear_accuracy']:.2f}% (data loss {result['losses']['linear']:.3f})")
+    print(f"2-layer net, {settings.hidden} ReLU ({settings.net_steps} steps): training accuracy "
+          f"{100 * result['net_accuracy']:.2f}% (data loss {result['losses']['net']:.3f})")
+    print(f"decision boundaries: {result['png']}  ({result['seconds']:.1f} s of training)")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train, print the final accuracy and where the outputs are; 130 on Ctrl-C."""
+    from gradkit.training import TrainingInterrupted, TrainSettings, run_train
+    check_backend(args.backend)
+    if not 0 <= args.momentum < 1:
+        raise UsageError(f"argument --momentum: must be in [0, 1), got {args.momentum}")
+    if args.momentum and args.optimizer != "sgd":
+        raise UsageError("argument --momentum: applies to --optimizer sgd only")
+    settings = TrainSettings(dataset=args.dataset, hidden=args.hidden, activation=args.activation,
+                             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                             epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                             backend=args.backend, out=args.out)
+    try:
+        metrics = run_train(settings)
+    except TrainingInterrupted as stop:
+        print(f"gradkit: {stop.message}", file=sys.stderr)
+        return 130
+    out = Path(args.out)
+    print(f"final training accuracy {100 * metrics['final_accuracy']:.2f}% after "
+          f"{args.epochs} epochs on backend {metrics['backend']} "
+          f"({metrics['timings']['total_seconds']:.1f} s)")
+    print(f"wrote {out / 'metrics.json'}, {out / 'curves.png'}, {out / metrics['weights']}")
+    return 0
+
+
+COMMANDS = {"demo": demo, "train": train,
+            "example": lambda args: example(args.seed), "info": lambda args: info()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; the exit status (2 with one line on stderr on errors)."""
+    from gradkit.errors import GradkitError
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except (UsageError, GradkitError, ValueError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"gradkit: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,401 @@
+"""What ``gradkit demo`` and ``gradkit train`` do: fit, measure, plot and save.
+
+Built only from the public API (``gk.nn``, ``gk.optim``, ``gk.data``, ``gk.save``).
+matplotlib and tqdm come with ``pip install "gradkit[cli]"``; they are imported
+when a command needs them, never when gradkit is imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+import gradkit as gk
+from gradkit.errors import GradkitError
+from gradkit.nn import functional as F
+
+
+class MissingExtraError(GradkitError, ImportError):
+    """A command needs a package of the ``cli`` extra that is not installed."""
+
+
+def require_cli_extras(*modules: str) -> None:
+    """Raise MissingExtraError naming what to install when one of ``modules`` is missing.
+
+    >>> require_cli_extras("numpy")
+    """
+    missing = []
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingExtraError(f"this command needs {' and '.join(missing)}: "
+                                'pip install "gradkit[cli]"')
+
+
+# -- pieces shared by demo and train -------------------------------------------------------
+def predict(model: Any, X: Any) -> np.ndarray:
+    """The class each row of ``X`` scores highest, in eval mode and without a tape.
+
+    >>> model = gk.nn.MLP([2, 3], seed=0)
+    >>> predict(model, np.zeros((4, 2), np.float32)).shape
+    (4,)
+    """
+    was_training = getattr(model, "training", True)
+    model.eval()
+    with gk.no_grad():
+        scores = model(X if isinstance(X, gk.Tensor) else gk.tensor(X))
+    model.train(was_training)
+    return scores.numpy().argmax(axis=1)
+
+
+def accuracy(model: Any, X: Any, y: np.ndarray) -> float:
+    """The fraction of rows of ``X`` that ``model`` classifies as ``y``.
+
+    >>> model = gk.nn.MLP([2, 3], seed=0)
+    >>> 0.0 <= accuracy(model, np.ones((5, 2), np.float32), np.zeros(5, np.int64)) <= 1.0
+    True
+    """
+    return float((predict(model, X) == np.asarray(y)).mean())
+
+
+def weights_filename() -> str:
+    """``weights.safetensors`` where safetensors is installed, else ``weights.npz``.
+
+    >>> weights_filename() in ("weights.safetensors", "weights.npz")
+    True
+    """
+    return "weights.safetensors" if find_spec("safetensors") is not None else "weights.npz"
+
+
+def make_output_directory(path: Path) -> Path:
+    """``path``, created with its parents if missing; a clear error if it is a file.
+
+    >>> import tempfile
+    >>> make_output_directory(Path(tempfile.mkdtemp()) / "runs" / "1").is_dir()
+    True
+    """
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"output directory {path} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json_atomically(data: dict, path: Path) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so readers never see half of it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w") as stream:
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure drawn with Agg, independent of pyplot and the display."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+# -- gradkit demo: the cs231n case study ------------------------------------------------------
+@dataclass
+class DemoSettings:
+    """The cs231n neural-network case study: full-batch gradient descent on the spiral."""
+
+    linear_steps: int = 200
+    net_steps: int = 10000
+    hidden: int = 100
+    lr: float = 1.0
+    reg: float = 1e-3
+
+
+def cs231n_init(model: Any, seed: int) -> None:
+    """Weights ``0.01 * randn``, biases zero, as the case study initialises them.
+
+    >>> model = gk.nn.MLP([2, 3], seed=0)
+    >>> cs231n_init(model, seed=0)
+    >>> float(abs(model.state_dict()["layers.0.weight"]).max()) < 0.05
+    True
+    """
+    rng = np.random.default_rng(seed)
+    state = {name: (0.01 * rng.standard_normal(value.shape) if value.ndim > 1
+                    else np.zeros(value.shape)).astype(value.dtype)
+             for name, value in model.state_dict().items()}
+    model.load_state_dict(state)
+
+
+def fit_full_batch(model: Any, X: gk.Tensor, y: gk.Tensor, lr: float, reg: float,
+                   steps: int) -> float:
+    """``steps`` of gradient descent on softmax loss + ``reg/2 * sum(W**2)``; the last data loss.
+
+    The L2 term is SGD's weight decay on the weight matrices only (biases are not
+    regularised), which is exactly its gradient ``reg * W``.
+
+    >>> X, y = gk.data.spiral()
+    >>> model = gk.nn.MLP([2, 3], seed=0)
+    >>> cs231n_init(model, seed=0)
+    >>> round(fit_full_batch(model, gk.tensor(X), gk.tensor(y), 1.0, 1e-3, steps=1), 2)
+    1.1
+    """
+    params = list(model.parameters())
+    optimizers = [gk.optim.SGD([p for p in params if p.ndim > 1], lr=lr, weight_decay=reg),
+                  gk.optim.SGD([p for p in params if p.ndim <= 1], lr=lr)]
+    loss = None
+    for _ in range(steps):
+        loss = F.cross_entropy(model(X), y)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+    return float("nan") if loss is None else loss.item()
+
+
+def decision_panel(axes: Any, model: Any, X: np.ndarray, y: np.ndarray, title: str) -> None:
+    """Colour the plane by ``model``'s predicted class; the data points on top."""
+    step = 0.02
+    xs = np.arange(X[:, 0].min() - 1, X[:, 0].max() + 1, step)
+    ys = np.arange(X[:, 1].min() - 1, X[:, 1].max() + 1, step)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    grid = np.c_[grid_x.ravel(), grid_y.ravel()].astype(np.float32)
+    classes = predict(model, grid).reshape(grid_x.shape)
+    axes.contourf(grid_x, grid_y, classes, cmap="Spectral", alpha=0.8)
+    axes.scatter(X[:, 0], X[:, 1], c=y, s=30, cmap="Spectral", edgecolors="k", linewidths=0.5)
+    axes.set_xlim(grid_x.min(), grid_x.max())
+    axes.set_ylim(grid_y.min(), grid_y.max())
+    axes.set_title(title)
+
+
+def run_demo(seed: int = 0, out: str | os.PathLike = ".", backend: str | None = None,
+             settings: DemoSettings | None = None) -> dict[str, Any]:
+    """Train the case study's linear classifier and 2-layer net; write ``demo.png``.
+
+    Returns the backend, the accuracies, the last data losses, the settings, the
+    seconds of training and the PNG's path.
+
+    >>> import tempfile
+    >>> result = run_demo(out=tempfile.mkdtemp(), settings=DemoSettings(10, 10))
+    >>> sorted(result)  # doctest: +NORMALIZE_WHITESPACE
+    ['backend', 'linear_accuracy', 'losses', 'net_accuracy', 'png', 'seconds', 'settings']
+    """
+    require_cli_extras("matplotlib")
+    settings = settings or DemoSettings()
+    out = make_output_directory(Path(out))
+    X, y = gk.data.spiral(n_per_class=100, classes=3, seed=seed)
+    with gk.use_backend(backend or gk.get_backend()) as chosen:
+        start = time.perf_counter()
+        Xt, yt = gk.tensor(X), gk.tensor(y)
+        models = {"linear": gk.nn.MLP([2, 3], seed=seed),
+                  "net": gk.nn.MLP([2, settings.hidden, 3], activation="relu", seed=seed)}
+        losses = {}
+        for name, steps in (("linear", settings.linear_steps), ("net", settings.net_steps)):
+            cs231n_init(models[name], seed)
+            losses[name] = fit_full_batch(models[name], Xt, yt, settings.lr, settings.reg, steps)
+        result = {"backend": chosen.name, "seconds": time.perf_counter() - start,
+                  "losses": losses, "settings": asdict(settings), "png": str(out / "demo.png"),
+                  **{f"{name}_accuracy": accuracy(model, Xt, y) for name, model in models.items()}}
+        draw_demo(models, X, y, result)
+    return result
+
+
+def draw_demo(models: dict[str, Any], X: np.ndarray, y: np.ndarray,
+              result: dict[str, Any]) -> None:
+    """Both decision boundaries side by side, saved to ``result["png"]``."""
+    figure = new_figure(12, 5.5)
+    left, right = figure.subplots(1, 2)
+    hidden = result["settings"]["hidden"]
+    decision_panel(left, models["linear"], X, y, "softmax linear classifier: "
+                   f"{100 * result['linear_accuracy']:.1f}% training accuracy")
+    decision_panel(right, models["net"], X, y, f"2-layer net ({hidden} ReLU): "
+                   f"{100 * result['net_accuracy']:.1f}% training accuracy")
+    figure.tight_layout()
+    figure.savefig(result["png"])
+
+
+# -- gradkit train -------------------------------------------------------------------------
+@dataclass
+class TrainSettings:
+    """What ``gradkit train`` was asked to do (written to metrics.json as ``args``)."""
+
+    dataset: str = "spiral"
+    hidden: list[int] = field(default_factory=lambda: [100])
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float | None = None  # None: 1e-2 for adam, 0.1 for sgd
+    momentum: float = 0.0
+    epochs: int = 20
+    batch_size: int = 32
+    seed: int = 0
+    backend: str | None = None
+    out: str = "."
+
+
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-2}
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during ``gradkit train``; ``message`` says where the last weights are."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def make_optimizer(settings: TrainSettings, params: Iterable[gk.Tensor]) -> Any:
+    """The optimizer ``settings`` names, at its learning rate (default: DEFAULT_LR).
+
+    >>> model = gk.nn.MLP([2, 3], seed=0)
+    >>> type(make_optimizer(TrainSettings(optimizer="sgd"), model.parameters())).__name__
+    'SGD'
+    """
+    lr = settings.lr if settings.lr is not None else DEFAULT_LR.get(settings.optimizer)
+    if settings.optimizer == "sgd":
+        return gk.optim.SGD(list(params), lr=lr, momentum=settings.momentum)
+    if settings.optimizer == "adam":
+        return gk.optim.Adam(list(params), lr=lr)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose sgd or adam")
+
+
+def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple[float, float]:
+    """One pass over ``loader``; the mean loss and the accuracy on its batches.
+
+    >>> X, y = gk.data.spiral()
+    >>> model = gk.nn.MLP([2, 16, 3], seed=0)
+    >>> optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
+    >>> loss, acc = train_epoch(model, optimizer, gk.data.DataLoader(X, y, batch_size=50))
+    >>> 0 < loss < 2 and 0 <= acc <= 1
+    True
+    """
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for X_batch, y_batch in loader:
+        logits = model(X_batch)
+        loss = F.cross_entropy(logits, y_batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        count = len(y_batch)
+        total_loss += loss.item() * count
+        correct += int((logits.numpy().argmax(axis=1) == y_batch.numpy()).sum())
+        seen += count
+    return total_loss / seen, correct / seen
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch, side by side, as a PNG."""
+    from matplotlib.ticker import MaxNLocator
+    epochs = [entry["epoch"] for entry in history]
+    figure = new_figure(10, 4)
+    for axes, key in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        axes.plot(epochs, [entry[key] for entry in history], marker="o", markersize=3)
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(f"training {key}")
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+class TrainRun:
+    """One ``gradkit train``: the data, the model, and what is written to ``out``."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        if settings.lr is None:
+            settings = replace(settings, lr=DEFAULT_LR.get(settings.optimizer))
+        self.settings = settings
+        self.out = Path(settings.out)
+        self.weights = self.out / weights_filename()
+        self.history: list[dict[str, Any]] = []
+        self.timings: dict[str, Any] = {}
+
+    def run(self) -> dict[str, Any]:
+        """Train, saving weights and metrics after every epoch; the final metrics."""
+        require_cli_extras("matplotlib", "tqdm")
+        start = time.perf_counter()
+        self.X, self.y = gk.data.load_dataset(self.settings.dataset)
+        self.timings["load_seconds"] = time.perf_counter() - start
+        with gk.use_backend(self.settings.backend or gk.get_backend()) as backend:
+            self.backend = backend.name
+            self._build()
+            make_output_directory(self.out)
+            self._epochs()
+            final = accuracy(self.model, self.X, self.y)
+        self.timings["total_seconds"] = time.perf_counter() - start
+        metrics = self._metrics(final_accuracy=final, completed=True)
+        plot_curves(self.history, self.out / "curves.png")
+        return metrics
+
+    def _build(self) -> None:
+        s = self.settings
+        self.classes = int(self.y.max()) + 1
+        self.model = gk.nn.MLP([self.X.shape[1], *s.hidden, self.classes],
+                               activation=s.activation, seed=s.seed)
+        self.optimizer = make_optimizer(s, self.model.parameters())
+        self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed)
+
+    def _epochs(self) -> None:
+        from tqdm import tqdm
+        bar = tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch", file=sys.stderr)
+        try:
+            for epoch in bar:
+                started = time.perf_counter()
+                loss, acc = train_epoch(self.model, self.optimizer, self.loader)
+                gk.save(self.model.state_dict(), self.weights)
+                self.history.append({"epoch": epoch, "loss": loss, "accuracy": acc,
+                                     "seconds": time.perf_counter() - started})
+                self._metrics(final_accuracy=None, completed=False)
+                bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}")
+        except KeyboardInterrupt:
+            bar.close()
+            raise TrainingInterrupted(self._interrupted_message()) from None
+        bar.close()
+
+    def _interrupted_message(self) -> str:
+        if not self.history:
+            return "interrupted during epoch 1: no weights saved yet"
+        done = self.history[-1]["epoch"]
+        return (f"interrupted during epoch {done + 1}: the weights after epoch {done} are in "
+                f"{self.weights} (metrics in {self.out / 'metrics.json'})")
+
+    def _metrics(self, final_accuracy: float | None, completed: bool) -> dict[str, Any]:
+        metrics = {
+            "args": asdict(self.settings), "backend": self.backend, "completed": completed,
+            "dataset": {"samples": int(len(self.X)), "features": int(self.X.shape[1]),
+                        "classes": self.classes},
+            "epochs": self.history, "final_accuracy": final_accuracy,
+            "weights": self.weights.name,
+            "timings": {**self.timings,
+                        "epoch_seconds": [entry["seconds"] for entry in self.history]},
+        }
+        write_json_atomically(metrics, self.out / "metrics.json")
+        return metrics
+
+
+def run_train(settings: TrainSettings) -> dict[str, Any]:
+    """Train an MLP as ``settings`` say; the metrics (also in metrics.json).
+
+    Raises TrainingInterrupted on Ctrl-C, after the last completed epoch's weights
+    and metrics are on disk.
+
+    >>> import tempfile, contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
+    ...     metrics = run_train(TrainSettings(hidden=[8], epochs=2, out=tempfile.mkdtemp()))
+    >>> len(metrics["epochs"]), metrics["completed"]
+    (2, True)
+    """
+    return TrainRun(settings).run()

@@ -1,0 +1,237 @@
+"""gradkit demo and gradkit train: results, outputs, Ctrl-C, and one-line errors."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import cli, training
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_valid_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    from matplotlib.image import imread
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def percentages(text: str) -> list[float]:
+    return [float(p) for p in re.findall(r"training accuracy ([\d.]+)%", text)]
+
+
+# -- demo ---------------------------------------------------------------------------------
+def test_demo_reproduces_the_case_study(backend, tmp_path, capsys):
+    """The real configuration: 200 linear steps, 10000 net steps (lecture: ~49% and ~98%)."""
+    assert cli.main(["demo", "--out", str(tmp_path), "--backend", backend.name]) == 0
+    out = capsys.readouterr().out
+    linear, net = percentages(out)
+    assert linear < 60.0, out
+    assert net > 95.0, out
+    assert f"backend {backend.name}" in out and "(10000 steps)" in out
+    assert_valid_png(tmp_path / "demo.png")
+
+
+def test_demo_creates_its_output_directory(backend, tmp_path, capsys):
+    out_dir = tmp_path / "a" / "b"
+    assert cli.main(["demo", "--out", str(out_dir), "--steps", "5", "--seed", "3"]) == 0
+    assert "(5 steps)" in capsys.readouterr().out
+    assert_valid_png(out_dir / "demo.png")
+
+
+# -- train --------------------------------------------------------------------------------
+def read_metrics(out_dir: Path) -> dict:
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def train(out_dir: Path, backend_name: str, *extra: str) -> int:
+    return cli.main(["train", "--dataset", "spiral", "--hidden", "16,8", "--epochs", "3",
+                     "--batch-size", "50", "--out", str(out_dir), "--backend", backend_name,
+                     *extra])
+
+
+def test_train_writes_metrics_curves_and_weights_that_load_back(backend, tmp_path, capsys):
+    assert train(tmp_path, backend.name) == 0
+    captured = capsys.readouterr()
+    assert "final training accuracy" in captured.out
+    assert "train:" in captured.err  # the tqdm bar, with loss and accuracy
+    assert "loss=" in captured.err and "acc=" in captured.err
+    metrics = read_metrics(tmp_path)
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert all(e["loss"] > 0 and 0 <= e["accuracy"] <= 1 for e in metrics["epochs"])
+    assert metrics["backend"] == backend.name and metrics["completed"] is True
+    assert metrics["args"]["hidden"] == [16, 8] and metrics["args"]["lr"] == 0.01
+    assert metrics["dataset"] == {"samples": 300, "features": 2, "classes": 3}
+    assert len(metrics["timings"]["epoch_seconds"]) == 3 and metrics["timings"]["total_seconds"] > 0
+    assert_valid_png(tmp_path / "curves.png")
+    weights = tmp_path / metrics["weights"]
+    model = gk.nn.MLP([2, 16, 8, 3])
+    model.load_state_dict(gk.load(weights))
+    X, y = gk.data.spiral()
+    assert training.accuracy(model, X, y) == pytest.approx(metrics["final_accuracy"])
+
+
+def test_train_with_sgd_on_an_npz_file(backend, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", images=rng.integers(0, 256, (40, 3, 3), dtype=np.uint8),
+             labels=np.arange(40) % 4)
+    out_dir = tmp_path / "run"
+    assert cli.main(["train", "--dataset", str(tmp_path / "toy.npz"), "--optimizer", "sgd",
+                     "--lr", "0.5", "--momentum", "0.9", "--hidden", "", "--epochs", "2",
+                     "--out", str(out_dir), "--backend", backend.name]) == 0
+    metrics = read_metrics(out_dir)
+    assert metrics["dataset"] == {"samples": 40, "features": 9, "classes": 4}
+    assert metrics["args"]["optimizer"] == "sgd" and metrics["args"]["lr"] == 0.5
+    assert set(gk.load(out_dir / metrics["weights"])) == {"layers.0.weight", "layers.0.bias"}
+
+
+def test_train_on_a_directory_of_gzipped_idx_files(backend, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (20, 4, 4), dtype=np.uint8)
+    header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (20, 4, 4))
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
+    labels = (0x801).to_bytes(4, "big") + (20).to_bytes(4, "big") + bytes(i % 10 for i in range(20))
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    assert cli.main(["train", "--dataset", str(tmp_path), "--epochs", "1", "--hidden", "8",
+                     "--out", str(tmp_path / "run"), "--backend", backend.name]) == 0
+    assert read_metrics(tmp_path / "run")["dataset"]["features"] == 16
+
+
+def test_train_saves_npz_weights_without_safetensors(backend, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    assert train(tmp_path, backend.name, "--epochs", "1") == 0
+    assert read_metrics(tmp_path)["weights"] == "weights.npz"
+    assert set(gk.load(tmp_path / "weights.npz")) == {f"layers.{i}.{p}" for i in range(3)
+                                                      for p in ("weight", "bias")}
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+def interrupt_in_epoch(monkeypatch, epoch: int) -> None:
+    """Make Ctrl-C arrive at the end of ``epoch``'s last step, before its weights are saved."""
+    real = training.train_epoch
+    calls = []
+
+    def train_epoch(model, optimizer, loader):
+        calls.append(1)
+        result = real(model, optimizer, loader)
+        if len(calls) == epoch:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(training, "train_epoch", train_epoch)
+
+
+def test_ctrl_c_keeps_the_last_saved_weights(backend, tmp_path, monkeypatch, capsys):
+    assert train(tmp_path / "one", backend.name, "--epochs", "1") == 0
+    assert train(tmp_path / "two", backend.name, "--epochs", "2") == 0
+    capsys.readouterr()
+    interrupt_in_epoch(monkeypatch, 2)
+    assert train(tmp_path / "cut", backend.name, "--epochs", "5") == 130
+    err = capsys.readouterr().err
+    weights = tmp_path / "cut" / read_metrics(tmp_path / "cut")["weights"]
+    assert f"interrupted during epoch 2: the weights after epoch 1 are in {weights}" in err
+    assert "Traceback" not in err
+    saved, after_one = gk.load(weights), gk.load(tmp_path / "one" / weights.name)
+    after_two = gk.load(tmp_path / "two" / weights.name)
+    for key in saved:
+        np.testing.assert_allclose(saved[key], after_one[key], rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(saved[k], after_two[k]) for k in saved)
+    metrics = read_metrics(tmp_path / "cut")
+    assert metrics["completed"] is False and len(metrics["epochs"]) == 1
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(backend, tmp_path, monkeypatch, capsys):
+    interrupt_in_epoch(monkeypatch, 1)
+    assert train(tmp_path, backend.name) == 130
+    assert "interrupted during epoch 1: no weights saved yet" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_the_demo_exits_130(tmp_path, monkeypatch, capsys):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "fit_full_batch", stop)
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "gradkit: interrupted"
+
+
+# -- one-line errors ------------------------------------------------------------------------
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gradkit: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["train", "--dataset", "mnist"], ["unknown dataset 'mnist'", "spiral, digits"]),
+    (["train", "--hidden", "100,,x"], ["argument --hidden", "'100,,x'"]),
+    (["train", "--hidden", "100,0"], ["argument --hidden"]),
+    (["train", "--lr", "0"], ["argument --lr: must be positive"]),
+    (["train", "--lr", "fast"], ["argument --lr: expected a positive float, got 'fast'"]),
+    (["train", "--epochs", "0"], ["argument --epochs: must be positive"]),
+    (["train", "--epochs", "2.5"], ["argument --epochs: expected a positive int"]),
+    (["train", "--batch-size", "-4"], ["argument --batch-size: must be positive"]),
+    (["train", "--backend", "nope"], ["unknown backend 'nope'"]),
+    (["demo", "--backend", "nope"], ["unknown backend 'nope'"]),
+    (["demo", "--seed", "x"], ["argument --seed"]),
+    (["train", "--seed", "-1"], ["argument --seed: expected an integer >= 0, got '-1'"]),
+    (["train", "--optimizer", "sgd", "--momentum", "1.5"], ["--momentum: must be in [0, 1)"]),
+    (["train", "--momentum", "0.9"], ["--momentum: applies to --optimizer sgd only"]),
+    (["train", "--activation", "swish"], ["unknown activation 'swish'"]),
+    (["train", "--optimizer", "rmsprop"], ["invalid choice: 'rmsprop'"]),
+    (["train", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
+    (["launch"], ["invalid choice: 'launch'"]),
+])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, fragments):
+    assert cli.main([*argv, *(["--out", str(tmp_path)] if argv[0] != "launch" else [])]) == 2
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err, *fragments)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_missing_and_malformed_files_are_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\0\0\x08\x01" + bytes(8))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01" + bytes(4))
+    (tmp_path / "a-file").write_text("")
+    cases = [
+        (["--dataset", str(tmp_path / "missing.npz")], "missing.npz: no such file"),
+        (["--dataset", str(tmp_path / "junk.npz")], "junk.npz: not a readable .npz archive"),
+        (["--dataset", str(tmp_path)], "train-images-idx3-ubyte: magic number 0x00000801"),
+        (["--out", str(tmp_path / "a-file")], f"output directory {tmp_path / 'a-file'} is a file"),
+    ]
+    for extra, fragment in cases:
+        argv = ["train", "--epochs", "1", "--out", str(tmp_path / "run"), *extra]
+        assert cli.main(argv) == 2, extra
+        assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+@pytest.mark.parametrize("command,missing", [("demo", "matplotlib"), ("train", "matplotlib"),
+                                             ("train", "tqdm")])
+def test_missing_cli_extras_say_what_to_install(tmp_path, monkeypatch, capsys, command, missing):
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert cli.main([command, "--out", str(tmp_path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"needs {missing}", 'pip install "gradkit[cli]"')
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "--hidden", "ten"], "argument --hidden"),
+])
+def test_the_installed_command_reports_errors_in_one_line(tmp_path, argv, fragment):
+    result = subprocess.run([sys.executable, "-m", "gradkit", *argv, "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                            env={**os.environ, "GRADKIT_BACKEND": "numpy"})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert_one_line_error(result.stderr, fragment)
