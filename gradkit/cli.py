@@ -195,7 +195,51 @@ def build_parser() -> CommandParser:
     run_example = commands.add_parser("example", help="print a loss and its gradients")
     run_example.add_argument("--seed", type=int, default=0)
     commands.add_parser("info", help="version, backends and devices")
+    add_bench_parser(commands)
     return parser
+
+
+def add_bench_parser(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench", help="run the benchmark suite (bench/) or report a JSON result: "
+                      "ms/step, GFLOP/s, ratio to the NumPy floor, and a PNG")
+    bench.add_argument("--json", help="report this pytest-benchmark JSON instead of running")
+    bench.add_argument("--quick", action="store_true",
+                       help="the short suite CI uses (small and medium sizes)")
+    bench.add_argument("--out", default=".", help="where bench.json and bench.png go")
+
+
+def _bench_dir() -> Path:
+    """bench/ of a source checkout: here, or beside the gradkit package."""
+    for candidate in (Path.cwd() / "bench", Path(__file__).resolve().parents[1] / "bench"):
+        if (candidate / "test_mlp_step.py").is_file():
+            return candidate
+    raise UsageError("the benchmark suite (bench/) is not here: run from a gradkit source "
+                     "checkout, or pass --json RESULTS.json to report a saved run")
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run bench/ with pytest-benchmark (unless --json), print the table, draw bench.png."""
+    import os
+    import subprocess
+    from gradkit.benchmarks.report import load, plot, table
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = Path(args.json) if args.json else out / "bench.json"
+    if not args.json:
+        env = {**os.environ, **({"GRADKIT_BENCH_QUICK": "1"} if args.quick else {})}
+        command = [sys.executable, "-m", "pytest", str(_bench_dir()), "-q", "-p", "no:cacheprovider",
+                   f"--benchmark-json={results}", "--benchmark-columns=median,iqr,rounds"]
+        if subprocess.run(command, env=env).returncode != 0:
+            raise UsageError(f"the benchmark run failed (see above); command: {' '.join(command)}")
+    data = load(results)
+    print(table(data))
+    try:
+        plot(data, out / "bench.png")
+        print(f"wrote {results} and {out / 'bench.png'}")
+    except ImportError:
+        print(f"wrote {results} (pip install matplotlib for bench.png)")
+    return 0
 
 
 def check_backend(name: str | None) -> None:
@@ -245,7 +289,7 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": demo, "train": train,
+COMMANDS = {"demo": demo, "train": train, "bench": bench,
             "example": lambda args: example(args.seed), "info": lambda args: info()}
 
 
