@@ -170,6 +170,14 @@ def _numpy_factory() -> Backend:
 register_backend("numpy", _numpy_factory, aliases=("np", "cpu"))
 
 
+def _numba_factory() -> Backend:
+    from gradkit.backends.numba_backend import NumbaBackend
+    return NumbaBackend()
+
+
+register_backend("numba", _numba_factory)
+
+
 def _cuda_factory() -> Backend:
     from gradkit.backends.cuda_backend import CudaBackend
     return CudaBackend()

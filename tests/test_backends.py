@@ -1,0 +1,276 @@
+"""Built-in backends against the NumPy reference: every op, both dtypes, kernels in use.
+
+These tests name the backends they compare (``gk.tensor(..., backend="numba")``), so
+each runs once, not once per backend as the rest of the suite does.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import backends
+from gradkit.registry import OPS, get_op
+
+
+@pytest.fixture(autouse=True)
+def backend():
+    """Overrides conftest's per-backend parametrisation: these tests pick their backends."""
+    yield backends.get_backend()
+
+
+# ======================================================================================
+# Numba backend
+# ======================================================================================
+
+# The ops the Numba backend must run with its own compiled kernels.
+NUMBA_KERNEL_OPS = (
+    "relu", "leaky_relu", "elu", "sigmoid", "tanh",
+    "relu_backward", "leaky_relu_backward", "elu_backward", "sigmoid_backward",
+    "tanh_backward", "bias_activation", "bias_activation_backward",
+    "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward")
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
+TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+@pytest.fixture
+def numba_backend():
+    """The Numba backend; the test is skipped (saying why) only where numba cannot be imported."""
+    from gradkit.backends.numba_backend import numba_missing_reason
+    reason = numba_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return backends.get("numba")
+
+
+def test_importing_gradkit_does_not_import_numba():
+    code = "import sys, gradkit; assert 'numba' not in sys.modules, 'numba imported'"
+    root = os.path.dirname(os.path.dirname(gk.__file__))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                   env={**os.environ, "PYTHONPATH": root})
+
+
+def test_numba_missing_says_how_to_install(monkeypatch):
+    from gradkit.backends.numba_backend import NumbaBackend
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now fails
+    reason = NumbaBackend().unavailable_reason()
+    assert reason is not None and "pip install numba" in reason and "gradkit[numba]" in reason
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(n for n, e in OPS.items() if e.samples))
+def test_numba_forward_and_vjp_match_numpy(numba_backend, name, dtype):
+    """Every op's samples: forward and VJP agree with NumPy (1e-10 / 1e-5 relative)."""
+    assert gk.testing.check_backend("numba", ops=[name], dtypes=[dtype]) > 0
+
+
+@pytest.mark.parametrize("name", NUMBA_KERNEL_OPS)
+def test_numba_kernel_is_registered_with_the_reference_signature(numba_backend, name):
+    op = get_op(name)
+    kernel = numba_backend.kernels[name]
+    assert numba_backend.resolve(op) is kernel
+    reference = list(inspect.signature(op.forward).parameters.values())[1:]  # minus xp
+    assert list(inspect.signature(kernel).parameters.values()) == reference
+
+
+def test_numba_kernels_run_when_ops_are_called(numba_backend, monkeypatch):
+    picked = _picked_loops(numba_backend, monkeypatch)
+    x = gk.tensor(np.linspace(-2, 2, 12).reshape(3, 4), backend="numba", requires_grad=True)
+    b = gk.tensor(np.full(4, 0.1), backend="numba", requires_grad=True)
+    loss = gk.cross_entropy(gk.bias_activation(x, b, activation="tanh"),
+                            gk.tensor([0, 3, 1], backend="numba"))
+    loss.backward()
+    loops = numba_backend._loops
+    assert {loop.serial for loop in (loops.bias_activation, loops.cross_entropy,
+                                     loops.cross_entropy_backward,
+                                     loops.bias_activation_backward)} <= set(picked)
+
+
+def _kernel_inputs(rng, name, shape, dtype):
+    """Arguments and params for one call of op ``name`` on data of ``shape`` (rows, cols)."""
+    rows, cols = shape
+
+    def data(low=-3.0, high=3.0, size=shape):
+        return rng.uniform(low, high, size=size).astype(dtype)
+
+    labels = rng.integers(0, cols, size=rows)
+    activation = name.partition(":")[2]
+    name = name.partition(":")[0]
+    if name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+        return (data(),), {}
+    if name in ("leaky_relu", "elu"):
+        return (data(),), {"slope": 0.2} if name == "leaky_relu" else {"alpha": 0.5}
+    if name in ("relu_backward", "elu_backward"):
+        return (data(), data()), {}
+    if name == "leaky_relu_backward":
+        return (data(), data()), {"slope": 0.2}
+    if name == "sigmoid_backward":
+        return (data(), data(0.05, 0.95)), {}
+    if name == "tanh_backward":
+        return (data(), data(-0.95, 0.95)), {}
+    params = {"activation": activation, "slope": 0.2, "alpha": 0.5}
+    if name == "bias_activation":
+        return (data(), data(size=(cols,))), params
+    if name == "bias_activation_backward":
+        return (data(), data(-0.9, 0.9)), params
+    if name == "cross_entropy":
+        return (data() * 10, labels), {}
+    assert name == "cross_entropy_backward"
+    return (np.asarray(1.7, dtype), data() * 10, labels), {}
+
+
+KERNEL_CASES = [n for n in NUMBA_KERNEL_OPS if not n.startswith("bias_activation")] + [
+    f"{n}:{a}" for n in ("bias_activation", "bias_activation_backward") for a in ACTIVATIONS]
+# (rows, cols): tiny rows (< 8 summed per row), wide rows (pairwise blocks and NumPy's
+# 8192-element reduction chunks), and many rows (split over threads).
+SHAPES = {"small": (3, 5), "wide": (2, 9000), "large": (260, 257)}
+
+
+def _picked_loops(backend, monkeypatch):
+    """A list that records each compiled loop the backend runs from now on."""
+    picked = []
+    original = backend._pick
+
+    def spy(loop, work):
+        picked.append(original(loop, work))
+        return picked[-1]
+    monkeypatch.setattr(backend, "_pick", spy)
+    return picked
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+@pytest.mark.parametrize("size", SHAPES)
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_numba_serial_and_parallel_loops_match_numpy(numba_backend, monkeypatch, case, size,
+                                                     path, dtype):
+    """Both compiled variants of every loop, forced by the threshold, on every shape."""
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 0 if path == "parallel" else 2**62)
+    rng = np.random.default_rng(zlib.crc32(f"{case} {size}".encode()))
+    args, params = _kernel_inputs(rng, case, SHAPES[size], dtype)
+    name = case.partition(":")[0]
+    picked = _picked_loops(numba_backend, monkeypatch)
+    actual = numba_backend.kernels[name](*args, **params)
+    assert picked == [getattr(getattr(numba_backend._loops, name), path)]
+    expected = get_op(name).forward(np, *args, **params)
+    assert actual.dtype == expected.dtype == dtype and actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid"])
+def test_numba_threshold_sends_large_arrays_to_the_parallel_loop(numba_backend, monkeypatch,
+                                                                 name):
+    picked = _picked_loops(numba_backend, monkeypatch)
+    loop = getattr(numba_backend._loops, name)
+    for size in (1, 20_000, numba_backend.parallel_threshold):  # sigmoid weighs 4 per element
+        x = np.random.default_rng(size).standard_normal(size)
+        np.testing.assert_allclose(numba_backend.kernels[name](x), get_op(name).forward(np, x),
+                                   rtol=1e-15)
+    assert picked == [loop.serial, loop.serial if name == "relu" else loop.parallel,
+                      loop.parallel]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_numba_tanh_is_as_accurate_as_numpy(numba_backend, dtype):
+    """The kernels' own tanh (rational approximation + exp) stays within a few ulp."""
+    grid = np.geomspace(1e-30, 60, 100_000)
+    x = np.concatenate([grid, -grid, np.linspace(-1, 1, 20_001), [0.0, -0.0, np.inf, -np.inf]])
+    x = x.astype(dtype)
+    y = numba_backend.tanh(x)
+    np.testing.assert_allclose(y, np.tanh(x), rtol=2e-15 if dtype is np.float64 else 4e-7,
+                               atol=0)
+    assert np.signbit(y[-3]) and np.isnan(numba_backend.tanh(np.array([np.nan], dtype)))[0]
+
+
+def _same_as_reference(backend, name, *args, **params):
+    """The kernel's answer equals the reference's (dtype, shape, values; or the error)."""
+    try:
+        expected = get_op(name).forward(np, *args, **params)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            backend.kernels[name](*args, **params)
+        return
+    actual = backend.kernels[name](*args, **params)
+    assert type(actual) is np.ndarray or np.isscalar(actual)
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tolerance = TOLERANCES.get(expected.dtype.type, dict(rtol=0, atol=0))
+    np.testing.assert_allclose(actual, expected, equal_nan=True, **tolerance)
+
+
+def test_numba_kernels_fall_back_where_they_do_not_apply(numba_backend):
+    """Broadcasting, mixed or integer dtypes, other axes, odd scalars, empty arrays."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 5))
+    x32 = x.astype(np.float32)
+    labels = np.array([0, 4, 2, 1])
+    check = lambda name, *args, **params: _same_as_reference(numba_backend, name, *args,
+                                                              **params)
+    check("relu_backward", rng.standard_normal(5), x)                      # broadcasting
+    check("tanh_backward", x32, x)                                         # mixed dtypes
+    check("relu", np.arange(-3, 3))                                        # integers
+    check("leaky_relu", x32, slope=np.float64(0.2))                        # float64 scalar
+    check("elu", x32, alpha=np.float32(0.5))
+    check("bias_activation", x32, rng.standard_normal(5), activation="sigmoid")
+    check("bias_activation", x, x[0], activation="gelu")                  # unknown -> error
+    check("bias_activation_backward", x32, x32, activation="elu", alpha=2)
+    check("softmax", x, axis=0)                                            # other axis
+    check("log_softmax", rng.standard_normal((2, 3, 4)), axis=1)
+    check("softmax", np.empty((3, 0)))                                     # empty rows
+    check("relu", np.empty((0, 3)))
+    check("cross_entropy", x32, labels.astype(np.uint8))                   # other label dtype
+    check("cross_entropy", x, np.array([0, 5, 2, 1]))                      # out of range
+    check("cross_entropy_backward", np.asarray(2.0), x32, labels)         # float64 g
+    check("cross_entropy_backward", np.asarray(2.0), x, np.array([0, -1, 9, 1]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference's inf - inf, log(0)
+def test_numba_kernels_handle_layouts_and_extreme_values(numba_backend):
+    rng = np.random.default_rng(4)
+    check = lambda name, *args, **params: _same_as_reference(numba_backend, name, *args,
+                                                              **params)
+    extreme = np.array([[-1000.0, -50.0, 0.0, -0.0, 50.0, 1000.0],
+                        [np.inf, -np.inf, np.nan, 1e-300, -1e-300, 3.0],
+                        [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf, -np.inf],
+                        [np.inf, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    for data in (extreme, extreme.astype(np.float32)):
+        for name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+            check(name, data)
+        check("leaky_relu", data, slope=0.1)
+        check("elu", data, alpha=0.7)
+        for activation in ACTIVATIONS:
+            check("bias_activation", data, np.zeros(6, data.dtype), activation=activation)
+        check("cross_entropy_backward", np.asarray(1.0, data.dtype), data, np.arange(4))
+    large = np.array([[1000.0, 0.0, -1000.0], [-1000.0, 0.0, 1000.0]])
+    for data in (large, large.astype(np.float32)):
+        check("cross_entropy", data, np.array([2, 2]))
+        check("cross_entropy_backward", np.asarray(3.0, data.dtype), data, np.array([0, 2]))
+    transposed = rng.standard_normal((6, 5)).T                             # not C-contiguous
+    check("sigmoid", transposed)
+    check("softmax", transposed)
+    check("bias_activation", transposed, rng.standard_normal(6), activation="elu")
+    check("elu_backward", transposed, transposed[::-1])
+
+
+def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
+    """After one process compiled a loop, a fresh process loads it instead of compiling."""
+    numba_backend.relu(np.ones(3))  # compiled (or loaded) and saved in this process
+    code = textwrap.dedent("""
+        import numpy as np, gradkit as gk
+        from gradkit import backends
+        from gradkit.backends import numba_kernels
+        backends.get("numba").relu(np.ones(3))
+        stats = numba_kernels.relu.serial.stats
+        assert not stats.cache_misses and sum(stats.cache_hits.values()) == 1, stats
+    """)
+    root = os.path.dirname(os.path.dirname(gk.__file__))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                   env={**os.environ, "PYTHONPATH": root})
