@@ -274,3 +274,30 @@ def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     root = os.path.dirname(os.path.dirname(gk.__file__))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env={**os.environ, "PYTHONPATH": root})
+
+
+# -- Numba optimizer kernels -------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", [7, 300_000])  # serial and parallel loops
+def test_fused_optimizer_updates_match_the_reference(dtype, size):
+    pytest.importorskip("numba")
+    numba_backend = gk.backends.get("numba")
+    assert "sgd_update" in numba_backend.kernels and "adam_update" in numba_backend.kernels
+    rng = np.random.default_rng(size)
+    arrays = [rng.standard_normal(size).astype(dtype) for _ in range(3)]
+    v_state = np.abs(rng.standard_normal(size)).astype(dtype)
+    rtol = 1e-12 if dtype == "float64" else 1e-6
+    for name, kwargs in [("sgd_update", dict(lr=0.1, momentum=0.9, nesterov=True,
+                                             weight_decay=0.01)),
+                         ("adam_update", dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                                              weight_decay=0.1, decoupled=True, step=5))]:
+        results = {}
+        for backend in ("numpy", "numba"):
+            param, grad, m = (gk.tensor(a.copy(), backend=backend) for a in arrays)
+            buffers = [m] if name == "sgd_update" else [m, gk.tensor(v_state.copy(), backend=backend)]
+            new = getattr(gk, name)(param, grad, *buffers, **kwargs)
+            results[backend] = [new.numpy()] + [b.numpy() for b in buffers]
+        for expected, actual in zip(results["numpy"], results["numba"]):
+            assert actual.dtype == expected.dtype
+            np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-30)

@@ -21,6 +21,7 @@ True
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Callable
 
@@ -258,6 +259,44 @@ class NumbaBackend(NumpyBackend):
             labels = labels.astype(np.int64)
         return _input(labels)
 
+    # -- optimizer updates --------------------------------------------------------------
+    def _update_applies(self, param: Any, *others: Any) -> bool:
+        """Same shape, same float dtype; state buffers (others) writable and contiguous."""
+        return (_is_float(param) and param.size > 0 and
+                all(_is_float(a) and a.shape == param.shape and a.dtype == param.dtype
+                    for a in others) and
+                all(a.flags.writeable and a.flags.c_contiguous for a in others[1:]))
+
+    def sgd_update(self, param, grad, velocity=None, *, lr=None, momentum=0.0,
+                   nesterov=False, weight_decay=0.0):
+        params = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        buffers = (grad,) if velocity is None else (grad, velocity)
+        if lr is None or not self._update_applies(param, *buffers):
+            return _reference("sgd_update", param, grad, velocity, **params)
+        t = param.dtype.type
+        out = np.empty(param.shape, param.dtype)
+        state = velocity if momentum != 0 else out  # a placeholder the loop never reads
+        self._run(self._loops.sgd_update, param.size, _input(param, -1), _input(grad, -1),
+                  state.reshape(-1), out.reshape(-1), t(lr), momentum != 0, t(momentum),
+                  bool(nesterov), weight_decay != 0, t(weight_decay))
+        return out
+
+    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay,
+                    decoupled, step):
+        params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                      decoupled=decoupled, step=step)
+        if not self._update_applies(param, grad, m, v):
+            return _reference("adam_update", param, grad, m, v, **params)
+        t = param.dtype.type
+        out = np.empty(param.shape, param.dtype)
+        self._run(self._loops.adam_update, param.size * TRANSCENDENTAL_WEIGHT,
+                  _input(param, -1), _input(grad, -1), m.reshape(-1), v.reshape(-1),
+                  out.reshape(-1), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
+                  t(weight_decay), weight_decay != 0 and not decoupled,
+                  t(1 - lr * weight_decay), weight_decay != 0 and bool(decoupled),
+                  t(math.sqrt(1 - beta2 ** step)), t(lr / (1 - beta1 ** step)))
+        return out
+
     def cross_entropy(self, logits, labels):
         if not (_is_float(logits) and logits.ndim == 2 and logits.size):
             return _reference("cross_entropy", logits, labels)
@@ -290,4 +329,5 @@ KERNEL_OPS: tuple[str, ...] = (
     "relu", "leaky_relu", "elu", "sigmoid", "tanh",
     "relu_backward", "leaky_relu_backward", "elu_backward", "sigmoid_backward",
     "tanh_backward", "bias_activation", "bias_activation_backward",
-    "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward")
+    "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward",
+    "sgd_update", "adam_update")

@@ -405,3 +405,39 @@ def cross_entropy_backward(logits, labels, scale, out):
             p = out[i, j] / total
             out[i, j] = (p - one if j == label else p) * scale
 
+
+
+# -- optimizer updates (one pass; state buffers updated in place) ----------------------
+# The scalars arrive already cast to the data's dtype and combined the way NumPy
+# combines the reference's Python scalars (see NumbaBackend.sgd_update/adam_update),
+# so results match the reference in float64 and float32.
+
+@parallel_and_serial
+def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,
+               use_decay, weight_decay):
+    for i in prange(param.size):
+        g = grad[i]
+        if use_decay:
+            g = g + weight_decay * param[i]
+        if use_momentum:
+            v = momentum * velocity[i] + g
+            velocity[i] = v
+            g = g + momentum * v if nesterov else v
+        out[i] = param[i] - lr * g
+
+
+@parallel_and_serial
+def adam_update(param, grad, m, v, out, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                l2, use_l2, shrink, use_shrink, bias2_sqrt, step_size):
+    for i in prange(param.size):
+        g = grad[i]
+        if use_l2:
+            g = g + l2 * param[i]
+        m_new = beta1 * m[i] + one_minus_beta1 * g
+        v_new = beta2 * v[i] + one_minus_beta2 * (g * g)
+        m[i] = m_new
+        v[i] = v_new
+        p = param[i]
+        if use_shrink:
+            p = p * shrink
+        out[i] = p - step_size * (m_new / (math.sqrt(v_new) / bias2_sqrt + eps))
