@@ -330,14 +330,15 @@ def _common_backend(op: Op, args: tuple) -> Any:
 
 
 def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
+    """``args`` with every non-Tensor lifted to a constant on the tensors' backend."""
     backend = _common_backend(op, args)
     like = None
     for value in args:
-        if isinstance(value, Tensor):
+        if type(value) is Tensor:
             dtype = value.dtype
             like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
-    return tuple(v if isinstance(v, Tensor) else _lift(v, backend, like, op, i)
-                 for i, v in enumerate(args))
+    return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i)
+                  for i, v in enumerate(args)])
 
 
 def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:

@@ -30,7 +30,8 @@ FAMILY = "elementwise"
 
 def add_vjp(ctx, g):
     x, y = ctx.inputs
-    return unbroadcast(g, x), unbroadcast(g, y)
+    return (unbroadcast(g, x) if ctx.needs[0] else None,
+            unbroadcast(g, y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=add_vjp, samples=binary_samples(), family=FAMILY)
@@ -46,7 +47,8 @@ def add(xp, x, y):
 
 def subtract_vjp(ctx, g):
     x, y = ctx.inputs
-    return unbroadcast(g, x), (unbroadcast(-g, y) if ctx.needs[1] else None)
+    return (unbroadcast(g, x) if ctx.needs[0] else None,
+            unbroadcast(-g, y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=subtract_vjp, samples=binary_samples(), family=FAMILY)
