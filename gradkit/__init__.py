@@ -1,7 +1,14 @@
-"""gradkit: reverse-mode autodiff with pluggable array backends."""
-from gradkit.tensor import Tensor, tensor
-from gradkit.creation import (zeros, ones, full, zeros_like, ones_like, full_like, arange,
-                              linspace, eye)
+"""gradkit: reverse-mode autodiff with pluggable array backends.
+
+The module is also an Array API namespace: ``x.__array_namespace__()`` returns it,
+so code written for the standard runs on gradkit tensors (see the README).
+"""
+import math as _math
+
+from gradkit.tensor import Tensor, tensor, HostConversionError
+from gradkit.device import Device
+from gradkit.creation import (zeros, ones, empty, full, zeros_like, ones_like, empty_like,
+                              full_like, arange, linspace, eye, asarray, from_dlpack)
 from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
 from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value_and_grad,
@@ -10,9 +17,27 @@ from gradkit.registry import register_op, unregister_op
 from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load
 from gradkit import data  # noqa: F401
+from gradkit import linalg, random  # noqa: F401
 from gradkit.dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8,
-                            bool_, get_default_dtype, set_default_dtype)
+                            uint16, uint32, uint64, bool_, get_default_dtype,
+                            set_default_dtype, isdtype, result_type, can_cast, finfo, iinfo)
+from gradkit.array_api import (astype, clip, __array_namespace_info__,  # noqa: F401
+                               __array_api_version__)
 from gradkit.backends import get_backend, set_backend, use_backend
-from gradkit.errors import GradkitError, ShapeError, DTypeError, GraphError, BackendError
+from gradkit.errors import (GradkitError, ShapeError, DTypeError, GraphError, BackendError,
+                            ArgumentError, IndexingError)
+
+bool = bool_  # the standard's name (shadows the builtin inside this module only)
+e, pi, inf, nan, newaxis = _math.e, _math.pi, _math.inf, _math.nan, None
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``getattr(gk, "linalg.inv")``: registry names of the linalg ops resolve too."""
+    if name.startswith("linalg."):
+        try:
+            return getattr(linalg, name[len("linalg."):])
+        except AttributeError:
+            pass
+    raise AttributeError(f"module 'gradkit' has no attribute {name!r}")

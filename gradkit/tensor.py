@@ -15,7 +15,15 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
-from gradkit.errors import DTypeError, describe
+from gradkit.errors import BackendError, DTypeError, describe
+
+# The versions of the Array API standard ``x.__array_namespace__(api_version=...)``
+# accepts; gradkit covers parts of each (see the README), the namespace is the same.
+ARRAY_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
+
+
+class HostConversionError(BackendError, TypeError):
+    """``np.asarray(t)`` of a tensor whose data is off the host: call ``t.numpy()``."""
 
 
 class Tensor:
@@ -61,6 +69,60 @@ class Tensor:
         return self._backend.name
 
     @property
+    def device(self) -> Any:
+        """Where the data lives: a :class:`gradkit.Device` (one per backend).
+
+        >>> import gradkit as gk
+        >>> gk.tensor([1.0]).device
+        Device('numpy')
+        """
+        from gradkit.device import Device
+        return Device(self._backend)
+
+    def to_device(self, device: Any, /, *, stream: Any = None) -> "Tensor":
+        """This tensor on ``device`` (a Device or backend name); gradients flow back.
+
+        >>> import gradkit as gk
+        >>> x = gk.tensor([1.0])
+        >>> x.to_device(x.device) is x
+        True
+        """
+        from gradkit.device import resolve_backend
+        return _ops.to_backend(self, resolve_backend(device))
+
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        """The ``gradkit`` module: the Array API namespace of this tensor, so code
+        written for the standard (``xp = x.__array_namespace__()``) runs on gradkit
+        tensors, and ``gk.grad`` differentiates it.
+
+        >>> import gradkit as gk
+        >>> gk.tensor([1.0]).__array_namespace__() is gk
+        True
+        """
+        if api_version is not None and api_version not in ARRAY_API_VERSIONS:
+            raise ValueError(f"__array_namespace__: unsupported api_version {api_version!r}; "
+                             f"gradkit answers for {list(ARRAY_API_VERSIONS)}")
+        import gradkit
+        return gradkit
+
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        """Export the data through DLPack (``np.from_dlpack(t)``, ``torch.from_dlpack(t)``,
+        ``cupy.from_dlpack(t)``): the backend array's own ``__dlpack__``, no copy.
+
+        A tensor that requires a gradient holds read-only data; consumers of DLPack
+        1.0 get it flagged read-only, older ones are refused by NumPy.
+        """
+        kwargs = {name: value for name, value in (("stream", stream), ("max_version", max_version),
+                                                  ("dl_device", dl_device), ("copy", copy))
+                  if value is not None}
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[Any, int]:
+        """``(device type, device id)`` of the data, as DLPack numbers them (1: CPU, 2: CUDA)."""
+        return self.data.__dlpack_device__()
+
+    @property
     def is_leaf(self) -> bool:
         """True unless an op recorded on the tape produced this tensor."""
         return self.node is None
@@ -104,7 +166,16 @@ class Tensor:
         return self._backend.to_numpy(self.data).tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """A NumPy copy (``np.asarray(x)``); with ``copy=False``, a read-only view."""
+        """A NumPy copy (``np.asarray(x)``); with ``copy=False``, a read-only view.
+
+        On a backend off the host (CUDA) this raises :class:`HostConversionError`:
+        the copy to the host is asked for explicitly, with ``x.numpy()``.
+        """
+        if not self._backend.host_conversion_allowed:
+            raise HostConversionError(
+                f"__array__: this tensor ({describe(self)}) lives on the {self.backend} "
+                "device; NumPy cannot convert it implicitly. Call .numpy() to copy it to "
+                "the host, or use gk.from_dlpack / the backend's own arrays")
         array = self._backend.to_numpy(self.data)
         if copy is False:
             if array is not self.data and array.base is not self.data:
@@ -117,6 +188,9 @@ class Tensor:
 
     def __float__(self) -> float:
         return float(self.item())
+
+    def __complex__(self) -> complex:
+        return complex(self.item())
 
     def __int__(self) -> int:
         return int(self.item())
@@ -221,7 +295,80 @@ class Tensor:
     def __le__(self, other: Any) -> "Tensor": return _ops.less_equal(self, other)
     def __gt__(self, other: Any) -> "Tensor": return _ops.greater(self, other)
     def __ge__(self, other: Any) -> "Tensor": return _ops.greater_equal(self, other)
+    def __floordiv__(self, other: Any) -> "Tensor": return _ops.floor_divide(self, other)
+    def __rfloordiv__(self, other: Any) -> "Tensor": return _ops.floor_divide(other, self)
+    def __mod__(self, other: Any) -> "Tensor": return _ops.remainder(self, other)
+    def __rmod__(self, other: Any) -> "Tensor": return _ops.remainder(other, self)
+    def __and__(self, other: Any) -> "Tensor": return _ops.bitwise_and(self, other)
+    def __rand__(self, other: Any) -> "Tensor": return _ops.bitwise_and(other, self)
+    def __or__(self, other: Any) -> "Tensor": return _ops.bitwise_or(self, other)
+    def __ror__(self, other: Any) -> "Tensor": return _ops.bitwise_or(other, self)
+    def __xor__(self, other: Any) -> "Tensor": return _ops.bitwise_xor(self, other)
+    def __rxor__(self, other: Any) -> "Tensor": return _ops.bitwise_xor(other, self)
+    def __lshift__(self, other: Any) -> "Tensor": return _ops.bitwise_left_shift(self, other)
+    def __rlshift__(self, other: Any) -> "Tensor": return _ops.bitwise_left_shift(other, self)
+    def __rshift__(self, other: Any) -> "Tensor": return _ops.bitwise_right_shift(self, other)
+    def __rrshift__(self, other: Any) -> "Tensor": return _ops.bitwise_right_shift(other, self)
+    def __invert__(self) -> "Tensor": return _ops.bitwise_invert(self)
     def __getitem__(self, index: Any) -> "Tensor": return _ops.getitem(self, index=index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``x[index] = value``.
+
+        Outside a graph this writes into the data in place. When ``value`` or ``x``
+        is part of a graph (and grad mode is on), ``x`` becomes the output of a
+        ``setitem`` op on its old value, so gradients flow to ``value`` (inside
+        ``index``) and to the old ``x`` (outside it); ops that used ``x`` before
+        the write refuse to backpropagate (their input changed). A leaf that
+        requires a gradient cannot be written (like ``+=``; use ``gk.no_grad()``).
+
+        >>> import gradkit as gk
+        >>> v = gk.tensor(2.0, requires_grad=True)
+        >>> x = gk.zeros(3)
+        >>> x[1] = v * 3
+        >>> x.sum().backward()
+        >>> v.grad.item()
+        3.0
+        """
+        from gradkit.autodiff import is_grad_enabled
+        from gradkit.errors import GraphError
+        tracked = is_grad_enabled() and (self._requires_grad or (
+            isinstance(value, Tensor) and value._requires_grad))
+        if not tracked:
+            self._write(index, value)
+            return
+        if self.node is None and self._requires_grad:
+            raise GraphError(f"setitem: in-place write to a leaf that requires a gradient "
+                             f"({describe(self)}); do it inside `with gk.no_grad():` or "
+                             "build a new tensor (gk.setitem(x, value, index=...))")
+        old = Tensor(self.data, self._backend, self.node)  # the value ops saw until now
+        result = _ops.setitem(old, value, index=index)
+        self.data, self.node, self._requires_grad = result.data, result.node, True
+        self._version += 1
+
+    def _write(self, index: Any, value: Any) -> None:
+        """``self.data[index] = value`` without a graph (a copy first if read-only)."""
+        from gradkit.ops.shape import _raw_index
+        xp = self._backend.xp
+        if isinstance(value, Tensor):
+            if value._backend is not self._backend:
+                raise BackendError(f"setitem: value lives on {value.backend}, the tensor on "
+                                   f"{self.backend}; move it with .to({self.backend!r})")
+            value = value.data
+            if value.dtype != self.data.dtype:
+                value = xp.astype(value, self.data.dtype)
+        data = self.data
+        if not getattr(getattr(data, "flags", None), "writeable", True):
+            data = self._backend.copy(data)  # a read-only leaf is never written through
+        try:
+            data[_raw_index(index, xp)] = value
+        except (ValueError, TypeError, IndexError) as exc:
+            from gradkit.errors import IndexingError, ShapeError
+            cls = (DTypeError if isinstance(exc, TypeError) else
+                   IndexingError if isinstance(exc, IndexError) else ShapeError)
+            raise cls(f"setitem: {exc} (tensor: {describe(self)})") from exc
+        self.data = data
+        self._version += 1
 
     # -- methods (the same ops) ---------------------------------------------------
     def exp(self) -> "Tensor": return _ops.exp(self)
@@ -257,8 +404,41 @@ class Tensor:
     def logsumexp(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
         return _ops.logsumexp(self, axis=axis, keepdims=keepdims)
 
-    def argmax(self, axis: int | None = None) -> "Tensor": return _ops.argmax(self, axis=axis)
-    def argmin(self, axis: int | None = None) -> "Tensor": return _ops.argmin(self, axis=axis)
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> "Tensor":
+        return _ops.argmax(self, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> "Tensor":
+        return _ops.argmin(self, axis=axis, keepdims=keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.prod(self, axis=axis, keepdims=keepdims)
+
+    def std(self, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> "Tensor":
+        return _ops.std(self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def any(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.any(self, axis=axis, keepdims=keepdims)
+
+    def all(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+        return _ops.all(self, axis=axis, keepdims=keepdims)
+
+    def sort(self, axis: int = -1, descending: bool = False) -> "Tensor":
+        return _ops.sort(self, axis=axis, descending=descending)
+
+    def argsort(self, axis: int = -1, descending: bool = False) -> "Tensor":
+        return _ops.argsort(self, axis=axis, descending=descending)
+
+    def cumsum(self, axis: int | None = None) -> "Tensor":
+        """Running sums along ``axis`` (of the flattened tensor for None, as NumPy)."""
+        x = self if axis is not None else _ops.reshape(self, shape=(-1,))
+        return _ops.cumulative_sum(x, axis=axis)
+
+    def flip(self, axis: Any = None) -> "Tensor": return _ops.flip(self, axis=axis)
+    def round(self) -> "Tensor": return _ops.round(self)
+    def floor(self) -> "Tensor": return _ops.floor(self)
+    def ceil(self) -> "Tensor": return _ops.ceil(self)
+    def sin(self) -> "Tensor": return _ops.sin(self)
+    def cos(self) -> "Tensor": return _ops.cos(self)
 
     def reshape(self, *shape: Any) -> "Tensor":
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -333,8 +513,11 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
             array = target.xp.astype(array, native_dtype(target.xp, wanted))
     elif isinstance(data, (np.ndarray, np.generic, list, tuple, int, float, bool)):
         try:
-            host = np.array(data, copy=True)
-        except (ValueError, TypeError) as exc:
+            # Python numbers convert straight to the dtype asked for: through a
+            # guessed dtype first, large uint64 values would round through float64.
+            direct = wanted if wanted is not None and isinstance(data, (list, tuple, int)) else None
+            host = np.array(data, copy=True, dtype=direct)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"tensor: cannot make a tensor from {type(data).__name__}: {exc}") from exc
         if host.dtype == object or host.dtype.kind in "USV":
             raise DTypeError(f"tensor: data of dtype {host.dtype} is not numeric")

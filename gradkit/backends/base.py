@@ -22,6 +22,13 @@ class Backend:
     """
 
     name: str = "abstract"
+    # Whether np.asarray(tensor) may copy the data to the host silently. A backend
+    # whose arrays live off the host (CUDA) says False: the copy must be asked for
+    # with tensor.numpy(), so a stray host round trip never hides in a hot loop.
+    host_conversion_allowed: bool = True
+    # Where the arrays live, as a DLPack device type (1: CPU, 2: CUDA); gk.from_dlpack
+    # picks the backend for a foreign array by it.
+    dlpack_device_type: int = 1
 
     def __init__(self) -> None:
         self.kernels: dict[str, Callable[..., Any]] = {}

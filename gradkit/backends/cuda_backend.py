@@ -40,7 +40,8 @@ class CupyNamespace:
     """CuPy, with the Array API names the reference forwards use filled in.
 
     Older CuPy releases lack some NumPy 2 / Array API spellings (``pow``,
-    ``concat``, ``permute_dims``, ``matrix_transpose``, ``astype``, ``bool``).
+    ``concat``, ``permute_dims``, ``matrix_transpose``, ``astype``, ``bool``,
+    ``asin``..., ``bitwise_invert``...).
     """
 
     def __init__(self, cupy: Any) -> None:
@@ -52,6 +53,11 @@ class CupyNamespace:
             "matrix_transpose": lambda x: cupy.swapaxes(x, -1, -2),
             "astype": lambda x, dtype, copy=True: x.astype(dtype, copy=copy),
             "bool": cupy.bool_,
+            # the standard's spellings of the math in gradkit/ops/math.py
+            "asin": cupy.arcsin, "acos": cupy.arccos, "atan": cupy.arctan,
+            "atan2": cupy.arctan2, "asinh": cupy.arcsinh, "acosh": cupy.arccosh,
+            "atanh": cupy.arctanh, "bitwise_invert": cupy.invert,
+            "bitwise_left_shift": cupy.left_shift, "bitwise_right_shift": cupy.right_shift,
         }
         for name, fill_in in fill_ins.items():
             if not hasattr(cupy, name):
@@ -67,6 +73,8 @@ class CudaBackend(Backend):
     """NVIDIA GPUs through CuPy, with gradkit's CUDA C kernels for the hot ops."""
 
     name = "cuda"
+    host_conversion_allowed = False  # np.asarray(t) raises: call t.numpy()
+    dlpack_device_type = 2
 
     def __init__(self) -> None:
         super().__init__()

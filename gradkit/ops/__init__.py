@@ -2,16 +2,30 @@
 
 The public names exported here (and re-exported as ``gk.<name>``) are the
 registered ops' functions under their registry names, plus the few public
-functions that are not ops themselves (``split``, ``permute``, ``unbroadcast``).
+functions that are not ops themselves (``split``, ``permute``, ``unbroadcast``)
+and the Array API standard's (and NumPy's) other spellings of existing ops
+(``pow`` for ``power``, ``concat`` for ``concatenate``, ``arcsin`` for ``asin``...).
+Ops registered as ``linalg.<name>`` are exported by ``gradkit.linalg`` only.
 """
-from gradkit.ops import (activation, elementwise, fused, linalg, loss, optim_update,  # noqa: F401
-                         reduce, shape, transfer)
+from gradkit.ops import (activation, elementwise, fused, linalg, loss, math,  # noqa: F401
+                         optim_update, reduce, search, shape, transfer)
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.shape import permute, split
 from gradkit.registry import OPS as _OPS
 
-for _name, _entry in _OPS.items():
-    globals()[_name] = _entry.function
-neg = negative = _OPS["negative"].function  # noqa: F821  (NumPy's name and the short one)
+_TOP_LEVEL = sorted(name for name in _OPS if "." not in name)
+for _name in _TOP_LEVEL:
+    globals()[_name] = _OPS[_name].function
 
-__all__ = sorted(_OPS) + ["neg", "permute", "split", "unbroadcast"]
+# Other names for the same functions: the standard's, then NumPy's.
+ALIASES = {
+    "neg": "negative", "pow": "power", "concat": "concatenate", "permute_dims": "transpose",
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
+    "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "invert": "bitwise_invert",
+    "left_shift": "bitwise_left_shift", "right_shift": "bitwise_right_shift",
+    "mod": "remainder",
+}
+for _alias, _name in ALIASES.items():
+    globals()[_alias] = _OPS[_name].function
+
+__all__ = _TOP_LEVEL + sorted(ALIASES) + ["permute", "split", "unbroadcast"]

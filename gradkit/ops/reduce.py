@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, max, min, logsumexp, var, argmax, argmin.
+"""Reductions: sum, prod, mean, max, min, logsumexp, var, std, any, all, argmax, argmin,
+count_nonzero, and the scan cumulative_sum.
 
 ``axis`` is None (all), an int or a tuple; ``keepdims`` keeps reduced axes as 1.
 
@@ -14,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from gradkit.dtypes import as_dtype, native_dtype, to_numpy_dtype
 from gradkit.errors import ArgumentError
 from gradkit.ops.broadcasting import expand_reduced, keepdims_shape, normalize_axes
-from gradkit.ops.elementwise import exp
+from gradkit.ops.elementwise import exp, sqrt, where
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, composite, primitive
 from gradkit.tensor import Tensor
@@ -47,20 +49,81 @@ def _reduced_count(shape: tuple[int, ...], axis: Any) -> int:
     return int(np.prod([shape[a] for a in normalize_axes(axis, len(shape))], dtype=np.int64))
 
 
+def _accumulator(xp, dtype):
+    """``dtype`` (None, a name or a dtype) as the array module's own dtype object."""
+    return None if dtype is None else native_dtype(xp, as_dtype(dtype, "dtype"))
+
+
+def _in_dtype_of(g, x):
+    """``g`` cast to ``x``'s dtype (a reduction with ``dtype=`` may have changed it)."""
+    return g if g.data.dtype == x.data.dtype else g.astype(x.dtype)
+
+
 def sum_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (expand_reduced(g, x.shape, ctx.params["axis"], ctx.params["keepdims"]),)
+    return (_in_dtype_of(expand_reduced(g, x.shape, ctx.params["axis"], ctx.params["keepdims"]), x),)
 
 
-@primitive("sum", vjp=sum_vjp, samples=reduction_samples, family=FAMILY)
-def sum_(xp, x, *, axis=None, keepdims=False):
-    """Sum over ``axis``.
+def _sum_samples(rng):
+    return reduction_samples(rng) + [Sample(away_from_zero(rng, (3, 2)), axis=0,
+                                            dtype=np.dtype("float64"))]
+
+
+@primitive("sum", vjp=sum_vjp, samples=_sum_samples, family=FAMILY)
+def sum_(xp, x, *, axis=None, keepdims=False, dtype=None):
+    """Sum over ``axis``; ``dtype`` picks the accumulator and result dtype (by default
+    the input's, or the default integer dtype for smaller integers, as the standard says).
 
     >>> import gradkit as gk
     >>> gk.sum(gk.tensor([[1.0, 2.0], [3.0, 4.0]]), axis=0).numpy().tolist()
     [4.0, 6.0]
     """
-    return xp.sum(x, axis=axis, keepdims=keepdims)
+    return xp.sum(x, axis=axis, keepdims=keepdims, dtype=_accumulator(xp, dtype))
+
+
+def prod_vjp(ctx, g):
+    """d prod / d x_i is the product of the other elements; exact where x_i == 0 too.
+
+    Where no element of a reduced slice is zero it is ``out / x_i``. A slice with
+    one zero sends the product of its other elements to that zero and 0 elsewhere;
+    a slice with two or more zeros has a zero gradient. Second derivatives are exact
+    for slices with at most one zero (with two or more, the mixed second derivative
+    of the two zeros, the product of the rest, comes out as 0).
+    """
+    (x,) = ctx.inputs
+    axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
+    xp = ctx.backend.xp
+    zero = x.data == 0
+    is_zero = ctx.constant(zero)
+    safe_x = where(is_zero, 1.0, x)
+    out = _in_dtype_of(expand_reduced(ctx.out, x.shape, axis, keepdims), x)
+    others = out / safe_x  # the product of the others where x_i != 0 (0 if a zero is left)
+    if bool(xp.any(zero)):
+        zeros_in_slice = xp.sum(xp.astype(zero, xp.int64), axis=axis, keepdims=True)
+        single = ctx.constant(xp.broadcast_to(zeros_in_slice == 1, x.shape))
+        rest = expand_reduced(prod(safe_x, axis=axis, keepdims=True), x.shape, axis, True)
+        others = where(is_zero, where(single, rest, 0.0), others)
+    return (_in_dtype_of(expand_reduced(g, x.shape, axis, keepdims), x) * others,)
+
+
+def _prod_samples(rng):
+    """Without zeros: near a zero, finite differences of the third derivative cancel
+    catastrophically (tests/test_math_ops.py checks zeros to second order)."""
+    return reduction_samples(rng) + [Sample(away_from_zero(rng, (3, 2)), axis=0,
+                                            dtype=np.dtype("float64"))]
+
+
+@primitive(vjp=prod_vjp, samples=_prod_samples, family=FAMILY)
+def prod(xp, x, *, axis=None, keepdims=False, dtype=None):
+    """Product over ``axis``; the gradient is exact at zeros too (see ``prod_vjp``).
+
+    >>> import gradkit as gk
+    >>> x = gk.tensor([2.0, 0.0, 3.0], requires_grad=True)
+    >>> gk.prod(x).backward()
+    >>> x.grad.numpy().tolist()
+    [0.0, 6.0, 0.0]
+    """
+    return xp.prod(x, axis=axis, keepdims=keepdims, dtype=_accumulator(xp, dtype))
 
 
 def mean_vjp(ctx, g):
@@ -144,37 +207,155 @@ def _var_samples(rng):
 
 
 @composite(samples=_var_samples, family=FAMILY)
-def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance over ``axis``, dividing by ``N - ddof``.
+def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
+        correction: float | None = None) -> Tensor:
+    """Variance over ``axis``, dividing by ``N - correction`` (``ddof`` is NumPy's name).
 
     >>> import gradkit as gk
     >>> gk.var(gk.tensor([1.0, 2.0, 3.0, 4.0])).item()
     1.25
+    >>> gk.var(gk.tensor([1.0, 2.0, 3.0, 4.0]), correction=1).item()
+    1.6666666269302368
     """
     from gradkit.ops.elementwise import multiply
+    if correction is not None:
+        ddof = correction
     centered = x - mean(x, axis=axis, keepdims=True)
     count = _reduced_count(x.shape, axis)
     if count - ddof <= 0:
-        raise ArgumentError(f"var: ddof={ddof} leaves no degrees of freedom for {count} elements")
+        raise ArgumentError(f"var: correction={ddof} leaves no degrees of freedom for "
+                            f"{count} elements")
     return sum_(multiply(centered, centered), axis=axis, keepdims=keepdims) / (count - ddof)
 
 
+@composite(samples=_var_samples, family=FAMILY)
+def std(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
+        correction: float | None = None) -> Tensor:
+    """Standard deviation over ``axis``: ``sqrt(var(...))``; its gradient is infinite
+    where all the elements of a slice are equal.
+
+    >>> import gradkit as gk
+    >>> gk.std(gk.tensor([1.0, 3.0])).item()
+    1.0
+    """
+    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof, correction=correction))
+
+
+def _bool_reduction_samples(rng):
+    return [Sample(rng.random((2, 3, 4)) > 0.3, **case) for case in AXIS_CASES] + [
+        Sample(away_from_zero(rng, (3,)), axis=None, keepdims=False)]
+
+
+@primitive("any", vjp=None, samples=_bool_reduction_samples, family=FAMILY)
+def any_(xp, x, *, axis=None, keepdims=False):
+    """Whether any element over ``axis`` is true (nonzero); no gradient.
+
+    >>> import gradkit as gk
+    >>> gk.any(gk.tensor([[True, False], [False, False]]), axis=1).numpy().tolist()
+    [True, False]
+    """
+    return xp.any(x, axis=axis, keepdims=keepdims)
+
+
+@primitive("all", vjp=None, samples=_bool_reduction_samples, family=FAMILY)
+def all_(xp, x, *, axis=None, keepdims=False):
+    """Whether every element over ``axis`` is true (nonzero); no gradient.
+
+    >>> import gradkit as gk
+    >>> gk.all(gk.tensor([[True, False], [True, True]]), axis=1).numpy().tolist()
+    [False, True]
+    """
+    return xp.all(x, axis=axis, keepdims=keepdims)
+
+
+@primitive(vjp=None, samples=_bool_reduction_samples, family=FAMILY)
+def count_nonzero(xp, x, *, axis=None, keepdims=False):
+    """How many elements over ``axis`` are nonzero, as the default integer dtype.
+
+    >>> import gradkit as gk
+    >>> gk.count_nonzero(gk.tensor([[1.0, 0.0], [2.0, 3.0]]), axis=1).numpy().tolist()
+    [1, 2]
+    """
+    nonzero = x if to_numpy_dtype(x.dtype).kind == "b" else x != 0
+    return xp.sum(xp.astype(nonzero, xp.int64), axis=axis, keepdims=keepdims)
+
+
+def _scan_axis(x_ndim: int, axis: int | None) -> int:
+    if axis is None:
+        if x_ndim != 1:
+            raise ValueError(f"axis must be given for an input with {x_ndim} dimensions "
+                             "(None is allowed for 1-D inputs only)")
+        return 0
+    if not -x_ndim <= axis < x_ndim:
+        raise IndexError(f"axis {axis} is out of range for {x_ndim} dimensions")
+    return axis % x_ndim
+
+
+def cumulative_sum_vjp(ctx, g):
+    """out_k sums x_j for j <= k (j < k with include_initial), so x_j's gradient sums
+    g_k for k >= j: a cumulative sum of g taken from the end."""
+    from gradkit.ops.shape import flip, getitem
+    (x,) = ctx.inputs
+    axis = _scan_axis(x.ndim, ctx.params["axis"])
+    if ctx.params["include_initial"]:
+        index = [slice(None)] * g.ndim
+        index[axis] = slice(1, None)
+        g = getitem(g, index=tuple(index))
+    reversed_sum = flip(cumulative_sum(flip(g, axis=axis), axis=axis), axis=axis)
+    return (_in_dtype_of(reversed_sum, x),)
+
+
+def _cumulative_sum_samples(rng):
+    return [Sample(away_from_zero(rng, (5,))), Sample(away_from_zero(rng, (3, 4)), axis=1),
+            Sample(away_from_zero(rng, (3, 4)), axis=0, include_initial=True),
+            Sample(away_from_zero(rng, (2, 3, 2)), axis=-2)]
+
+
+@primitive(vjp=cumulative_sum_vjp, samples=_cumulative_sum_samples, family=FAMILY)
+def cumulative_sum(xp, x, *, axis=None, dtype=None, include_initial=False):
+    """Running sums along ``axis`` (optional for 1-D input); ``include_initial`` starts
+    with a 0, so the result is one longer along ``axis``.
+
+    >>> import gradkit as gk
+    >>> gk.cumulative_sum(gk.tensor([1.0, 2.0, 3.0])).numpy().tolist()
+    [1.0, 3.0, 6.0]
+    >>> gk.cumulative_sum(gk.tensor([1, 2]), include_initial=True).numpy().tolist()
+    [0, 1, 3]
+    """
+    axis = _scan_axis(x.ndim, axis)
+    dtype = _accumulator(xp, dtype)
+    if hasattr(xp, "cumulative_sum"):
+        return xp.cumulative_sum(x, axis=axis, dtype=dtype, include_initial=include_initial)
+    out = xp.cumsum(x, axis=axis, dtype=dtype)  # libraries older than the 2023.12 name
+    if include_initial:
+        shape = list(out.shape)
+        shape[axis] = 1
+        out = xp.concat([xp.zeros(tuple(shape), dtype=out.dtype), out], axis=axis)
+    return out
+
+
 def _arg_samples(rng):
-    return [Sample(away_from_zero(rng, (3, 4)), axis=None), Sample(away_from_zero(rng, (3, 4)), axis=1)]
+    return [Sample(away_from_zero(rng, (3, 4)), axis=None), Sample(away_from_zero(rng, (3, 4)), axis=1),
+            Sample(away_from_zero(rng, (3, 4)), axis=0, keepdims=True)]
 
 
 @primitive(vjp=None, samples=_arg_samples, family=FAMILY)
-def argmax(xp, x, *, axis=None):
-    """Index of the largest element (flattened when ``axis`` is None); no gradient.
+def argmax(xp, x, *, axis=None, keepdims=False):
+    """Index of the (first) largest element (flattened when ``axis`` is None); no gradient.
 
     >>> import gradkit as gk
     >>> gk.argmax(gk.tensor([[1.0, 5.0], [7.0, 2.0]]), axis=1).numpy().tolist()
     [1, 0]
     """
-    return xp.argmax(x, axis=axis)
+    return xp.argmax(x, axis=axis, keepdims=keepdims)
 
 
 @primitive(vjp=None, samples=_arg_samples, family=FAMILY)
-def argmin(xp, x, *, axis=None):
-    """Index of the smallest element (flattened when ``axis`` is None); no gradient."""
-    return xp.argmin(x, axis=axis)
+def argmin(xp, x, *, axis=None, keepdims=False):
+    """Index of the (first) smallest element (flattened when ``axis`` is None); no gradient.
+
+    >>> import gradkit as gk
+    >>> gk.argmin(gk.tensor([[1.0, 5.0], [7.0, 2.0]]), axis=1).numpy().tolist()
+    [0, 1]
+    """
+    return xp.argmin(x, axis=axis, keepdims=keepdims)

@@ -1,4 +1,5 @@
-"""Shape ops: reshape, transpose, broadcast, squeeze, concatenate, stack, split, indexing.
+"""Shape ops: reshape, transpose, broadcast, squeeze, concatenate, stack, split, flip,
+roll, tile, repeat, moveaxis, unstack, tril/triu, and indexing (get, set, take).
 
 >>> import gradkit as gk
 >>> x = gk.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
@@ -14,7 +15,7 @@ import numpy as np
 
 from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ArgumentError, ShapeError, describe
-from gradkit.ops.broadcasting import normalize_axes
+from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, composite, primitive
 from gradkit.tensor import Tensor
@@ -39,14 +40,19 @@ def reshape_samples(rng):
 
 
 @primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY)
-def reshape(xp, x, *, shape):
+def reshape(xp, x, *, shape, copy=None):
     """``x`` with a new shape of the same size (one entry may be -1).
+
+    ``copy``: True always copies, False never does (an error if it must), None
+    copies only when needed, as in the standard.
 
     >>> import gradkit as gk
     >>> gk.reshape(gk.tensor([1.0, 2.0, 3.0, 4.0]), shape=(2, 2)).shape
     (2, 2)
     """
-    return xp.reshape(x, tuple(shape))
+    if copy is None:
+        return xp.reshape(x, tuple(shape))
+    return xp.reshape(x, tuple(shape), copy=copy)
 
 
 def transpose_vjp(ctx, g):
@@ -177,7 +183,7 @@ def expand_dims_vjp(ctx, g):
 @primitive(vjp=expand_dims_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), axis=0), Sample(_draw(rng, (2, 3)), axis=-1),
     Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY)
-def expand_dims(xp, x, *, axis):
+def expand_dims(xp, x, *, axis=0):
     """Insert size-1 axes at ``axis`` (an int or a tuple).
 
     >>> import gradkit as gk
@@ -201,6 +207,13 @@ def expand_dims(xp, x, *, axis):
 
 def concatenate_vjp(ctx, g):
     axis = ctx.params["axis"]
+    if axis is None:  # the inputs were flattened and joined
+        grads, start = [], 0
+        for t, needed in zip(ctx.inputs, ctx.needs):
+            piece = getitem(g, index=(slice(start, start + t.size),))
+            grads.append(reshape(piece, shape=t.shape) if needed else None)
+            start += t.size
+        return tuple(grads)
     grads, start = [], 0
     for t, needed in zip(ctx.inputs, ctx.needs):
         n = t.shape[axis]
@@ -217,9 +230,10 @@ def concatenate_vjp(ctx, g):
 @primitive(vjp=concatenate_vjp, variadic=True, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), _draw(rng, (1, 3)), axis=0),
     Sample(_draw(rng, (2, 3)), _draw(rng, (2, 1)), _draw(rng, (2, 2)), axis=1),
-    Sample(_draw(rng, (3,)), _draw(rng, (2,)), axis=-1)], family=FAMILY)
+    Sample(_draw(rng, (3,)), _draw(rng, (2,)), axis=-1),
+    Sample(_draw(rng, (2, 2)), _draw(rng, (3,)), axis=None)], family=FAMILY)
 def concatenate(xp, *arrays, axis=0):
-    """Join tensors along an existing axis.
+    """Join tensors along an existing axis (``axis=None``: flatten them first).
 
     >>> import gradkit as gk
     >>> gk.concatenate([gk.zeros((2, 3)), gk.ones((1, 3))], axis=0).shape
@@ -286,6 +300,288 @@ def split(x: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
         index[axis] = slice(start, stop)
         pieces.append(getitem(x, tuple(index)))
     return pieces
+
+
+# -- reordering, repeating, unstacking --------------------------------------------------
+
+def flip_vjp(ctx, g):
+    return (flip(g, axis=ctx.params["axis"]),)
+
+
+@primitive(vjp=flip_vjp, samples=lambda rng: [
+    Sample(_draw(rng, (2, 3)), axis=None), Sample(_draw(rng, (2, 3)), axis=1),
+    Sample(_draw(rng, (2, 3, 4)), axis=(0, 2)), Sample(_draw(rng, (4,)), axis=-1)], family=FAMILY)
+def flip(xp, x, *, axis=None):
+    """``x`` with the order of elements reversed along ``axis`` (all axes for None).
+
+    >>> import gradkit as gk
+    >>> gk.flip(gk.tensor([1.0, 2.0, 3.0])).numpy().tolist()
+    [3.0, 2.0, 1.0]
+    """
+    return xp.flip(x, axis=axis)
+
+
+def roll_vjp(ctx, g):
+    shift = ctx.params["shift"]
+    back = -shift if isinstance(shift, int) else tuple(-s for s in shift)
+    return (roll(g, shift=back, axis=ctx.params["axis"]),)
+
+
+@primitive(vjp=roll_vjp, samples=lambda rng: [
+    Sample(_draw(rng, (5,)), shift=2), Sample(_draw(rng, (2, 3)), shift=-1, axis=None),
+    Sample(_draw(rng, (2, 3, 4)), shift=(1, 3), axis=(0, 2))], family=FAMILY)
+def roll(xp, x, *, shift, axis=None):
+    """Shift elements along ``axis`` by ``shift``, wrapping around (flattened for None).
+
+    >>> import gradkit as gk
+    >>> gk.roll(gk.tensor([1.0, 2.0, 3.0]), 1).numpy().tolist()
+    [3.0, 1.0, 2.0]
+    """
+    return xp.roll(x, shift, axis=axis)
+
+
+def _tile_shapes(shape: tuple[int, ...], repetitions: Any) -> tuple[tuple, tuple]:
+    """``shape`` and ``repetitions`` padded with leading 1s to one length, as tile does."""
+    reps = (int(repetitions),) if isinstance(repetitions, int) else tuple(int(r) for r in repetitions)
+    n = max(len(reps), len(shape))
+    return (1,) * (n - len(shape)) + tuple(shape), (1,) * (n - len(reps)) + reps
+
+
+def tile_vjp(ctx, g):
+    """Output axis k is repetitions[k] copies of input axis k: split it into
+    (copies, size) and sum over the copies."""
+    from gradkit.ops.reduce import sum_
+    (x,) = ctx.inputs
+    shape, reps = _tile_shapes(x.shape, ctx.params["repetitions"])
+    interleaved = tuple(n for pair in zip(reps, shape) for n in pair)
+    copies = tuple(range(0, 2 * len(shape), 2))
+    return (reshape(sum_(reshape(g, shape=interleaved), axis=copies), shape=x.shape),)
+
+
+@primitive(vjp=tile_vjp, samples=lambda rng: [
+    Sample(_draw(rng, (2, 3)), repetitions=(2, 1)), Sample(_draw(rng, (3,)), repetitions=(2, 2)),
+    Sample(_draw(rng, (2, 1, 2)), repetitions=(3,)), Sample(_draw(rng, ()), repetitions=(2,))],
+    family=FAMILY)
+def tile(xp, x, *, repetitions):
+    """``x`` repeated ``repetitions[k]`` times along each axis k (shorter of the two
+    padded with leading 1s).
+
+    >>> import gradkit as gk
+    >>> gk.tile(gk.tensor([1.0, 2.0]), (2,)).numpy().tolist()
+    [1.0, 2.0, 1.0, 2.0]
+    """
+    reps = (repetitions,) if isinstance(repetitions, int) else tuple(repetitions)
+    return xp.tile(x, reps)
+
+
+def _host_ints(values: Any) -> np.ndarray:
+    """Integer repeat counts (a Tensor, array, list...) as a NumPy int64 array."""
+    if isinstance(values, Tensor):
+        values = values.numpy()
+    elif hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray):
+        values = np.from_dlpack(values)
+    return np.asarray(values, dtype=np.int64)
+
+
+def _repeat_index(n: int, repeats: Any) -> np.ndarray:
+    return np.repeat(np.arange(n), _host_ints(repeats))
+
+
+def repeat_vjp(ctx, g):
+    (x,) = ctx.inputs
+    axis, repeats = ctx.params["axis"], ctx.params["repeats"]
+    flat = x if axis is None else None
+    if flat is not None:
+        axis = 0
+    shape = (x.size,) if flat is not None else x.shape
+    axis = axis % len(shape)
+    if isinstance(repeats, int):  # each element's copies sit side by side: sum them
+        from gradkit.ops.reduce import sum_
+        split = shape[:axis] + (shape[axis], repeats) + shape[axis + 1:]
+        gx = sum_(reshape(g, shape=split), axis=axis + 1)
+    else:
+        index = (slice(None),) * axis + (_repeat_index(shape[axis], repeats),)
+        gx = scatter_add(g, shape=shape, index=index)
+    return (reshape(gx, shape=x.shape),)
+
+
+@primitive(vjp=repeat_vjp, samples=lambda rng: [
+    Sample(_draw(rng, (2, 3)), repeats=2, axis=1), Sample(_draw(rng, (2, 3)), repeats=3),
+    Sample(_draw(rng, (3, 2)), repeats=[1, 0, 2], axis=0),
+    Sample(_draw(rng, (4,)), repeats=[2, 1, 1, 3], axis=-1)], family=FAMILY)
+def repeat(xp, x, *, repeats, axis=None):
+    """Each element repeated ``repeats`` times along ``axis`` (flattened for None);
+    ``repeats`` is an int or one count per element along the axis.
+
+    >>> import gradkit as gk
+    >>> gk.repeat(gk.tensor([1.0, 2.0]), 2).numpy().tolist()
+    [1.0, 1.0, 2.0, 2.0]
+    >>> gk.repeat(gk.tensor([1.0, 2.0]), [1, 3], axis=0).numpy().tolist()
+    [1.0, 2.0, 2.0, 2.0]
+    """
+    if axis is None:
+        x, axis = xp.reshape(x, (-1,)), 0
+    if isinstance(repeats, (int, np.integer)):
+        return xp.repeat(x, int(repeats), axis=axis)
+    counts = _host_ints(repeats)
+    if counts.shape != (x.shape[axis],):
+        raise ValueError(f"repeats has {counts.size} counts for {x.shape[axis]} elements "
+                         f"along axis {axis}")
+    index = xp.asarray(_repeat_index(x.shape[axis], counts), dtype=xp.int64)
+    return xp.take(x, index, axis=axis)
+
+
+@composite(samples=lambda rng: [Sample(_draw(rng, (2, 3, 4)), source=0, destination=-1),
+                                Sample(_draw(rng, (2, 3, 4)), source=(0, 1), destination=(2, 0))],
+           family=FAMILY)
+def moveaxis(x: Tensor, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+    """``x`` with the axes ``source`` moved to the positions ``destination``.
+
+    >>> import gradkit as gk
+    >>> gk.moveaxis(gk.zeros((2, 3, 4)), 0, -1).shape
+    (3, 4, 2)
+    """
+    ndim = x.ndim
+    source = normalize_axis_list(source, ndim, "moveaxis", "source")
+    destination = normalize_axis_list(destination, ndim, "moveaxis", "destination")
+    if len(source) != len(destination):
+        raise ArgumentError(f"moveaxis: source {source} and destination {destination} "
+                            "name different numbers of axes")
+    order = [a for a in range(ndim) if a not in source]
+    for dest, src in sorted(zip(destination, source)):
+        order.insert(dest, src)
+    return transpose(x, axes=tuple(order))
+
+
+def normalize_axis_list(axis: int | Sequence[int], ndim: int, op: str, name: str) -> list[int]:
+    """``axis`` (an int or a sequence) as distinct non-negative axes, or a ShapeError."""
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    if any(not -ndim <= int(a) < ndim for a in axes):
+        raise ShapeError(f"{op}: {name} {axis} is out of range for {ndim} dimensions")
+    out = [int(a) % ndim for a in axes]
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: {name} {axis} names one axis twice")
+    return out
+
+
+@composite(samples=lambda rng: [Sample(_draw(rng, (3, 2))), Sample(_draw(rng, (2, 3, 2)), axis=1)],
+           family=FAMILY)
+def unstack(x: Tensor, axis: int = 0) -> tuple[Tensor, ...]:
+    """The slices of ``x`` along ``axis``, as a tuple (the inverse of ``stack``).
+
+    >>> import gradkit as gk
+    >>> [t.shape for t in gk.unstack(gk.zeros((2, 3)), axis=1)]
+    [(2,), (2,), (2,)]
+    """
+    (axis,) = normalize_axis_list(axis, x.ndim, "unstack", "axis")
+    return tuple(getitem(x, index=(slice(None),) * axis + (i,)) for i in range(x.shape[axis]))
+
+
+@composite(samples=lambda rng: [Sample(_draw(rng, (2, 1)), _draw(rng, (3,))),
+                                Sample(_draw(rng, (3,)), _draw(rng, ()), _draw(rng, (2, 3)))],
+           family=FAMILY)
+def broadcast_arrays(*arrays: Tensor) -> list[Tensor]:
+    """The tensors broadcast against each other to one shape.
+
+    >>> import gradkit as gk
+    >>> [t.shape for t in gk.broadcast_arrays(gk.zeros((2, 1)), gk.zeros(3))]
+    [(2, 3), (2, 3)]
+    """
+    try:
+        shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+    except ValueError:
+        raise ShapeError(f"broadcast_arrays: shapes do not broadcast: "
+                         f"{[describe(a) for a in arrays]}") from None
+    return [broadcast_to(a, shape=shape) for a in arrays]
+
+
+@composite(samples=lambda rng: [Sample(_draw(rng, (3,)), _draw(rng, (2,))),
+                                Sample(_draw(rng, (2,)), _draw(rng, (3,)), _draw(rng, (4,)),
+                                       indexing="ij")], family=FAMILY)
+def meshgrid(*arrays: Tensor, indexing: str = "xy") -> list[Tensor]:
+    """Coordinate grids from 1-D tensors: ``"xy"`` (Cartesian, the first two axes
+    swapped) or ``"ij"`` (matrix) indexing.
+
+    >>> import gradkit as gk
+    >>> [t.shape for t in gk.meshgrid(gk.zeros(3), gk.zeros(2))]
+    [(2, 3), (2, 3)]
+    """
+    if indexing not in ("xy", "ij"):
+        raise ArgumentError(f"meshgrid: indexing must be 'xy' or 'ij', got {indexing!r}")
+    if any(a.ndim != 1 for a in arrays):
+        raise ShapeError(f"meshgrid: every input must be 1-D, got {[describe(a) for a in arrays]}")
+    sizes = [a.shape[0] for a in arrays]
+    positions = list(range(len(arrays)))
+    if indexing == "xy" and len(arrays) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+        positions[0], positions[1] = 1, 0
+    grids = []
+    for a, position in zip(arrays, positions):
+        along = [1] * len(arrays)
+        along[position] = a.shape[0]
+        grids.append(broadcast_to(reshape(a, shape=tuple(along)), shape=tuple(sizes)))
+    return grids
+
+
+def _diff_samples(rng):
+    return [Sample(_draw(rng, (5,))), Sample(_draw(rng, (3, 4)), axis=0, n=2),
+            Sample(_draw(rng, (3, 4)), prepend=_draw(rng, (3, 1)), append=_draw(rng, (3, 2)))]
+
+
+@composite(samples=_diff_samples, family=FAMILY)
+def diff(x: Tensor, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Tensor:
+    """The ``n``-th forward difference along ``axis`` (after joining ``prepend`` and
+    ``append``, converted to ``x``'s dtype, to ``x`` along it).
+
+    >>> import gradkit as gk
+    >>> gk.diff(gk.tensor([1.0, 4.0, 9.0])).numpy().tolist()
+    [3.0, 5.0]
+    """
+    from gradkit.creation import asarray
+    (axis,) = normalize_axis_list(axis, x.ndim, "diff", "axis")
+    parts = [p if p is x else asarray(p, dtype=x.dtype, device=x.device)
+             for p in (prepend, x, append) if p is not None]
+    if len(parts) > 1:
+        x = concatenate(parts, axis=axis)
+    head = (slice(None),) * axis
+    for _ in range(n):
+        x = getitem(x, index=head + (slice(1, None),)) - getitem(x, index=head + (slice(None, -1),))
+    return x
+
+
+def _triangle_samples(rng):
+    return [Sample(_draw(rng, (3, 4))), Sample(_draw(rng, (2, 3, 3)), k=1),
+            Sample(_draw(rng, (4, 3)), k=-1)]
+
+
+def tril_vjp(ctx, g):
+    return (tril(g, k=ctx.params["k"]),)
+
+
+@primitive(vjp=tril_vjp, samples=_triangle_samples, family=FAMILY)
+def tril(xp, x, *, k=0):
+    """The lower triangle of the last two axes (below diagonal ``k``); the rest 0.
+
+    >>> import gradkit as gk
+    >>> gk.tril(gk.ones((2, 2))).numpy().tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    return xp.tril(x, k=k)
+
+
+def triu_vjp(ctx, g):
+    return (triu(g, k=ctx.params["k"]),)
+
+
+@primitive(vjp=triu_vjp, samples=_triangle_samples, family=FAMILY)
+def triu(xp, x, *, k=0):
+    """The upper triangle of the last two axes (above diagonal ``k``); the rest 0.
+
+    >>> import gradkit as gk
+    >>> gk.triu(gk.ones((2, 2))).numpy().tolist()
+    [[1.0, 1.0], [0.0, 1.0]]
+    """
+    return xp.triu(x, k=k)
 
 
 # -- indexing -------------------------------------------------------------------------
@@ -379,3 +675,121 @@ def scatter_add(xp, values, *, shape, index):
                   np.asarray(values))
         out = xp.asarray(host)
     return out
+
+
+def setitem_vjp(ctx, g):
+    x, value = ctx.inputs
+    index = ctx.params["index"]
+    return (setitem(g, 0.0, index=index) if ctx.needs[0] else None,
+            unbroadcast(getitem(g, index=index), value) if ctx.needs[1] else None)
+
+
+def setitem_samples(rng):
+    x = _draw(rng, (4, 3))
+    return [Sample(x, _draw(rng, ()), index=(1,)),
+            Sample(x, _draw(rng, (3,)), index=(slice(1, 3),)),
+            Sample(x, _draw(rng, (2, 1)), index=(slice(None, None, 2), slice(0, 2))),
+            Sample(x, _draw(rng, (3,)), index=(np.array([0, 2, 3]), np.array([2, 0, 1]))),
+            Sample(x, _draw(rng, ()), index=(x > 0,))]
+
+
+@primitive(vjp=setitem_vjp, samples=setitem_samples, family="indexing")
+def setitem(xp, x, value, *, index):
+    """A copy of ``x`` with ``value`` written at ``index`` (``value`` broadcasts and
+    takes ``x``'s dtype); the op behind ``x[index] = value`` on a tensor in a graph.
+
+    The gradient flows to ``x`` outside ``index`` and to ``value`` from inside it.
+    With an advanced index naming one element twice, which write lands is up to the
+    array library (the standard leaves it unspecified), and ``value``'s gradient
+    counts each of them.
+
+    >>> import gradkit as gk
+    >>> gk.setitem(gk.zeros(3), 5.0, index=1).numpy().tolist()
+    [0.0, 5.0, 0.0]
+    """
+    out = xp.astype(x, x.dtype, copy=True)
+    if value.dtype != x.dtype:
+        value = xp.astype(value, x.dtype)
+    raw = _raw_index(index, xp)
+    try:
+        out[raw] = value
+    except (IndexError, TypeError):
+        if not _is_advanced(raw):
+            raise
+        # The standard has no integer-array __setitem__ (array-api-strict refuses it):
+        # write on the host, once.
+        host = np.array(np.asarray(out), copy=True)
+        host[tuple(np.asarray(i) if hasattr(i, "shape") else i for i in raw)] = np.asarray(value)
+        out = xp.asarray(host)
+    return out
+
+
+def _grid_index(indices: Any, axis: int, shape: tuple[int, ...]) -> tuple:
+    """The advanced index that ``take_along_axis`` is: ``indices`` on ``axis``, an
+    open grid (``arange`` shaped to broadcast) on every other axis."""
+    index = []
+    for k, n in enumerate(shape):
+        if k == axis:
+            index.append(indices)
+        else:
+            along = [1] * len(shape)
+            along[k] = n
+            index.append(np.arange(n).reshape(along))
+    return tuple(index)
+
+
+def _take_along_axis_samples(rng):
+    x = _draw(rng, (3, 4))
+    return [Sample(x, np.array([[0, 3], [1, 1], [2, 0]]), axis=1),
+            Sample(x, np.array([[2, 0, 1, 1]]), axis=0),
+            Sample(_draw(rng, (5,)), np.array([4, 0, 0, 2]), axis=-1)]
+
+
+@composite(samples=_take_along_axis_samples, family="indexing")
+def take_along_axis(x: Tensor, indices: Any, axis: int = -1) -> Tensor:
+    """Elements of ``x`` picked along ``axis`` by ``indices`` (same number of axes as
+    ``x``; the others broadcast); repeated indices add up in the gradient.
+
+    >>> import gradkit as gk
+    >>> x = gk.tensor([[10.0, 30.0, 20.0], [60.0, 40.0, 50.0]])
+    >>> gk.take_along_axis(x, gk.argsort(x, axis=1), axis=1).numpy().tolist()
+    [[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]]
+    """
+    if getattr(indices, "ndim", None) != x.ndim:
+        raise ShapeError(f"take_along_axis: indices must have as many axes as x "
+                         f"({x.ndim}), got {describe(indices)}")
+    (axis,) = normalize_axis_list(axis, x.ndim, "take_along_axis", "axis")
+    return getitem(x, index=_grid_index(indices, axis, x.shape))
+
+
+def _take_samples(rng):
+    return [Sample(_draw(rng, (5,)), np.array([4, 0, 0, 2])),
+            Sample(_draw(rng, (3, 4)), np.array([2, 0]), axis=0),
+            Sample(_draw(rng, (3, 4)), np.array([1, 1, 3]), axis=-1)]
+
+
+@composite(samples=_take_samples, family="indexing")
+def take(x: Tensor, indices: Any, axis: int | None = None) -> Tensor:
+    """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (optional for
+    1-D ``x``); repeated indices add up in the gradient.
+
+    >>> import gradkit as gk
+    >>> gk.take(gk.tensor([[1.0, 2.0], [3.0, 4.0]]), gk.tensor([1, 1]), axis=1).numpy().tolist()
+    [[2.0, 2.0], [4.0, 4.0]]
+    """
+    if axis is None:
+        if x.ndim != 1:
+            raise ShapeError(f"take: axis must be given for {describe(x)} (None is for "
+                             "1-D input only)")
+        axis = 0
+    (axis,) = normalize_axis_list(axis, x.ndim, "take", "axis")
+    if getattr(indices, "ndim", np.ndim(indices)) != 1:
+        raise ShapeError(f"take: indices must be 1-D, got {describe(indices)}")
+    along = [1] * x.ndim
+    along[axis] = -1
+    if isinstance(indices, Tensor):
+        indices = reshape(indices, shape=tuple(along))
+    else:
+        indices = np.asarray(indices).reshape(along)
+    # One integer array per axis (no slices): the form every Array API library indexes.
+    return getitem(x, index=_grid_index(indices, axis, x.shape))
