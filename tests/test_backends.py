@@ -167,6 +167,7 @@ def test_numba_serial_and_parallel_loops_match_numpy(numba_backend, monkeypatch,
 @pytest.mark.parametrize("name", ["relu", "sigmoid"])
 def test_numba_threshold_sends_large_arrays_to_the_parallel_loop(numba_backend, monkeypatch,
                                                                  name):
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 1 << 16)
     picked = _picked_loops(numba_backend, monkeypatch)
     loop = getattr(numba_backend._loops, name)
     for size in (1, 20_000, numba_backend.parallel_threshold):  # sigmoid weighs 4 per element

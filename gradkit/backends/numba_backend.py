@@ -97,8 +97,12 @@ class NumbaBackend(NumpyBackend):
     ``parallel_threshold``: a call runs the parallel loop when its work reaches this,
     else the serial loop. Work counts elements, each weighted ``TRANSCENDENTAL_WEIGHT``
     in loops that evaluate exp or tanh per element (threads pay off on smaller
-    arrays there). Measured on 2 cores: relu breaks even near 32k elements, sigmoid
-    and tanh near 4k-8k.
+    arrays there). In isolation on 2 cores relu breaks even near 32k elements and
+    sigmoid/tanh near 4k-8k, but inside a training step the loop's OpenMP threads
+    and OpenBLAS's matmul threads wait on each other: the medium MLP step (batch
+    128, 784-512-512-10) took 7x longer with a 64k threshold than serial. So the
+    default (4M elements of work) keeps training-sized arrays serial; raise the
+    parallelism for element-wise-heavy work by lowering it.
 
     >>> import gradkit as gk
     >>> if numba_missing_reason() is None:  # numba installed
@@ -107,7 +111,7 @@ class NumbaBackend(NumpyBackend):
     """
 
     name = "numba"
-    parallel_threshold = 1 << 16
+    parallel_threshold = 1 << 22
 
     def __init__(self) -> None:
         super().__init__()
