@@ -61,3 +61,30 @@ def test_torch_eager(benchmark, size):
 def test_jax_jit(benchmark, size):
     batch, dims = SIZES[size]
     _run(benchmark, jax_step(dims, batch), size, "jax-jit", "cpu")
+
+
+# Paired measurement for the regression gate: floor and gradkit steps alternate, and the
+# median of the per-pair ratios is robust to the machine getting faster or slower during
+# the run (separate medians of a 0.2 ms step moved by 2x between runs on a 2-core box).
+PAIRS = {"small": 300, "medium": 40, "large": 5}
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "cuda"])
+@pytest.mark.parametrize("size", BENCH_SIZES)
+def test_paired_ratio_to_floor(benchmark, size, backend):
+    import statistics
+    import time
+    batch, dims = SIZES[size]
+    floor, step = NumpyMLPFloor(dims, batch).step, gradkit_step(dims, batch, backend)
+    floor(), step()
+    ratios = []
+    for _ in range(PAIRS[size]):
+        start = time.perf_counter()
+        floor()
+        middle = time.perf_counter()
+        step()
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+    benchmark.group = f"paired-{size}"
+    benchmark.extra_info.update(size=size, impl=f"gradkit-{backend}", backend=backend,
+                                paired_ratio=statistics.median(ratios), pairs=len(ratios))
+    benchmark.pedantic(step, rounds=1, iterations=1)

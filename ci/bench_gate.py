@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gradkit.benchmarks.report import load, rows_from_json  # noqa: E402
+from gradkit.benchmarks.report import load, paired_rows, rows_from_json  # noqa: E402
 
 
 def ratios(path: str) -> dict[tuple[str, str], float]:
-    return {(r["size"], r["impl"]): r["ratio_to_floor"] for r in rows_from_json(load(path))
+    """Paired ratios when the run has them (robust), else ratios of the separate timings."""
+    data = load(path)
+    rows = paired_rows(data) or rows_from_json(data)
+    return {(r["size"], r["impl"]): r["ratio_to_floor"] for r in rows
             if r["ratio_to_floor"] is not None and r["impl"].startswith("gradkit-")}
 
 
