@@ -21,7 +21,7 @@ from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.elementwise import where
 from gradkit.ops.samples import away_from_zero
 from gradkit.ops.shape import sum_to
-from gradkit.registry import Sample, primitive
+from gradkit.registry import Sample, get_op, primitive
 
 FAMILY = "fused"
 
@@ -29,21 +29,13 @@ ACTIVATIONS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
 
 
 def _activate(xp, z, activation, slope, alpha):
-    """The activation's forward on raw arrays (the same formulas as gradkit.ops.activation)."""
+    """The activation's forward on raw arrays: the activation op's own reference."""
     if activation == "identity":
         return z
-    if activation == "relu":
-        return xp.maximum(z, 0)
-    if activation == "leaky_relu":
-        return xp.where(z > 0, z, z * slope)
-    if activation == "elu":
-        return xp.where(z > 0, z, alpha * xp.expm1(xp.minimum(z, 0)))
-    if activation == "sigmoid":
-        e = xp.exp(-xp.abs(z))
-        return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    if activation == "tanh":
-        return xp.tanh(z)
-    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    params = {"leaky_relu": {"slope": slope}, "elu": {"alpha": alpha}}.get(activation, {})
+    return get_op(activation).forward(xp, z, **params)
 
 
 def _local_gradient(xp, y, activation, slope, alpha):
