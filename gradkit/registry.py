@@ -23,7 +23,8 @@ import numpy as np
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled
 from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
-from gradkit.errors import (BackendError, DTypeError, GradkitError, IndexingError, ShapeError,
+from gradkit.errors import (ArgumentError, BackendError, DTypeError, GradkitError, IndexingError,
+                            ShapeError,
                             describe_operands)
 from gradkit.tensor import Tensor
 
@@ -347,7 +348,8 @@ def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
              for i in range(len(tensors))] if not op.variadic else [f"tensors[{i}]" for i in range(len(tensors))]
     operands = describe_operands(names, list(tensors))
     cls = (DTypeError if isinstance(exc, TypeError) else
-           IndexingError if isinstance(exc, IndexError) else ShapeError)
+           IndexingError if isinstance(exc, IndexError) else
+           ArgumentError if type(exc).__name__ == "LinAlgError" else ShapeError)  # singular...
     return cls(f"{op.name}: {exc} (operands: {operands})")
 
 

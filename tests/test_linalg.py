@@ -110,7 +110,7 @@ def test_matrix_errors_name_the_op_and_operands():
         gk.linalg.inv(f64(np.ones((2, 3))))
     with pytest.raises(gk.ShapeError, match=r"linalg.solve: x2 must be"):
         gk.linalg.solve(f64(np.eye(3)), f64(np.ones(2)))
-    with pytest.raises(gk.GradkitError, match=r"linalg.inv: Singular matrix"):
+    with pytest.raises(gk.errors.ArgumentError, match=r"linalg.inv: Singular matrix"):
         gk.linalg.inv(f64(np.zeros((2, 2))))
     with pytest.raises(gk.ArgumentError, match="SVD"):
         gk.linalg.matrix_norm(f64(np.eye(2)), ord=2)
