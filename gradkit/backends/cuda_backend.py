@@ -199,6 +199,16 @@ def _activation(op_name: str, kind: str) -> Callable[[CudaBackend], Callable[...
     return factory
 
 
+def _launch_pointwise_backward(backend: CudaBackend, name: str, g: Any, saved: Any, kind: str,
+                               slope: float, alpha: float) -> Any:
+    """``g * act'(.)`` in one pass: ``saved`` is the input (relu...) or the output (sigmoid...)."""
+    out = backend.xp.empty_like(g)
+    launch = backend.function("activations.cu", name, g.dtype)
+    launch((_blocks(g.size),), (THREADS,),
+           (g, saved, out, np.int64(g.size)) + _scalars(g.dtype, kind, slope, alpha))
+    return out
+
+
 def _activation_backward(op_name: str, kind: str, from_output: bool
                          ) -> Callable[[CudaBackend], Callable[..., Any]]:
     """VJP kernel ``g * act'(.)`` from the input (relu...) or the output (sigmoid...)."""
@@ -209,11 +219,7 @@ def _activation_backward(op_name: str, kind: str, from_output: bool
         def kernel(g: Any, saved: Any, slope: float = 0.01, alpha: float = 1.0) -> Any:
             if not _same_float_arrays(g, saved):
                 return fallback(g, saved, **_activation_params(kind, slope, alpha))
-            out = backend.xp.empty_like(g)
-            launch = backend.function("activations.cu", name, g.dtype)
-            launch((_blocks(g.size),), (THREADS,),
-                   (g, saved, out, np.int64(g.size)) + _scalars(g.dtype, kind, slope, alpha))
-            return out
+            return _launch_pointwise_backward(backend, name, g, saved, kind, slope, alpha)
         return kernel
     return factory
 
@@ -242,11 +248,8 @@ def _bias_activation_backward(backend: CudaBackend) -> Callable[..., Any]:
                alpha: float = 1.0) -> Any:
         if not _same_float_arrays(g, y):
             return fallback(g, y, activation=activation, slope=slope, alpha=alpha)
-        out = backend.xp.empty_like(g)
-        launch = backend.function("activations.cu", "activation_backward_from_output", g.dtype)
-        launch((_blocks(g.size),), (THREADS,),
-               (g, y, out, np.int64(g.size)) + _scalars(g.dtype, activation, slope, alpha))
-        return out
+        return _launch_pointwise_backward(backend, "activation_backward_from_output", g, y,
+                                          activation, slope, alpha)
     return kernel
 
 
