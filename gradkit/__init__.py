@@ -24,6 +24,7 @@ from gradkit.dtypes import (float16, float32, float64, int8, int16, int32, int64
 from gradkit.array_api import (astype, clip, __array_namespace_info__,  # noqa: F401
                                __array_api_version__)
 from gradkit.backends import get_backend, set_backend, use_backend
+from gradkit.capture import capture, CaptureError
 from gradkit.errors import (GradkitError, ShapeError, DTypeError, GraphError, BackendError,
                             ArgumentError, IndexingError)
 

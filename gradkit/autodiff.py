@@ -187,7 +187,8 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
     data = g.data
     flags = getattr(data, "flags", None)
     if id(data) in seen or (flags is not None and not flags.writeable):
-        g = Tensor(g._backend.copy(data), g._backend, g.node)
+        from gradkit.ops import copy
+        g = copy(g)  # an op, so gk.capture records and replays it
     seen.add(id(g.data))
     return g
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled
+from gradkit.capture import recording as capture_recording
 from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
 from gradkit.errors import (ArgumentError, BackendError, DTypeError, GradkitError, IndexingError,
                             ShapeError,
@@ -65,7 +66,7 @@ class Op:
     def __init__(self, name: str, forward: Callable[..., Any],
                  vjp: Callable[..., tuple] | None, samples: SampleFn | None,
                  family: str, variadic: bool = False,
-                 check: Callable[..., None] | None = None) -> None:
+                 check: Callable[..., None] | None = None, check_values: bool = False) -> None:
         self.name = name
         self.forward = forward
         self.vjp = vjp
@@ -73,6 +74,7 @@ class Op:
         self.family = family
         self.variadic = variadic
         self.check = check
+        self.check_values = check_values  # the check reads values: gk.capture reruns it
         self.function: Callable[..., Any] | None = None
         self.registered = False
         self.arg_names: list[str] = []  # the array arguments, named in error messages
@@ -139,7 +141,7 @@ def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
         if old != new:
             raise ValueError(f"register_op: replacing {entry.name!r} needs the same "
                              f"arguments {old}, got {new}")
-        for field in ("forward", "vjp", "samples", "check"):
+        for field in ("forward", "vjp", "samples", "check", "check_values"):
             setattr(existing, field, getattr(entry, field))
         for backend in _backends.instantiated():
             backend._resolved.pop(entry.name, None)
@@ -237,15 +239,21 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
 
 def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               samples: SampleFn | None, family: str = "user", variadic: bool = False,
-              check: Callable[..., None] | None = None, replace: bool = False
+              check: Callable[..., None] | None = None, check_values: bool = False,
+              replace: bool = False
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
+
+    ``check(*tensors, **params)`` validates the operands before the kernel runs;
+    ``check_values=True`` says it reads their values (not only shapes and dtypes),
+    so :func:`gradkit.capture` runs it again on every replay.
 
     Returns the public function (dispatching to the op); the :class:`Op` is its
     ``.op`` attribute and sits in the registry under ``name``.
     """
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
-        op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check)
+        op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
+                check_values)
         op.function = _public_function(op, forward)
         return _add(op, replace).function
     return decorate
@@ -386,8 +394,12 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         raise
     except (ValueError, TypeError, IndexError) as exc:
         raise _op_error(op, args, exc) from exc
-    if type(out) is not backend.array_type:
+    converted = type(out) is not backend.array_type
+    if converted:
         out = backend.asarray(out)
+    recorder = capture_recording.get()
+    if recorder is not None:
+        recorder.kernel(op, kernel, args, params, out, converted, backend)
     if needs_grad and op.vjp is not None and grad_enabled.get() and \
             (getattr(out.dtype, "kind", None) or to_numpy_dtype(out.dtype).kind) == "f":
         needs = tuple([t._requires_grad for t in args])

@@ -33,7 +33,7 @@ class Tensor:
     ``node`` is the tape node that produced it (None for leaves and constants).
     """
 
-    __slots__ = ("data", "_backend", "_requires_grad", "grad", "node", "_version", "__weakref__")
+    __slots__ = ("data", "_backend", "_requires_grad", "_grad", "node", "_version", "__weakref__")
     __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
 
     def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
@@ -41,7 +41,7 @@ class Tensor:
         self._backend = backend
         self.node = node
         self._requires_grad = node is not None
-        self.grad: Tensor | None = None
+        self._grad: Tensor | None = None
         self._version = 0  # bumped by in-place ops; nodes check it before their VJP
 
     # -- what it is ---------------------------------------------------------------
@@ -134,6 +134,21 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
         self.requires_grad_(flag)
+
+    @property
+    def grad(self) -> "Tensor | None":
+        """The gradient ``backward`` accumulated here (a leaf's), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"grad: expected a gradkit Tensor or None, got "
+                            f"{type(value).__name__}")
+        self._grad = value
+        recorder = _capture.recording.get()
+        if recorder is not None:
+            recorder.wrote_grad(self, value)
 
     def requires_grad_(self, flag: bool = True, where: str = "requires_grad") -> "Tensor":
         """Mark this leaf as needing a gradient (in place); returns self."""
@@ -254,6 +269,9 @@ class Tensor:
                              f"updated in place has shape {self.shape} ({describe(self)})")
         self.data = self._backend.overwrite(self.data, result.data)
         self._version += 1
+        recorder = _capture.recording.get()
+        if recorder is not None:
+            recorder.wrote_data(self, result, "overwrite")
         return self
 
     def __iadd__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.add(self, other), "+=")
@@ -335,6 +353,11 @@ class Tensor:
         tracked = is_grad_enabled() and (self._requires_grad or (
             isinstance(value, Tensor) and value._requires_grad))
         if not tracked:
+            if _capture.recording.get() is not None:  # as an op, so a replay repeats it
+                from gradkit.autodiff import no_grad
+                with no_grad():
+                    self._update_in_place(_ops.setitem(self, value, index=index), "setitem")
+                return
             self._write(index, value)
             return
         if self.node is None and self._requires_grad:
@@ -345,6 +368,9 @@ class Tensor:
         result = _ops.setitem(old, value, index=index)
         self.data, self.node, self._requires_grad = result.data, result.node, True
         self._version += 1
+        recorder = _capture.recording.get()
+        if recorder is not None:
+            recorder.wrote_data(self, result, "assign")
 
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
@@ -532,4 +558,5 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     return t
 
 
-from gradkit import ops as _ops  # noqa: E402  (ops use Tensor, so they load after it)
+from gradkit import capture as _capture  # noqa: E402  (these use Tensor, so they load after it)
+from gradkit import ops as _ops  # noqa: E402

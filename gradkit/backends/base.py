@@ -58,10 +58,17 @@ class Backend:
         """A new array with the same values (never a view of ``array``)."""
         return self.xp.asarray(array, copy=True)
 
-    def read_only(self, array: Any) -> Any:
-        """A view of ``array`` that refuses writes, where the library can say so."""
+    def read_only(self, array: Any, in_place: bool = False) -> Any:
+        """A view of ``array`` that refuses writes, where the library can say so.
+
+        ``in_place=True`` (the caller holds the only reference): flag ``array``
+        itself, without making a view.
+        """
         flags = getattr(array, "flags", None)
         if flags is None or not hasattr(flags, "writeable") or not flags.writeable:
+            return array
+        if in_place:
+            flags.writeable = False
             return array
         view = array.view()
         view.flags.writeable = False
@@ -75,6 +82,11 @@ class Backend:
             array[...] = values
             return array
         return self.xp.astype(values, array.dtype) if values.dtype != array.dtype else values
+
+    def value_range(self, array: Any) -> tuple[Any, Any]:
+        """The smallest and largest element of a non-empty ``array``, as Python numbers
+        (a device sync on a GPU)."""
+        return self.xp.min(array).item(), self.xp.max(array).item()
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """A NumPy array with the same values (a copy off the host)."""

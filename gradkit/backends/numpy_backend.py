@@ -1,4 +1,10 @@
-"""The NumPy backend: every op runs its reference forward on NumPy."""
+"""The NumPy backend: the reference forwards on NumPy, plus a few NumPy kernels.
+
+The kernels (gradkit/backends/numpy_kernels.py) compute what the reference does
+with fewer, cheaper NumPy calls. ``NumpyBackend(kernels=False)`` runs the
+reference forwards only: it is what every backend, this one included, is
+checked against (``gk.testing.check_backend``).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -13,6 +19,13 @@ class NumpyBackend(Backend):
 
     name = "numpy"
 
+    def __init__(self, kernels: bool = True) -> None:
+        super().__init__()
+        if kernels:
+            from gradkit.backends.numpy_kernels import KERNELS
+            for op_name, kernel in KERNELS.items():
+                self.register_kernel(op_name, kernel)
+
     @property
     def xp(self) -> Any:
         return np
@@ -21,6 +34,10 @@ class NumpyBackend(Backend):
 
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
         return np.asarray(data, dtype=dtype)  # NumPy takes NumPy dtypes as they are
+
+    def value_range(self, array: Any) -> tuple[Any, Any]:
+        # the ufuncs' own reductions: np.min/np.max add microseconds of Python layers
+        return np.minimum.reduce(array, axis=None).item(), np.maximum.reduce(array, axis=None).item()
 
     def copy(self, array: Any) -> Any:
         return np.array(array, copy=True)

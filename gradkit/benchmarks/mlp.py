@@ -32,29 +32,33 @@ def _data(dims: list[int], batch: int, seed: int = 0):
     return weights, x, labels
 
 
-def gradkit_step(dims: list[int], batch: int, backend: str, lr: float = 0.01
-                 ) -> Callable[[], float]:
-    """One SGD step of a ReLU MLP on ``backend``; hidden layers use the fused op."""
+def gradkit_step(dims: list[int], batch: int, backend: str, lr: float = 0.01,
+                 captured: bool = False) -> Callable[[], gk.Tensor]:
+    """One SGD step of a ReLU MLP on ``backend``; hidden layers use the fused op.
+
+    With ``captured`` the step is wrapped in :func:`gradkit.capture`: from its third
+    call on it replays the recorded kernels instead of running the engine.
+    """
     weights, x_host, labels_host = _data(dims, batch)
     with gk.use_backend(backend):
         ws = [gk.tensor(w, requires_grad=True) for w in weights]
         bs = [gk.zeros(w.shape[1], requires_grad=True) for w in weights]
         x = gk.tensor(x_host)
         labels = gk.tensor(labels_host)
-    params = ws + bs
+    optimizer = gk.optim.SGD(ws + bs, lr=lr)
 
-    def step() -> float:
+    def step(x: gk.Tensor, labels: gk.Tensor) -> gk.Tensor:
         h = x
         for w, b in zip(ws[:-1], bs[:-1]):
             h = gk.bias_activation(h @ w, b, activation="relu")
         loss = F.cross_entropy(gk.linear(h, ws[-1], bs[-1]), labels)
         loss.backward()
-        with gk.no_grad():
-            for p in params:
-                p -= lr * p.grad
-                p.grad = None
+        optimizer.step()
+        optimizer.zero_grad()
         return loss
-    return step
+
+    run = gk.capture(step) if captured else step
+    return lambda: run(x, labels)
 
 
 def torch_step(dims: list[int], batch: int, device: str = "cpu", lr: float = 0.01

@@ -139,6 +139,23 @@ def negative(xp, x):
     return xp.negative(x)
 
 
+def copy_vjp(ctx, g):
+    return (g,)
+
+
+@primitive(vjp=copy_vjp, samples=unary_samples(), family=FAMILY)
+def copy(xp, x):
+    """A new array with ``x``'s values (never a view of it); the gradient passes through.
+
+    >>> import gradkit as gk
+    >>> x = gk.tensor([1.0, 2.0])
+    >>> y = gk.copy(x)
+    >>> y.numpy().tolist(), y.data is x.data
+    ([1.0, 2.0], False)
+    """
+    return xp.asarray(x, copy=True)
+
+
 def abs_vjp(ctx, g):
     (x,) = ctx.inputs
     return (g * ctx.constant(ctx.backend.xp.sign(x.data)),)

@@ -41,8 +41,7 @@ def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tens
     """Raise unless ``scores`` is float (N, C) and ``labels`` int (N,) with values in [0, C)."""
     if (scores.dtype.kind == "f" and scores.ndim == 2 and labels.dtype.kind in "iu" and
             labels.shape == (scores.shape[0],) and scores.size > 0):
-        xp = labels._backend.xp
-        low, high = int(xp.min(labels.data)), int(xp.max(labels.data))
+        low, high = labels._backend.value_range(labels.data)
         if 0 <= low and high < scores.shape[1]:
             return  # the common case: no message is built
     operands = describe_operands([scores_name, "labels"], [scores, labels])
@@ -63,8 +62,7 @@ def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tens
     if n == 0 or c == 0:
         raise ShapeError(f"{op}: argument {scores_name} is empty, got {describe(scores)} "
                          f"(operands: {operands})")
-    xp = labels._backend.xp
-    low, high = int(xp.min(labels.data)), int(xp.max(labels.data))
+    low, high = labels._backend.value_range(labels.data)
     if low < 0 or high >= c:
         raise ShapeError(f"{op}: argument labels must hold class indices in [0, {c}), got "
                          f"values from {low} to {high} (operands: {operands})")
@@ -132,7 +130,7 @@ def cross_entropy_vjp(ctx, g):
 
 
 @primitive(vjp=cross_entropy_vjp, samples=_classification_samples, family=FAMILY,
-           check=check_cross_entropy)
+           check=check_cross_entropy, check_values=True)
 def cross_entropy(xp, logits, labels):
     """Softmax cross-entropy, averaged over the batch: ``-mean(log_softmax(logits)[i, y_i])``.
 

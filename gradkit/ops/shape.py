@@ -539,7 +539,7 @@ def diff(x: Tensor, axis: int = -1, n: int = 1, prepend: Any = None, append: Any
     """
     from gradkit.creation import asarray
     (axis,) = normalize_axis_list(axis, x.ndim, "diff", "axis")
-    parts = [p if p is x else asarray(p, dtype=x.dtype, device=x.device)
+    parts = [p if p is x else asarray(p, dtype=x.dtype, device=x._backend)
              for p in (prepend, x, append) if p is not None]
     if len(parts) > 1:
         x = concatenate(parts, axis=axis)

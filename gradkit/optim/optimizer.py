@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from gradkit.autodiff import no_grad
+from gradkit.capture import recording
 from gradkit.creation import zeros_like
 from gradkit.errors import ArgumentError, GradkitError, describe
 from gradkit.tensor import Tensor, tensor
@@ -77,6 +78,9 @@ def install(param: Tensor, new: Tensor) -> None:
     backend = param._backend
     param.data = backend.read_only(new.data) if param.requires_grad else new.data
     param._version += 1
+    recorder = recording.get()
+    if recorder is not None:
+        recorder.wrote_data(param, new, "install")
 
 
 class Optimizer:

@@ -1,0 +1,119 @@
+"""NumPy kernels for the ops whose Array-API reference pays for its portability.
+
+The reference forwards are written against the Array API standard, so they run on
+CuPy and array-api-strict too; on NumPy a few of them can be written with fewer,
+cheaper calls: fancy indexing instead of a one-hot matrix, ``ufunc.reduce``
+instead of the Python-level ``np.sum``/``np.mean`` wrappers, ``.mT`` instead of
+``np.matrix_transpose``. For a small MLP step (batch 32) these ops were half of
+the step's time. Each kernel gives the reference's result (the same operations
+in the same order; ``gk.testing.check_backend("numpy")`` compares them) and hands
+any case it does not cover (other dtypes, malformed input that must raise the
+reference's error) to the reference forward.
+
+>>> import numpy as np
+>>> from gradkit.backends import numpy_kernels
+>>> numpy_kernels.sum_to(np.ones((3, 2)), shape=(2,)).tolist()
+[3.0, 3.0]
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from gradkit.registry import get_op
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _reference(name: str, *arrays: Any, **params: Any) -> Any:
+    return get_op(name).forward(np, *arrays, **params)
+
+
+def _is_classification(logits: Any, labels: Any) -> bool:
+    """Float32/64 (N, C) logits with N >= 1 and integer (N,) labels."""
+    return (logits.dtype in _FLOATS and logits.ndim == 2 and logits.shape[0] > 0 and
+            labels.ndim == 1 and labels.dtype.kind in "iu" and
+            labels.shape[0] == logits.shape[0])
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> Any:
+    """The reference's log-sum-exp cross-entropy, picking each row's label by index."""
+    if not _is_classification(logits, labels):
+        return _reference("cross_entropy", logits, labels)
+    n = logits.shape[0]
+    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+    log_total = np.log(np.add.reduce(np.exp(shifted), axis=1))
+    picked = shifted[np.arange(n), labels]
+    loss = np.add.reduce(log_total - picked) / n  # np.mean, without its Python layers
+    if not math.isfinite(loss):  # an infinite logit: the reference's way (shift by 0)
+        return _reference("cross_entropy", logits, labels)
+    return loss
+
+
+def cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Any:
+    """``g * (softmax(logits) - onehot) / N``, subtracting 1 at each label in place."""
+    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0:
+        return _reference("cross_entropy_backward", g, logits, labels)
+    n = logits.shape[0]
+    probs = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
+    probs /= np.add.reduce(probs, axis=1, keepdims=True)
+    probs[np.arange(n), labels] -= 1
+    probs *= g / n
+    return probs
+
+
+@functools.lru_cache(maxsize=256)
+def _summed_axes(from_shape: tuple, to_shape: tuple) -> tuple | None:
+    """The axes ``sum_to`` reduces, or None when ``to_shape`` has more dimensions."""
+    lead = len(from_shape) - len(to_shape)
+    if lead < 0:
+        return None
+    return tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(to_shape) if n == 1 and from_shape[lead + i] != 1)
+
+
+def sum_to(x: np.ndarray, *, shape: Any) -> Any:
+    """The reference's reduction, with the axes worked out once per pair of shapes."""
+    shape = tuple(shape)
+    axes = _summed_axes(x.shape, shape)
+    if axes is None or x.dtype not in _FLOATS:
+        return _reference("sum_to", x, shape=shape)
+    if not axes:
+        return x.reshape(shape)
+    if len(axes) == x.ndim - len(shape) and axes[-1] == len(axes) - 1:
+        return np.add.reduce(x, axis=axes)  # only leading axes: already ``shape``
+    return np.add.reduce(x, axis=axes, keepdims=True).reshape(shape)
+
+
+def matrix_transpose(x: np.ndarray) -> Any:
+    """``x.mT`` (a view, as ``np.matrix_transpose`` returns)."""
+    if x.ndim < 2:
+        return _reference("matrix_transpose", x)
+    return x.mT
+
+
+def bias_activation(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
+                    slope: float = 0.01, alpha: float = 1.0) -> Any:
+    """``relu(x + bias)`` clipping the sum in place; other activations: the reference."""
+    if activation != "relu":
+        return _reference("bias_activation", x, bias, activation=activation, slope=slope,
+                          alpha=alpha)
+    z = x + bias
+    return np.maximum(z, 0, out=z)
+
+
+def bias_activation_backward(g: np.ndarray, y: np.ndarray, *, activation: str = "relu",
+                             slope: float = 0.01, alpha: float = 1.0) -> Any:
+    """relu: ``g * (y > 0)`` multiplying by the mask itself; others: the reference."""
+    if activation != "relu" or g.dtype not in _FLOATS or y.dtype != g.dtype:
+        return _reference("bias_activation_backward", g, y, activation=activation,
+                          slope=slope, alpha=alpha)
+    return np.multiply(g, y > 0)
+
+
+KERNELS = {name: globals()[name] for name in (
+    "cross_entropy", "cross_entropy_backward", "sum_to", "matrix_transpose",
+    "bias_activation", "bias_activation_backward")}

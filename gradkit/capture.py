@@ -1,0 +1,608 @@
+"""Record a step's kernel calls once, then replay them without the engine: ``gk.capture``.
+
+An eager step pays, for every op, a Tensor, a tape node, a dispatch and a visit
+by the backward walk. For small shapes that is most of the step. ``gk.capture(f)``
+runs ``f`` eagerly on its first two calls while recording every kernel launched
+(forward, backward and optimizer alike), checks that the two recordings agree,
+and from then on replays the recorded kernels on the new arguments' arrays: no
+Tensor, node or dispatch per op. It is the CPU counterpart of capturing a CUDA
+graph, in the spirit of tinygrad's TinyJit and ``torch.cuda.graphs``.
+
+>>> import gradkit as gk
+>>> w = gk.tensor([1.0, 2.0], requires_grad=True)
+>>> opt = gk.optim.SGD([w], lr=0.1)
+>>> @gk.capture
+... def step(x):
+...     loss = ((x * w).sum() - 1.0) ** 2
+...     loss.backward()
+...     opt.step()
+...     opt.zero_grad()
+...     return loss
+>>> [round(step(gk.tensor([1.0, 1.0])).item(), 4) for _ in range(4)]
+[4.0, 1.44, 0.5184, 0.1866]
+>>> step.replays
+2
+
+What a replay repeats: every gradkit op's kernel, in the recorded order with the
+recorded params, on the arrays the arguments and pre-existing tensors (parameters,
+optimizer buffers) hold at that call; then the arrays the step installed into
+pre-existing tensors (in-place operators, ``x[i] = v``, optimizer updates) and the
+``.grad`` it left on them. Returned tensors come back detached.
+
+What a replay freezes: everything computed outside gradkit ops (Python numbers,
+branches taken, host NumPy results, random draws on the host, a module's
+train/eval mode). The two recorded calls must agree on it (same kernels, params
+and constants), so a step whose Python side changes between calls (a learning
+rate read as a float from a schedule, Adam's step count, dropout masks drawn on
+the host, a branch on a loss value) raises :class:`CaptureError` naming the first
+difference instead of replaying stale values. Arguments with a new shape, dtype
+or backend (or new non-tensor arguments) are recorded afresh, like a retrace.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import itertools
+import linecache
+from typing import Any, Callable
+
+import numpy as np
+
+from gradkit.errors import GradkitError, describe
+from gradkit.tensor import Tensor
+
+
+class CaptureError(GradkitError, RuntimeError):
+    """A captured function cannot be replayed faithfully (see :func:`capture`)."""
+
+
+# The recorder of the capture running in this thread / task, or None.
+recording: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar(
+    "gradkit_capture", default=None)
+
+
+# -- recording ---------------------------------------------------------------------
+
+class KernelCall:
+    """One recorded kernel launch: which kernel, on which slots, with which params."""
+
+    __slots__ = ("op", "kernel", "inputs", "params", "output", "convert", "tensor_params",
+                 "check", "release", "backend")
+
+    def __init__(self, op: Any, kernel: Callable[..., Any], inputs: tuple[int, ...],
+                 params: dict, output: int, convert: Callable[..., Any] | None,
+                 tensor_params: tuple | None, backend: Any) -> None:
+        self.op = op
+        self.backend = backend
+        self.kernel = kernel
+        self.inputs = inputs
+        self.params = params
+        self.output = output
+        self.convert = convert  # the backend's asarray when the kernel returns a scalar
+        self.tensor_params = tensor_params  # (backend, paths) when params hold Tensors
+        self.check: Callable[..., None] | None = None  # a value check, rerun on each replay
+        self.release: tuple[int, ...] = ()  # slots no later call reads
+
+
+class External:
+    """An array a recording read but no recorded kernel produced."""
+
+    __slots__ = ("slot", "tensor", "arg", "array")
+
+    def __init__(self, slot: int, tensor: Tensor, arg: int | None) -> None:
+        self.slot = slot
+        self.tensor = tensor  # the Tensor it was read through
+        self.arg = arg  # the function's argument index, when it is an argument
+        self.array = tensor.data  # what it held when first read
+
+
+class Recorder:
+    """Collects the kernel calls and tensor writes of one eager call."""
+
+    def __init__(self, args: tuple) -> None:
+        self.calls: list[KernelCall] = []
+        self.arrays: list[Any] = []  # slot -> array (keeps each alive, so ids stay unique)
+        self.slot_of: dict[int, int] = {}  # id(array) -> slot holding those values now
+        self.externals: list[External] = []
+        self.data_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot, mode, count]
+        self.grad_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot or None]
+        for index, value in enumerate(args):
+            if isinstance(value, Tensor) and id(value.data) not in self.slot_of:
+                self._external(value, index)
+
+    def _new_slot(self, array: Any) -> int:
+        self.arrays.append(array)
+        slot = len(self.arrays) - 1
+        self.slot_of[id(array)] = slot
+        return slot
+
+    def _external(self, tensor: Tensor, arg: int | None) -> int:
+        slot = self._new_slot(tensor.data)
+        self.externals.append(External(slot, tensor, arg))
+        return slot
+
+    def slot(self, tensor: Tensor) -> int:
+        """The slot holding ``tensor``'s array (a new external slot if none does)."""
+        slot = self.slot_of.get(id(tensor.data))
+        return self._external(tensor, None) if slot is None else slot
+
+    def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
+               out: Any, converted: bool, backend: Any) -> None:
+        """Called by dispatch after every kernel launch while recording."""
+        inputs = tuple([self.slot(t) for t in args])
+        tensor_params = _tensor_paths(params)
+        if tensor_params:
+            params = _substitute(params, tensor_params, [self.slot(t) for t in
+                                                         _tensors_at(params, tensor_params)])
+            tensor_params = (backend, tensor_params)
+        call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
+                          backend.asarray if converted else None, tensor_params or None, backend)
+        if getattr(op, "check_values", False):
+            call.check = functools.partial(_run_check, op, backend)
+        self.calls.append(call)
+
+    def wrote_data(self, tensor: Tensor, result: Tensor, mode: str) -> None:
+        """``tensor`` now holds ``result``'s values (an in-place operator, setitem or
+        an optimizer). ``mode`` is how a replay installs them, as the eager path did:
+        "overwrite" (Backend.overwrite), "install" (read-only when the tensor requires
+        a gradient, as optimizers do) or "assign" (plain assignment)."""
+        slot = self.slot(result)
+        self.slot_of[id(tensor.data)] = slot
+        entry = self.data_writes.get(id(tensor))
+        count = 0 if entry is None else entry[3]
+        self.data_writes[id(tensor)] = [tensor, slot, mode, count + 1]
+
+    def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
+        self.grad_writes[id(tensor)] = [tensor, None if grad is None else self.slot(grad)]
+
+    def check_untracked_writes(self) -> None:
+        """A tensor whose array was replaced by plain assignment cannot be replayed."""
+        for ext in self.externals:
+            tensor = ext.tensor
+            if tensor.data is not ext.array and id(tensor) not in self.data_writes and \
+                    self.slot_of.get(id(tensor.data)) is None:
+                raise CaptureError(
+                    f"capture: the function replaced the array of a tensor it read "
+                    f"({describe(tensor)}) by assigning .data (or another path gradkit does "
+                    "not see); a replay would not repeat that. Update it with an in-place "
+                    "operator, x[...] = value, or an optimizer")
+
+
+def _run_check(op: Any, backend: Any, *arrays: Any, **params: Any) -> None:
+    op.check(*[Tensor(a, backend) for a in arrays], **params)
+
+
+def _tensor_paths(value: Any, path: tuple = ()) -> tuple:
+    """Where Tensors sit inside a params dict (an index tuple holding a Tensor)."""
+    if isinstance(value, Tensor):
+        return (path,)
+    if isinstance(value, dict):
+        return tuple(p for key, item in value.items() for p in _tensor_paths(item, path + (key,)))
+    if isinstance(value, (tuple, list)):
+        return tuple(p for i, item in enumerate(value) for p in _tensor_paths(item, path + (i,)))
+    return ()
+
+
+def _get(value: Any, path: tuple) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _tensors_at(params: dict, paths: tuple) -> list[Tensor]:
+    return [_get(params, path) for path in paths]
+
+
+def _substitute(value: Any, paths: tuple, replacements: list, path: tuple = ()) -> Any:
+    """``value`` with the item at each of ``paths`` replaced (containers rebuilt)."""
+    for p, replacement in zip(paths, replacements):
+        if p == path:
+            return replacement
+    if not any(p[:len(path)] == path for p in paths):
+        return value
+    if isinstance(value, dict):
+        return {k: _substitute(v, paths, replacements, path + (k,)) for k, v in value.items()}
+    rebuilt = [_substitute(v, paths, replacements, path + (i,)) for i, v in enumerate(value)]
+    return type(value)(rebuilt)
+
+
+# -- comparing two recordings ------------------------------------------------------
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equality for params: arrays by value, floats with NaN equal to NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, slice):
+        return (a.start, a.stop, a.step) == (b.start, b.stop, b.step)
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return _same_array(a, b)
+    if isinstance(a, float) and a != a:
+        return b != b
+    return bool(a == b)
+
+
+def _same_array(a: Any, b: Any) -> bool:
+    a, b = np.asarray(_host(a)), np.asarray(_host(b))
+    return a.shape == b.shape and a.dtype == b.dtype and bool(
+        np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+
+
+def _host(array: Any) -> Any:
+    get = getattr(array, "get", None)  # CuPy
+    return get() if callable(get) and not isinstance(array, np.ndarray) else array
+
+
+def _describe_call(call: KernelCall, index: int) -> str:
+    return f"kernel call {index} ({call.op.name})"
+
+
+def compare(first: Recorder, second: Recorder, outputs: tuple[Any, Any]) -> None:
+    """Raise CaptureError at the first way two recordings of the same call differ."""
+    hint = ("capture replays kernels with the values of its recording; a step whose "
+            "Python side changes between calls cannot be captured (see gk.capture)")
+    if len(first.calls) != len(second.calls):
+        raise CaptureError(f"capture: the first call launched {len(first.calls)} kernels, "
+                           f"the second {len(second.calls)} (a branch or loop that depends "
+                           f"on values, or state created on the first call?); {hint}")
+    for index, (a, b) in enumerate(zip(first.calls, second.calls)):
+        where = _describe_call(b, index)
+        if a.op is not b.op or a.inputs != b.inputs or a.output != b.output:
+            raise CaptureError(f"capture: {where} differs between the first two calls "
+                               f"(first call: {a.op.name}); {hint}")
+        for name in b.params:
+            if not _same_value(a.params[name], b.params[name]):
+                raise CaptureError(
+                    f"capture: {where}: param {name!r} was {a.params[name]!r} on the first "
+                    f"call and {b.params[name]!r} on the second; {hint}")
+    if len(first.externals) != len(second.externals):
+        raise CaptureError(f"capture: the two calls read different numbers of outside "
+                           f"arrays; {hint}")
+    for a, b in zip(first.externals, second.externals):
+        if a.slot != b.slot or a.arg != b.arg:
+            raise CaptureError(f"capture: the two calls read their inputs differently; {hint}")
+        if a.arg is None and a.tensor is not b.tensor and not _same_array(a.array, b.array):
+            raise CaptureError(
+                f"capture: a tensor made outside gradkit ops ({describe(b.tensor)}) held "
+                "different values on the first two calls (data converted with gk.tensor "
+                "inside the step, random numbers drawn on the host, a value computed with "
+                f"NumPy?); pass it as an argument instead; {hint}")
+    first_writes = {(w[1], w[2], w[3]) for w in first.data_writes.values()}
+    if len(first.data_writes) != len(second.data_writes) or any(
+            (w[1], w[2], w[3]) not in first_writes for w in second.data_writes.values()):
+        raise CaptureError(f"capture: the two calls updated tensors differently; {hint}")
+    if not _same_value(outputs[0], outputs[1]):
+        raise CaptureError(f"capture: the function returned different Python values on "
+                           f"its first two calls ({outputs[0]!r}, {outputs[1]!r}); return "
+                           f"Tensors instead; {hint}")
+
+
+# -- the replay plan ---------------------------------------------------------------
+
+class _OutputSlot:
+    """Where a returned Tensor's array sits in a recording."""
+
+    __slots__ = ("slot", "backend")
+
+    def __init__(self, slot: int, backend: Any) -> None:
+        self.slot = slot
+        self.backend = backend
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is _OutputSlot and other.slot == self.slot
+
+    def __repr__(self) -> str:
+        return f"<output slot {self.slot}>"
+
+
+def _output_template(value: Any, recorder: Recorder) -> Any:
+    """The returned structure with each Tensor replaced by its slot."""
+    if isinstance(value, Tensor):
+        return _OutputSlot(recorder.slot(value), value._backend)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_output_template(v, recorder) for v in value)
+    if isinstance(value, dict):
+        return {k: _output_template(v, recorder) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CaptureError(f"capture: the function returned a {type(value).__name__}; a captured "
+                       "function returns Tensors (or tuples, lists, dicts of them, or None)")
+
+
+def _fill_outputs(template: Any, slots: list) -> Any:
+    if type(template) is _OutputSlot:
+        return Tensor(slots[template.slot], template.backend)
+    if isinstance(template, (tuple, list)):
+        return type(template)(_fill_outputs(v, slots) for v in template)
+    if isinstance(template, dict):
+        return {k: _fill_outputs(v, slots) for k, v in template.items()}
+    return template
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach() if value.node is not None else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+class Plan:
+    """A recording turned into a replay: one generated Python function that calls
+    the recorded kernels in order, each result in a local variable.
+
+    ``source`` is that function's text (one line per kernel call), so what a replay
+    runs can be read; tracebacks through a replay show its lines.
+    """
+
+    def __init__(self, first: Recorder, second: Recorder, template: Any, name: str) -> None:
+        self.calls = second.calls
+        self.template = template
+        self.arguments = [(e.slot, e.arg) for e in second.externals if e.arg is not None]
+        # Read on every replay: tensors the step found in place on both calls
+        # (parameters, optimizer buffers). Frozen: tensors it made itself each call.
+        pairs = [(a, b) for a, b in zip(first.externals, second.externals) if b.arg is None]
+        self.state = [(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
+        self.constants = [(b.slot, b.array) for a, b in pairs if a.tensor is not b.tensor]
+        # Writes and grads the step left on tensors that outlive it: a target is a
+        # Tensor, or an int when it is the caller's argument of that index.
+        targets: dict[int, Any] = {id(t): t for _, t in self.state}
+        targets.update({id(e.tensor): e.arg for e in second.externals if e.arg is not None})
+        self.data_writes = [(targets[id(t)], slot, mode, count) for t, slot, mode, count
+                            in second.data_writes.values() if id(t) in targets]
+        self.grad_writes = [(targets[id(t)], slot) for t, slot in second.grad_writes.values()
+                            if id(t) in targets]
+        constant_slots = {slot for slot, _ in self.constants}
+        self.grad_copies = {slot for _, slot in self.grad_writes if slot in constant_slots}
+        # the slots a replay hands back: what it installs and returns
+        destinations = ([slot for _, slot, _, _ in self.data_writes] +
+                        [slot for _, slot in self.grad_writes if slot is not None] +
+                        list(_template_slots(template)))
+        self.final_slots = sorted(set(destinations))
+        # a kernel's result going to one place only: a replay may flag it read-only
+        # itself instead of making a read-only view of it
+        self.owned = {slot for slot in self.final_slots if destinations.count(slot) == 1
+                      and slot not in constant_slots and slot not in dict(self.arguments)
+                      and slot not in dict(self.state)}
+        self._plan_releases(constant_slots | {slot for slot, _ in self.state})
+        self.filename = f"<gradkit.capture {name} #{next(_plan_numbers)}>"
+        self.source, namespace, self._line_calls = _generate(self)
+        exec(compile(self.source, self.filename, "exec"), namespace)
+        linecache.cache[self.filename] = (len(self.source), None,
+                                          self.source.splitlines(True), self.filename)
+        self._replay = namespace["replay"]
+
+    def _plan_releases(self, held: set[int]) -> None:
+        """After each call, drop the values no later call reads (eager frees them too)."""
+        kept = held | set(self.final_slots)
+        last_use: dict[int, int] = {}
+        for index, call in enumerate(self.calls):
+            for slot in call.inputs + _param_slots(call):
+                last_use[slot] = index
+        per_call: dict[int, list[int]] = {}
+        for slot, index in last_use.items():
+            if slot not in kept:
+                per_call.setdefault(index, []).append(slot)
+        for index, call in enumerate(self.calls):
+            call.release = tuple(sorted(per_call.get(index, ())))
+
+    def run(self, args: tuple) -> Any:
+        try:
+            values = self._replay(args)
+        except Exception as exc:
+            raise self._replay_error(exc) from exc
+        final = dict(zip(self.final_slots, values))
+        self._install(final, args)  # only once every kernel succeeded: a failure changes nothing
+        return _fill_outputs(self.template, final)
+
+    def _replay_error(self, exc: Exception) -> Exception:
+        """The error of a kernel during a replay, naming its op and operands."""
+        from gradkit.registry import _op_error
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != self.filename:
+            tb = tb.tb_next
+        index = None if tb is None else self._line_calls.get(tb.tb_lineno)
+        if index is None or isinstance(exc, GradkitError):
+            return exc if isinstance(exc, GradkitError) else CaptureError(
+                f"capture: a replay failed: {type(exc).__name__}: {exc}")
+        call = self.calls[index]
+        local = tb.tb_frame.f_locals
+        operands = tuple(Tensor(local[f"s{i}"], call.backend) for i in call.inputs
+                         if f"s{i}" in local)
+        error = _op_error(call.op, operands, exc)
+        return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
+
+    def _install(self, final: dict, args: tuple) -> None:
+        for target, slot, mode, count in self.data_writes:
+            tensor = args[target] if type(target) is int else target
+            backend = tensor._backend
+            if mode == "overwrite":
+                tensor.data = backend.overwrite(tensor.data, final[slot])
+            elif mode == "install":
+                tensor.data = (backend.read_only(final[slot], in_place=slot in self.owned)
+                               if tensor._requires_grad else final[slot])
+            else:  # "assign"
+                tensor.data = final[slot]
+            tensor._version += count
+        for target, slot in self.grad_writes:
+            tensor = args[target] if type(target) is int else target
+            if slot is None:
+                tensor._grad = None
+                continue
+            array = final[slot]
+            if slot in self.grad_copies:
+                array = tensor._backend.copy(array)
+            tensor._grad = Tensor(array, tensor._backend)
+
+
+_plan_numbers = itertools.count()
+
+
+def _generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
+    """The replay function's source, the names it uses, and line -> kernel call index.
+
+    Slot ``i`` is the local ``s{i}``; kernel call ``n`` is ``k{n}``, its params
+    ``p{n}``; state tensors are ``t{i}``, frozen constants ``c{i}``.
+    """
+    namespace: dict[str, Any] = {}
+    lines = ["def replay(args):"]
+    for slot, index in plan.arguments:
+        lines.append(f"    s{slot} = args[{index}].data")
+    for slot, tensor in plan.state:
+        namespace[f"t{slot}"] = tensor
+        lines.append(f"    s{slot} = t{slot}.data")
+    for slot, array in plan.constants:
+        namespace[f"c{slot}"] = array
+        lines.append(f"    s{slot} = c{slot}")
+    line_calls: dict[int, int] = {}
+    for n, call in enumerate(plan.calls):
+        namespace[f"k{n}"] = call.kernel
+        arguments = [f"s{i}" for i in call.inputs]
+        if call.tensor_params is not None:
+            namespace[f"p{n}"] = functools.partial(_fill_params, call)
+            params = f"**p{n}({', '.join(f's{i}' for i in _param_slots(call))})"
+        elif call.params:
+            namespace[f"p{n}"] = call.params
+            params = f"**p{n}"
+        else:
+            params = ""
+        call_args = ", ".join(arguments + ([params] if params else []))
+        statements = []
+        if call.check is not None:
+            namespace[f"v{n}"] = call.check
+            statements.append(f"v{n}({call_args})")
+        expression = f"k{n}({call_args})"
+        if call.convert is not None:
+            namespace[f"a{n}"] = call.convert
+            expression = f"a{n}({expression})"
+        statements.append(f"s{call.output} = {expression}")
+        if call.release:
+            statements.append("del " + ", ".join(f"s{i}" for i in call.release))
+        lines.append("    " + "; ".join(statements) + f"  # {call.op.name}")
+        line_calls[len(lines)] = n
+    returned = "".join(f"s{i}, " for i in plan.final_slots)
+    lines.append(f"    return ({returned})")
+    return "\n".join(lines) + "\n", namespace, line_calls
+
+
+def _param_slots(call: KernelCall) -> tuple[int, ...]:
+    if call.tensor_params is None:
+        return ()
+    return tuple(_get(call.params, path) for path in call.tensor_params[1])
+
+
+def _fill_params(call: KernelCall, *values: Any) -> dict:
+    """``call``'s params with its Tensors rebuilt around this replay's arrays."""
+    backend, paths = call.tensor_params
+    return _substitute(call.params, paths, [Tensor(v, backend) for v in values])
+
+
+def _template_slots(template: Any) -> set[int]:
+    if type(template) is _OutputSlot:
+        return {template.slot}
+    if isinstance(template, (tuple, list)):
+        return set().union(*[_template_slots(v) for v in template]) if template else set()
+    if isinstance(template, dict):
+        return _template_slots(list(template.values()))
+    return set()
+
+
+# -- the public decorator ------------------------------------------------------------
+
+class CapturedFunction:
+    """``f`` recorded on its first two calls per signature, replayed afterwards.
+
+    ``replays`` counts the calls served by a replay; ``recordings`` the eager,
+    recorded ones.
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.plans: dict[tuple, Plan] = {}
+        self.pending: dict[tuple, tuple[Recorder, Any]] = {}
+        self.replays = 0
+        self.recordings = 0
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any) -> Any:
+        if recording.get() is not None:  # inside another capture: be part of its recording
+            return _detached(self.function(*args))
+        key = _signature(args)
+        plan = self.plans.get(key)
+        if plan is not None:
+            self.replays += 1
+            return plan.run(args)
+        return self._record(key, args)
+
+    def _record(self, key: tuple, args: tuple) -> Any:
+        recorder = Recorder(args)
+        token = recording.set(recorder)
+        try:
+            result = self.function(*args)
+            template = _output_template(result, recorder)
+            recorder.check_untracked_writes()
+        finally:
+            recording.reset(token)
+        self.recordings += 1
+        previous = self.pending.pop(key, None)
+        if previous is None:
+            self.pending[key] = (recorder, template)
+        else:
+            first, first_template = previous
+            compare(first, recorder, (first_template, template))
+            self.plans[key] = Plan(first, recorder, template,
+                                   getattr(self.function, "__qualname__", "function"))
+        return _detached(result)
+
+    def reset(self) -> None:
+        """Forget every recording (the next two calls record again)."""
+        self.plans.clear()
+        self.pending.clear()
+
+    def __repr__(self) -> str:
+        return (f"<captured {getattr(self.function, '__qualname__', self.function)}: "
+                f"{len(self.plans)} plan(s), {self.replays} replays>")
+
+
+def _signature(args: tuple) -> tuple:
+    """What a recording is valid for: each tensor's layout, each other argument's value."""
+    from gradkit import backends
+    from gradkit.autodiff import grad_enabled
+    key: list[Any] = [backends.get_backend(), grad_enabled.get()]
+    first_with_array: dict[int, int] = {}
+    for index, value in enumerate(args):
+        if isinstance(value, Tensor):
+            alias = first_with_array.setdefault(id(value.data), index)
+            key.append((value.data.shape, value.data.dtype, value._backend,
+                        value._requires_grad, alias))
+        else:
+            try:
+                hash(value)
+            except TypeError:
+                raise CaptureError(
+                    f"capture: argument {index} is a {type(value).__name__}; pass arrays as "
+                    "gradkit Tensors (other arguments must be hashable: they are part of "
+                    "what a recording is valid for)") from None
+            key.append((type(value), value))
+    return tuple(key)
+
+
+def capture(function: Callable[..., Any]) -> CapturedFunction:
+    """Record ``function``'s kernel calls on two calls, then replay them (see module doc).
+
+    Use it on a whole training step (forward, ``backward``, optimizer step and
+    ``zero_grad``); tensor arguments may change values (a new batch) from call to
+    call, everything else the step reads is either a tensor that lives across calls
+    (parameters, optimizer buffers: read afresh each call) or frozen.
+
+    >>> import gradkit as gk
+    >>> double = gk.capture(lambda x: x * 2)
+    >>> [double(gk.tensor([float(i)])).item() for i in range(4)]
+    [0.0, 2.0, 4.0, 6.0]
+    """
+    return CapturedFunction(function)
