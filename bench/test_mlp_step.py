@@ -32,15 +32,23 @@ def test_floor(benchmark, size):
     _run(benchmark, NumpyMLPFloor(dims, batch).step, size, "numpy-floor", "numpy")
 
 
+def _impl(backend: str, captured: bool) -> str:
+    return f"gradkit-{backend}" + ("-captured" if captured else "")
+
+
+@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("size", BENCH_SIZES)
-def test_gradkit(benchmark, size, backend):
+def test_gradkit(benchmark, size, backend, captured):
+    """Eager: the engine runs every step. Captured: gk.capture replays the step."""
     batch, dims = SIZES[size]
-    step = gradkit_step(dims, batch, backend)
+    step = gradkit_step(dims, batch, backend, captured=captured)
+    if captured:
+        step()  # the second recording call; from here on the step replays
     if backend == "cuda":  # wait for the GPU inside the timed call
         inner = step
         step = lambda: float(inner())  # noqa: E731  (.item() synchronizes)
-    _run(benchmark, step, size, f"gradkit-{backend}", backend)
+    _run(benchmark, step, size, _impl(backend, captured), backend)
 
 
 @pytest.mark.skipif(not peer_available("torch"), reason="PyTorch is not installed")
@@ -69,14 +77,16 @@ def test_jax_jit(benchmark, size):
 PAIRS = {"small": 300, "medium": 40, "large": 5}
 
 
+@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "cuda"])
 @pytest.mark.parametrize("size", BENCH_SIZES)
-def test_paired_ratio_to_floor(benchmark, size, backend):
+def test_paired_ratio_to_floor(benchmark, size, backend, captured):
     import statistics
     import time
     batch, dims = SIZES[size]
-    floor, step = NumpyMLPFloor(dims, batch).step, gradkit_step(dims, batch, backend)
-    floor(), step()
+    floor = NumpyMLPFloor(dims, batch).step
+    step = gradkit_step(dims, batch, backend, captured=captured)
+    floor(), step(), step()
     ratios = []
     for _ in range(PAIRS[size]):
         start = time.perf_counter()
@@ -85,6 +95,6 @@ def test_paired_ratio_to_floor(benchmark, size, backend):
         step()
         ratios.append((time.perf_counter() - middle) / (middle - start))
     benchmark.group = f"paired-{size}"
-    benchmark.extra_info.update(size=size, impl=f"gradkit-{backend}", backend=backend,
+    benchmark.extra_info.update(size=size, impl=_impl(backend, captured), backend=backend,
                                 paired_ratio=statistics.median(ratios), pairs=len(ratios))
     benchmark.pedantic(step, rounds=1, iterations=1)

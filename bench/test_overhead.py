@@ -36,6 +36,19 @@ def test_overhead_gradkit(benchmark, backend):
     benchmark(chain_step(x))
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "cuda"])
+def test_overhead_gradkit_captured(benchmark, backend):
+    """The same chain under gk.capture: what a replay pays per kernel call."""
+    x = gk.tensor(np.linspace(0.1, 1.0, 16, dtype=np.float32), requires_grad=True,
+                  backend=backend)
+    run = chain_step(x)
+    captured = gk.capture(lambda: run())
+    captured(), captured()  # the two recording calls
+    benchmark.group = "overhead"
+    benchmark.extra_info.update(impl=f"gradkit-{backend}-captured", backend=backend, ops=CHAIN)
+    benchmark(captured)
+
+
 @pytest.mark.skipif(not peer_available("torch"), reason="PyTorch is not installed")
 def test_overhead_torch(benchmark):
     import torch

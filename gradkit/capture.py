@@ -247,7 +247,8 @@ def compare(first: Recorder, second: Recorder, outputs: tuple[Any, Any]) -> None
     if len(first.calls) != len(second.calls):
         raise CaptureError(f"capture: the first call launched {len(first.calls)} kernels, "
                            f"the second {len(second.calls)} (a branch or loop that depends "
-                           f"on values, or state created on the first call?); {hint}")
+                           f"on values, state created on the first call, or gradients "
+                           f"accumulating across calls: call zero_grad in the step?); {hint}")
     for index, (a, b) in enumerate(zip(first.calls, second.calls)):
         where = _describe_call(b, index)
         if a.op is not b.op or a.inputs != b.inputs or a.output != b.output:
@@ -558,6 +559,14 @@ class CapturedFunction:
             self.plans[key] = Plan(first, recorder, template,
                                    getattr(self.function, "__qualname__", "function"))
         return _detached(result)
+
+    @property
+    def source(self) -> str:
+        """The generated replay function of the newest plan: one line per kernel call."""
+        if not self.plans:
+            raise CaptureError("capture: nothing recorded yet; the plan exists after the "
+                               "second call with the same signature")
+        return list(self.plans.values())[-1].source
 
     def reset(self) -> None:
         """Forget every recording (the next two calls record again)."""

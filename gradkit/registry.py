@@ -298,28 +298,59 @@ def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple
 
 # -- dispatch: the hot path ----------------------------------------------------
 
+# Python numbers met by ops, as read-only 0-d arrays: (type, value, dtype, backend) ->
+# array. A chain like ``y * 1.0001 + 0.0001`` then converts each number once.
+_NUMBER_ARRAYS: dict[tuple, Any] = {}
+_NUMBER_ARRAYS_MAX = 1024
+
+
+def _number_array(value: int | float, dtype: np.dtype, backend: Any) -> Any:
+    """``value`` as a read-only 0-d array of ``dtype`` on ``backend`` (cached)."""
+    if value == 0 and type(value) is float:  # 0.0 == -0.0: the sign must not be cached away
+        return backend.asarray(value, dtype=dtype)
+    key = (type(value), value, dtype, backend)
+    array = _NUMBER_ARRAYS.get(key)
+    if array is None:
+        array = backend.read_only(backend.asarray(value, dtype=dtype), in_place=True)
+        if len(_NUMBER_ARRAYS) >= _NUMBER_ARRAYS_MAX:  # NaNs never hit: keep it bounded
+            _NUMBER_ARRAYS.clear()
+        _NUMBER_ARRAYS[key] = array
+    return array
+
+
 def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int) -> Tensor:
     """A non-Tensor operand as a constant Tensor on ``backend``.
 
     Python scalars are weakly typed, as in NumPy 2 and JAX: they take the dtype of
     the tensor they meet (a float meeting an int tensor takes the default float).
     """
-    if isinstance(value, bool):
-        dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
-    elif isinstance(value, int):
-        dtype = like_dtype if like_dtype is not None and like_dtype.kind in "iuf" else np.dtype("int64")
-    elif isinstance(value, float):
+    kind = type(value)
+    if kind is float:
         dtype = like_dtype if like_dtype is not None and is_floating(like_dtype) else get_default_dtype()
-    else:
-        array = np.asarray(value) if not hasattr(value, "dtype") else value
-        if not hasattr(value, "dtype") and array.dtype == np.float64:
-            array = array.astype(get_default_dtype())
-        try:
-            return Tensor(backend.asarray(array), backend)
-        except Exception as exc:
-            raise BackendError(f"{op.name}: argument {index} ({type(value).__name__}) cannot "
-                               f"move to backend {backend.name}: {exc}") from exc
-    return Tensor(backend.asarray(value, dtype=dtype), backend)
+        return Tensor(_number_array(value, dtype, backend), backend)
+    if kind is int:
+        dtype = like_dtype if like_dtype is not None and like_dtype.kind in "iuf" else np.dtype("int64")
+        return Tensor(_number_array(value, dtype, backend), backend)
+    if kind is bool:
+        dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
+        return Tensor(_number_array(value, dtype, backend), backend)
+    if isinstance(value, (int, float)):  # subclasses (np.float64 is a float): weak too
+        plain = bool(value) if isinstance(value, bool) else (
+            int(value) if isinstance(value, int) else float(value))
+        return _lift(plain, backend, like_dtype, op, index)
+    return _lift_array(value, backend, op, index)
+
+
+def _lift_array(value: Any, backend: Any, op: Op, index: int) -> Tensor:
+    """An array-like operand (NumPy array or scalar, list) as a constant Tensor."""
+    array = np.asarray(value) if not hasattr(value, "dtype") else value
+    if not hasattr(value, "dtype") and array.dtype == np.float64:
+        array = array.astype(get_default_dtype())
+    try:
+        return Tensor(backend.asarray(array), backend)
+    except Exception as exc:
+        raise BackendError(f"{op.name}: argument {index} ({type(value).__name__}) cannot "
+                           f"move to backend {backend.name}: {exc}") from exc
 
 
 def _common_backend(op: Op, args: tuple) -> Any:

@@ -83,10 +83,10 @@ class Backend:
             return array
         return self.xp.astype(values, array.dtype) if values.dtype != array.dtype else values
 
-    def value_range(self, array: Any) -> tuple[Any, Any]:
-        """The smallest and largest element of a non-empty ``array``, as Python numbers
-        (a device sync on a GPU)."""
-        return self.xp.min(array).item(), self.xp.max(array).item()
+    def value_range(self, array: Any) -> tuple[int, int]:
+        """The smallest and largest element of a non-empty integer ``array``, as Python
+        ints (a device sync on a GPU)."""
+        return int(self.xp.min(array)), int(self.xp.max(array))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """A NumPy array with the same values (a copy off the host)."""

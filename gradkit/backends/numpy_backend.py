@@ -35,9 +35,9 @@ class NumpyBackend(Backend):
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
         return np.asarray(data, dtype=dtype)  # NumPy takes NumPy dtypes as they are
 
-    def value_range(self, array: Any) -> tuple[Any, Any]:
+    def value_range(self, array: Any) -> tuple[int, int]:
         # the ufuncs' own reductions: np.min/np.max add microseconds of Python layers
-        return np.minimum.reduce(array, axis=None).item(), np.maximum.reduce(array, axis=None).item()
+        return int(np.minimum.reduce(array, axis=None)), int(np.maximum.reduce(array, axis=None))
 
     def copy(self, array: Any) -> Any:
         return np.array(array, copy=True)
