@@ -25,7 +25,7 @@ SIZE = "medium"
 
 
 def _peak_bytes(step) -> int:
-    step()
+    step(), step()  # a captured step replays from its third call
     tracemalloc.start()
     try:
         step()
@@ -34,12 +34,13 @@ def _peak_bytes(step) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("impl", ["numpy-floor"] + [f"gradkit-{b}" for b in BACKENDS
-                                                    if b != "cuda"])
+@pytest.mark.parametrize("impl", ["numpy-floor"] + [
+    f"gradkit-{b}{suffix}" for b in BACKENDS if b != "cuda" for suffix in ("", "-captured")])
 def test_peak_memory(benchmark, impl):
     batch, dims = SIZES[SIZE]
+    backend, captured = impl.split("-")[1], impl.endswith("-captured")
     step = (NumpyMLPFloor(dims, batch).step if impl == "numpy-floor"
-            else gradkit_step(dims, batch, impl.split("-", 1)[1]))
+            else gradkit_step(dims, batch, backend, captured=captured))
     peak = _peak_bytes(step)
     benchmark.group = "peak-memory"
     benchmark.extra_info.update(impl=impl, size=SIZE, peak_bytes=peak)

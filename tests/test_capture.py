@@ -285,3 +285,27 @@ def test_grad_accepts_only_tensors_or_none():
         x.grad = np.ones(1)
     with pytest.raises(TypeError):
         x.grad = 1.0
+
+
+def test_the_readme_example_trains_over_a_loader_with_a_short_last_batch(rng):
+    X = rng.standard_normal((200, 64)).astype(np.float32)
+    y = rng.integers(0, 10, size=200)
+
+    def train(capture):
+        loader = gk.data.DataLoader(X, y, batch_size=32, seed=0)  # 6 batches of 32, one of 8
+        model = gk.nn.MLP([64, 64, 64, 10])
+        optimizer = gk.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def train_step(x, labels):
+            loss = gk.nn.functional.cross_entropy(model(x), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            return loss
+        step = gk.capture(train_step) if capture else train_step
+        losses = [step(x, labels).item() for _ in range(3) for x, labels in loader]
+        return losses, step
+
+    (captured_losses, step), (eager_losses, _) = train(True), train(False)
+    assert captured_losses == eager_losses
+    assert len(step.plans) == 2 and step.replays == 21 - 4  # two shapes, two recordings each
