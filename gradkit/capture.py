@@ -122,8 +122,18 @@ class Recorder:
         return slot
 
     def slot(self, tensor: Tensor) -> int:
-        """The slot holding ``tensor``'s array (a new external slot if none does)."""
-        slot = self.slot_of.get(id(tensor.data))
+        """The slot holding ``tensor``'s array (a new external slot if none does).
+
+        A whole-array view of a slot's array (the read-only view ``requires_grad_``
+        makes of an argument) is that slot too.
+        """
+        array = tensor.data
+        slot = self.slot_of.get(id(array))
+        if slot is None:
+            base = getattr(array, "base", None)
+            if base is not None and id(base) in self.slot_of and _same_layout(base, array):
+                slot = self.slot_of[id(array)] = self.slot_of[id(base)]
+                self.arrays.append(array)  # alive, so its id stays its own
         return self._external(tensor, None) if slot is None else slot
 
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
@@ -166,6 +176,11 @@ class Recorder:
                     f"({describe(tensor)}) by assigning .data (or another path gradkit does "
                     "not see); a replay would not repeat that. Update it with an in-place "
                     "operator, x[...] = value, or an optimizer")
+
+
+def _same_layout(base: Any, view: Any) -> bool:
+    return (base.shape == view.shape and base.dtype == view.dtype and
+            getattr(base, "strides", None) == getattr(view, "strides", None))
 
 
 def _run_check(op: Any, backend: Any, *arrays: Any, **params: Any) -> None:

@@ -99,6 +99,20 @@ def test_grads_left_on_parameters_are_replayed():
     assert w.grad.numpy().tolist() == [2.0, 4.0]
 
 
+def test_gradients_with_respect_to_the_arguments():
+    @gk.capture
+    def input_gradient(x):
+        x = x.detach().requires_grad_()  # a read-only view of the argument's array
+        (gk.tanh(x) * 2).sum().backward()
+        return x.grad
+
+    for k in range(4):
+        x = np.array([0.1 * k, -0.5, 1.0], dtype=np.float32)
+        expected = 2 * (1 - np.tanh(x) ** 2)
+        np.testing.assert_allclose(input_gradient(gk.tensor(x)).numpy(), expected, rtol=1e-6)
+    assert input_gradient.replays == 2
+
+
 def test_new_shapes_record_again():
     double = gk.capture(lambda x: x * 2)
     for n in (3, 3, 3, 4, 4, 4, 3):
