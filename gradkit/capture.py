@@ -462,8 +462,10 @@ _plan_numbers = itertools.count()
 def _generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
     """The replay function's source, the names it uses, and line -> kernel call index.
 
-    Slot ``i`` is the local ``s{i}``; kernel call ``n`` is ``k{n}``, its params
-    ``p{n}``; state tensors are ``t{i}``, frozen constants ``c{i}``.
+    Slot ``i`` is the local ``s{i}``. Kernel call ``n`` of op ``name`` calls
+    ``name_n``: the backend's kernel, or the op's reference forward with the
+    backend's array module ``xp{n}`` as first argument (the comment says which);
+    its params are ``p{n}``. State tensors are ``t{i}``, frozen constants ``c{i}``.
     """
     namespace: dict[str, Any] = {}
     lines = ["def replay(args):"]
@@ -477,29 +479,37 @@ def _generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
         lines.append(f"    s{slot} = c{slot}")
     line_calls: dict[int, int] = {}
     for n, call in enumerate(plan.calls):
-        namespace[f"k{n}"] = call.kernel
+        name = "".join(c if c.isalnum() else "_" for c in call.op.name) + f"_{n}"
         arguments = [f"s{i}" for i in call.inputs]
+        kernel = call.kernel
+        if isinstance(kernel, functools.partial) and kernel.func is call.op.forward and \
+                len(kernel.args) == 1 and not kernel.keywords:
+            # the reference forward: call it directly, with the array module first
+            namespace[name], namespace[f"xp{n}"] = kernel.func, kernel.args[0]
+            arguments.insert(0, f"xp{n}")
+            what = f"reference forward on {call.backend.name}"
+        else:
+            namespace[name] = kernel
+            what = f"{call.backend.name} kernel"
         if call.tensor_params is not None:
             namespace[f"p{n}"] = functools.partial(_fill_params, call)
-            params = f"**p{n}({', '.join(f's{i}' for i in _param_slots(call))})"
+            arguments.append(f"**p{n}({', '.join(f's{i}' for i in _param_slots(call))})")
         elif call.params:
             namespace[f"p{n}"] = call.params
-            params = f"**p{n}"
-        else:
-            params = ""
-        call_args = ", ".join(arguments + ([params] if params else []))
+            arguments.append(f"**p{n}")
         statements = []
         if call.check is not None:
             namespace[f"v{n}"] = call.check
-            statements.append(f"v{n}({call_args})")
-        expression = f"k{n}({call_args})"
+            checked = [a for a in arguments if not a.startswith("xp")]
+            statements.append(f"v{n}({', '.join(checked)})")
+        expression = f"{name}({', '.join(arguments)})"
         if call.convert is not None:
             namespace[f"a{n}"] = call.convert
             expression = f"a{n}({expression})"
         statements.append(f"s{call.output} = {expression}")
         if call.release:
             statements.append("del " + ", ".join(f"s{i}" for i in call.release))
-        lines.append("    " + "; ".join(statements) + f"  # {call.op.name}")
+        lines.append("    " + "; ".join(statements) + f"  # {what}")
         line_calls[len(lines)] = n
     returned = "".join(f"s{i}, " for i in plan.final_slots)
     lines.append(f"    return ({returned})")
