@@ -302,3 +302,37 @@ def test_fused_optimizer_updates_match_the_reference(dtype, size):
         for expected, actual in zip(results["numpy"], results["numba"]):
             assert actual.dtype == expected.dtype
             np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-30)
+
+
+# -- the NumPy backend's kernels --------------------------------------------------------
+
+def _sample_arrays(sample, dtype):
+    return [np.array(a, dtype=dtype) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+            for a in sample.args]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(__import__(
+    "gradkit.backends.numpy_kernels", fromlist=["KERNELS"]).KERNELS))
+def test_numpy_kernels_equal_the_reference_bit_for_bit(name, dtype):
+    """Same operations in the same order: not close, equal (and the same dtype); buffers an
+    op updates in place (SGD's velocity) end equal too."""
+    from gradkit.backends.numpy_kernels import KERNELS
+    op = get_op(name)
+    for sample in op.samples(np.random.default_rng(0)):
+        kernel_args = _sample_arrays(sample, dtype)
+        reference_args = [a.copy() for a in kernel_args]
+        got = np.asarray(KERNELS[name](*kernel_args, **sample.params))
+        expected = np.asarray(op.forward(np, *reference_args, **sample.params))
+        assert got.dtype == expected.dtype and got.shape == expected.shape, sample
+        assert np.array_equal(got, expected, equal_nan=True), sample
+        for k, r in zip(kernel_args, reference_args):
+            assert np.array_equal(k, r, equal_nan=True), sample
+
+
+def test_the_numpy_backend_runs_its_kernels_and_the_reference_backend_does_not():
+    from gradkit.backends.numpy_backend import NumpyBackend
+    from gradkit.backends.numpy_kernels import KERNELS
+    assert set(KERNELS) <= set(NumpyBackend().kernels)
+    assert NumpyBackend(kernels=False).kernels == {}
+    assert gk.testing.check_backend("numpy", ops=sorted(KERNELS)) > 0
