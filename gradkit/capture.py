@@ -33,8 +33,8 @@ What a replay freezes: everything computed outside gradkit ops (Python numbers,
 branches taken, host NumPy results, random draws on the host, a module's
 train/eval mode). The two recorded calls must agree on it (same kernels, params
 and constants), so a step whose Python side changes between calls (a learning
-rate read as a float from a schedule, Adam's step count, dropout masks drawn on
-the host, a branch on a loss value) raises :class:`CaptureError` naming the first
+rate changed between calls, dropout masks drawn on the host, a branch on a loss
+value) raises :class:`CaptureError` naming the first
 difference instead of replaying stale values. Arguments with a new shape, dtype
 or backend (or new non-tensor arguments) are recorded afresh, like a retrace.
 """

@@ -196,13 +196,31 @@ def test_a_python_value_that_changes_is_refused():
         f(gk.ones(2))
 
 
-def test_adams_step_count_is_refused_by_name():
-    _, _, step = _trainer(lambda ps: gk.optim.Adam(ps, lr=1e-3))
+@pytest.mark.parametrize("optimizer", [
+    lambda ps: gk.optim.Adam(ps, lr=1e-2),
+    lambda ps: gk.optim.AdamW(ps, lr=1e-2, weight_decay=0.1)])
+def test_adam_steps_count_on_as_they_replay(rng, optimizer):
+    batches = _batches(rng, 6)
+    eager_model, eager_opt, eager_step = _trainer(optimizer)
+    model, opt, step = _trainer(optimizer)
+    captured = gk.capture(step)
+    assert _train(captured, batches) == _train(eager_step, batches)
+    for (name, p), (_, q) in zip(model.named_parameters(), eager_model.named_parameters()):
+        assert np.array_equal(p.numpy(), q.numpy()), name
+    saved, eager_saved = opt.state_dict(), eager_opt.state_dict()
+    assert saved.keys() == eager_saved.keys() and int(saved["state.0.step"]) == 6
+    for key in saved:
+        assert np.array_equal(saved[key], eager_saved[key]), key
+
+
+def test_a_learning_rate_changed_between_calls_is_refused_by_name():
+    _, opt, step = _trainer(lambda ps: gk.optim.SGD(ps, lr=0.1))
     captured = gk.capture(step)
     x, y = _batches(np.random.default_rng(0), 1)[0]
     captured(gk.tensor(x), gk.tensor(y))
-    with pytest.raises(gk.CaptureError, match=r"adam_update.*param 'step' was 1 on the first "
-                                               r"call and 2 on the second"):
+    opt.lr = 0.05  # a schedule read as a Python float: frozen by a replay
+    with pytest.raises(gk.CaptureError, match=r"sgd_update.*param 'lr' was 0.1 on the first "
+                                               r"call and 0.05 on the second"):
         captured(gk.tensor(x), gk.tensor(y))
 
 

@@ -331,12 +331,15 @@ def _adam_update(backend: CudaBackend) -> Callable[..., Any]:
     """Adam/AdamW in one pass: updates m and v in place, returns the new param."""
     fallback = _reference("adam_update", backend)
 
-    def kernel(param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float,
-               eps: float, weight_decay: float, decoupled: bool, step: int) -> Any:
+    def kernel(param: Any, grad: Any, m: Any, v: Any, step: Any, *, lr: float, beta1: float,
+               beta2: float, eps: float, weight_decay: float, decoupled: bool) -> Any:
         params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                      decoupled=decoupled, step=step)
+                      decoupled=decoupled)
         if not _same_float_arrays(param, grad, m, v):
-            return fallback(param, grad, m, v, **params)
+            return fallback(param, grad, m, v, step, **params)
+        # The bias corrections are computed on the host from the 0-d step count: one
+        # device-to-host copy per update (reading it on the device would avoid that).
+        step = int(step)
         out = backend.xp.empty_like(param)
         t = param.dtype.type
         launch = backend.function("optim.cu", "adam_update", param.dtype)

@@ -285,12 +285,13 @@ class NumbaBackend(NumpyBackend):
                   bool(nesterov), weight_decay != 0, t(weight_decay))
         return out
 
-    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay,
-                    decoupled, step):
+    def adam_update(self, param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_decay,
+                    decoupled):
         params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                      decoupled=decoupled, step=step)
+                      decoupled=decoupled)
         if not self._update_applies(param, grad, m, v):
-            return _reference("adam_update", param, grad, m, v, **params)
+            return _reference("adam_update", param, grad, m, v, step, **params)
+        step = int(step)
         t = param.dtype.type
         out = np.empty(param.shape, param.dtype)
         self._run(self._loops.adam_update, param.size * TRANSCENDENTAL_WEIGHT,

@@ -92,12 +92,14 @@ def sgd_update(xp, param, grad, velocity=None, *, lr=None, momentum=0.0, nestero
     return param - lr * grad
 
 
-def check_adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled,
-                      step) -> None:
+def check_adam_update(param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_decay,
+                      decoupled) -> None:
     _check_same_layout("adam_update", param, grad=grad, m=m, v=v)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ArgumentError(f"adam_update: step must be an int >= 1 (the number of this "
-                            f"update, counting from 1), got {step!r}")
+    if step.ndim != 0 or step.dtype.kind not in "iu" or step.item() < 1:
+        raise ArgumentError(f"adam_update: argument step must be a 0-d integer tensor >= 1 "
+                            f"(the number of this update, counting from 1), got "
+                            f"{describe(step)}" + (f" holding {step.item()}" if step.size == 1
+                                                   else ""))
 
 
 def _adam_samples(rng):
@@ -107,21 +109,25 @@ def _adam_samples(rng):
 
     def params(**changes) -> dict:
         return {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-                "decoupled": False, "step": 1, **changes}
-    return [Sample(*arrays(), nondiff=(2, 3), **params()),
-            Sample(*arrays((5,)), nondiff=(2, 3),
-                   **params(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, step=7)),
-            Sample(*arrays(), nondiff=(2, 3), **params(weight_decay=0.1, step=3)),
-            Sample(*arrays(), nondiff=(2, 3), **params(weight_decay=0.1, decoupled=True, step=3))]
+                "decoupled": False, **changes}
+    def step(count: int) -> np.ndarray:
+        return np.array(count, dtype=np.int64)
+    return [Sample(*arrays(), step(1), nondiff=(2, 3), **params()),
+            Sample(*arrays((5,)), step(7), nondiff=(2, 3),
+                   **params(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6)),
+            Sample(*arrays(), step(3), nondiff=(2, 3), **params(weight_decay=0.1)),
+            Sample(*arrays(), step(3), nondiff=(2, 3), **params(weight_decay=0.1, decoupled=True))]
 
 
 @primitive(vjp=None, samples=_adam_samples, family=FAMILY, check=check_adam_update)
-def adam_update(xp, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled,
-                step):
+def adam_update(xp, param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_decay,
+                decoupled):
     """One Adam/AdamW step; returns the new parameter, updates ``m`` and ``v`` in place.
 
-    Every param is required (the optimizer passes them all). ``step`` counts
-    updates from 1 (for the bias corrections). Weight decay is L2 added to the
+    Every param is required (the optimizer passes them all). ``step``, a 0-d integer
+    tensor, counts updates from 1 (for the bias corrections); being a tensor that
+    the optimizer increments in place, a step captured by :func:`gradkit.capture`
+    counts on as it replays. Weight decay is L2 added to the
     gradient (Adam), or with ``decoupled`` shrinks the parameter by
     ``lr * weight_decay`` (AdamW), as in PyTorch.
 
@@ -129,11 +135,12 @@ def adam_update(xp, param, grad, m, v, *, lr, beta1, beta2, eps, weight_decay, d
     >>> p = gk.tensor([1.0], dtype="float64")
     >>> m, v = gk.zeros_like(p), gk.zeros_like(p)
     >>> g = gk.tensor([4.0], dtype="float64")
-    >>> new = gk.adam_update(p, g, m, v, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8,
-    ...                      weight_decay=0.0, decoupled=False, step=1)
+    >>> new = gk.adam_update(p, g, m, v, gk.tensor(1), lr=0.1, beta1=0.9, beta2=0.999,
+    ...                      eps=1e-8, weight_decay=0.0, decoupled=False)
     >>> new.numpy().round(6).tolist()
     [0.9]
     """
+    step = int(step)
     if weight_decay != 0 and not decoupled:
         grad = grad + weight_decay * param
     m[...] = beta1 * m + (1 - beta1) * grad

@@ -59,9 +59,9 @@ class Adam(Optimizer):
         return ("m", "v")
 
     def update(self, param: Tensor, grad: Tensor, state: dict[str, Any]) -> Tensor:
-        return adam_update(param, grad, state["m"], state["v"], lr=self.lr, beta1=self.beta1,
-                           beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay,
-                           decoupled=self.decoupled, step=state["step"])
+        return adam_update(param, grad, state["m"], state["v"], state["step"], lr=self.lr,
+                           beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                           weight_decay=self.weight_decay, decoupled=self.decoupled)
 
 
 class AdamW(Adam):

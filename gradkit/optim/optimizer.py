@@ -23,7 +23,7 @@ import numpy as np
 
 from gradkit.autodiff import no_grad
 from gradkit.capture import recording
-from gradkit.creation import zeros_like
+from gradkit.creation import zeros, zeros_like
 from gradkit.errors import ArgumentError, GradkitError, describe
 from gradkit.tensor import Tensor, tensor
 
@@ -87,7 +87,8 @@ class Optimizer:
     """Base class: holds the parameters and, per parameter, a state dict.
 
     ``self.state[i]`` holds parameter ``i``'s buffers (Tensors on its backend,
-    created on its first update) and, where used, its ``"step"`` count.
+    created on its first update) and, where used, its ``"step"`` count (a 0-d
+    int64 Tensor there too).
     Subclasses set ``hyperparameter_names`` and implement ``check_hyperparameters``,
     ``buffer_names`` and ``update``. Parameters whose ``grad`` is None are skipped.
 
@@ -132,8 +133,10 @@ class Optimizer:
                 for name in self.buffer_names(self.hyperparameters()):
                     if name not in state:
                         state[name] = zeros_like(param)
-                if self.uses_step:
-                    state["step"] = state.get("step", 0) + 1
+                if self.uses_step:  # a 0-d tensor counted up in place (gk.capture replays it)
+                    if "step" not in state:
+                        state["step"] = zeros((), "int64", device=param._backend)
+                    state["step"] += 1
                 install(param, self.update(param, param.grad, state))
 
     def zero_grad(self) -> None:
@@ -216,7 +219,8 @@ class Optimizer:
                         problems.append(f"state.{index}.step: expected a 0-d count >= 0, got "
                                         f"{array.dtype} {array.shape}")
                     else:
-                        new_state[index]["step"] = int(array)
+                        new_state[index]["step"] = tensor(array.astype(np.int64),
+                                                          backend=param._backend)
                 elif array.shape != param.shape or array.dtype != param.dtype:
                     problems.append(f"state.{index}.{name}: expected {param.dtype} "
                                     f"{param.shape} (the parameter's), got {array.dtype} "
