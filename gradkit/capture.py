@@ -67,7 +67,7 @@ class KernelCall:
     """One recorded kernel launch: which kernel, on which slots, with which params."""
 
     __slots__ = ("op", "kernel", "inputs", "params", "output", "convert", "tensor_params",
-                 "check", "release", "backend")
+                 "check", "release", "backend", "donated")
 
     def __init__(self, op: Any, kernel: Callable[..., Any], inputs: tuple[int, ...],
                  params: dict, output: int, convert: Callable[..., Any] | None,
@@ -82,6 +82,7 @@ class KernelCall:
         self.tensor_params = tensor_params  # (backend, paths) when params hold Tensors
         self.check: Callable[..., None] | None = None  # a value check, rerun on each replay
         self.release: tuple[int, ...] = ()  # slots no later call reads
+        self.donated: int | None = None  # the input slot whose memory the result takes
 
 
 class External:
@@ -106,6 +107,9 @@ class Recorder:
         self.externals: list[External] = []
         self.data_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot, mode, count]
         self.grad_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot or None]
+        # produced slot -> the produced slot owning its memory (itself unless a view of
+        # another kernel's result), or None when that memory came from outside
+        self.memory_of: dict[int, int | None] = {}
         for index, value in enumerate(args):
             if isinstance(value, Tensor) and id(value.data) not in self.slot_of:
                 self._external(value, index)
@@ -145,11 +149,23 @@ class Recorder:
             params = _substitute(params, tensor_params, [self.slot(t) for t in
                                                          _tensors_at(params, tensor_params)])
             tensor_params = (backend, tensor_params)
+        owner = self._memory_owner(out)
         call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
                           backend.asarray if converted else None, tensor_params or None, backend)
+        self.memory_of[call.output] = call.output if owner is _OWN else owner
         if getattr(op, "check_values", False):
             call.check = functools.partial(_run_check, op, backend)
         self.calls.append(call)
+
+    def _memory_owner(self, array: Any) -> Any:
+        """_OWN if ``array`` owns its memory, else the produced slot owning it (or None)."""
+        base = getattr(array, "base", _OWN)
+        if base is None:
+            return _OWN
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        slot = self.slot_of.get(id(base))
+        return slot if slot is not None and slot in self.memory_of else None
 
     def wrote_data(self, tensor: Tensor, result: Tensor, mode: str) -> None:
         """``tensor`` now holds ``result``'s values (an in-place operator, setitem or
@@ -181,6 +197,9 @@ class Recorder:
 def _same_layout(base: Any, view: Any) -> bool:
     return (base.shape == view.shape and base.dtype == view.dtype and
             getattr(base, "strides", None) == getattr(view, "strides", None))
+
+
+_OWN = object()  # marks an array that owns its memory
 
 
 def _run_check(op: Any, backend: Any, *arrays: Any, **params: Any) -> None:
@@ -386,6 +405,7 @@ class Plan:
                       and slot not in constant_slots and slot not in dict(self.arguments)
                       and slot not in dict(self.state)}
         self._plan_releases(constant_slots | {slot for slot, _ in self.state})
+        self._plan_donations(second.memory_of)
         self.filename = f"<gradkit.capture {name} #{next(_plan_numbers)}>"
         self.source, namespace, self._line_calls = _generate(self)
         exec(compile(self.source, self.filename, "exec"), namespace)
@@ -406,6 +426,30 @@ class Plan:
                 per_call.setdefault(index, []).append(slot)
         for index, call in enumerate(self.calls):
             call.release = tuple(sorted(per_call.get(index, ())))
+
+    def _plan_donations(self, memory_of: dict[int, int | None]) -> None:
+        """Let a kernel write its result into an input read for the last time, where the
+        backend has such a variant and that input's memory is this replay's alone: made
+        by an earlier kernel here, owning it, and not viewed by any value still needed."""
+        last_use = {}
+        for index, call in enumerate(self.calls):
+            for slot in call.inputs + _param_slots(call):
+                last_use[slot] = index
+        needed_after = set(self.final_slots)
+        for index, call in enumerate(self.calls):
+            variant = call.backend.donating_kernels.get(call.op.name)
+            if variant is None or call.kernel is not call.backend._resolved.get(call.op.name):
+                continue  # (a kernel registered since the recording: leave it be)
+            position, kernel = variant
+            if position >= len(call.inputs):
+                continue
+            slot = call.inputs[position]
+            viewers = [s for s, owner in memory_of.items() if owner == slot and s != slot]
+            if (slot in call.release and memory_of.get(slot) == slot
+                    and call.inputs.count(slot) == 1 and slot not in _param_slots(call)
+                    and not any(last_use.get(v, -1) > index or v in needed_after
+                                for v in viewers)):
+                call.kernel, call.donated = kernel, slot
 
     def run(self, args: tuple) -> Any:
         try:
@@ -491,6 +535,8 @@ def _generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
         else:
             namespace[name] = kernel
             what = f"{call.backend.name} kernel"
+            if call.donated is not None:
+                what += f", result written into s{call.donated}'s memory"
         if call.tensor_params is not None:
             namespace[f"p{n}"] = functools.partial(_fill_params, call)
             arguments.append(f"**p{n}({', '.join(f's{i}' for i in _param_slots(call))})")

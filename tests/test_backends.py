@@ -337,3 +337,25 @@ def test_the_numpy_backend_runs_its_kernels_and_the_reference_backend_does_not()
     assert set(KERNELS) <= set(NumpyBackend().kernels)
     assert NumpyBackend(kernels=False).kernels == {}
     assert gk.testing.check_backend("numpy", ops=sorted(KERNELS)) > 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(__import__(
+    "gradkit.backends.numpy_kernels", fromlist=["DONATING_KERNELS"]).DONATING_KERNELS))
+def test_numpy_in_place_kernels_equal_the_reference_bit_for_bit(name, dtype):
+    """The kernels gk.capture gives a dying input's memory: the reference's result,
+    written into that input when the case is theirs."""
+    from gradkit.backends.numpy_kernels import DONATING_KERNELS
+    position, kernel = DONATING_KERNELS[name]
+    op = get_op(name)
+    wrote_in_place = 0
+    for sample in op.samples(np.random.default_rng(0)):
+        kernel_args = _sample_arrays(sample, dtype)
+        reference_args = [a.copy() for a in kernel_args]
+        donated = kernel_args[position]
+        got = kernel(*kernel_args, **sample.params)
+        expected = np.asarray(op.forward(np, *reference_args, **sample.params))
+        assert np.asarray(got).dtype == expected.dtype, sample
+        assert np.array_equal(got, expected, equal_nan=True), sample
+        wrote_in_place += got is donated
+    assert wrote_in_place > 0

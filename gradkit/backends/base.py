@@ -33,6 +33,9 @@ class Backend:
     def __init__(self) -> None:
         self.kernels: dict[str, Callable[..., Any]] = {}
         self._resolved: dict[str, Callable[..., Any]] = {}
+        # op name -> (input index, kernel): a kernel that may write its result into that
+        # input's memory, used by gk.capture replays where the input is read last there
+        self.donating_kernels: dict[str, tuple[int, Callable[..., Any]]] = {}
 
     # -- availability -------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -98,9 +101,13 @@ class Backend:
 
     # -- dispatch -------------------------------------------------------------
     def register_kernel(self, op_name: str, kernel: Callable[..., Any]) -> None:
-        """Run ``kernel(*arrays, **params)`` instead of the op's reference forward."""
+        """Run ``kernel(*arrays, **params)`` instead of the op's reference forward.
+
+        It replaces any in-place variant (``donating_kernels``) of the op as well.
+        """
         self.kernels[op_name] = kernel
         self._resolved.pop(op_name, None)
+        self.donating_kernels.pop(op_name, None)
 
     def resolve(self, op: Any) -> Callable[..., Any]:
         """The callable that runs ``op`` here: our kernel, else the reference on ``xp``."""

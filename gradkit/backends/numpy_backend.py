@@ -22,9 +22,10 @@ class NumpyBackend(Backend):
     def __init__(self, kernels: bool = True) -> None:
         super().__init__()
         if kernels:
-            from gradkit.backends.numpy_kernels import KERNELS
+            from gradkit.backends.numpy_kernels import DONATING_KERNELS, KERNELS
             for op_name, kernel in KERNELS.items():
                 self.register_kernel(op_name, kernel)
+            self.donating_kernels.update(DONATING_KERNELS)
 
     @property
     def xp(self) -> Any:

@@ -136,3 +136,66 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None 
 KERNELS = {name: globals()[name] for name in (
     "cross_entropy", "cross_entropy_backward", "sum_to", "matrix_transpose",
     "bias_activation", "sgd_update")}
+
+
+# -- kernels that write their result into a dying input (gk.capture replays) ------------
+# A replay knows when an input array is read for the last time; where it was made by an
+# earlier kernel of the same replay (and nothing views it), the kernels below reuse its
+# memory for the result instead of allocating, as the hand-written floor does with its
+# in-place updates. Each computes exactly what the kernel above does, and hands any case
+# it does not cover to it.
+
+def bias_activation_into_x(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
+                           slope: float = 0.01, alpha: float = 1.0) -> Any:
+    """relu(x + bias), written into ``x``."""
+    if activation != "relu" or x.dtype not in _FLOATS or bias.dtype != x.dtype or \
+            bias.shape != x.shape[-1:]:
+        return bias_activation(x, bias, activation=activation, slope=slope, alpha=alpha)
+    np.add(x, bias, out=x)
+    return np.maximum(x, 0, out=x)
+
+
+def bias_activation_backward_into_g(g: np.ndarray, y: np.ndarray, *, activation: str = "relu",
+                                    slope: float = 0.01, alpha: float = 1.0) -> Any:
+    """relu: ``g * (y > 0)``, written into ``g``."""
+    if activation != "relu" or g.dtype not in _FLOATS or y.dtype != g.dtype or \
+            y.shape != g.shape:
+        return _reference("bias_activation_backward", g, y, activation=activation,
+                          slope=slope, alpha=alpha)
+    return np.multiply(g, (y > 0).astype(g.dtype), out=g)  # the reference's product
+
+
+def cross_entropy_backward_into_logits(g: np.ndarray, logits: np.ndarray,
+                                       labels: np.ndarray) -> Any:
+    """The softmax-minus-one-hot gradient, written into ``logits``."""
+    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0:
+        return cross_entropy_backward(g, logits, labels)
+    n = logits.shape[0]
+    np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True), out=logits)
+    probs = np.exp(logits, out=logits)
+    probs /= np.add.reduce(probs, axis=1, keepdims=True)
+    probs[_rows(n), labels] -= 1
+    probs *= g / n
+    return probs
+
+
+def sgd_update_into_grad(param: np.ndarray, grad: np.ndarray, velocity: Any = None, *,
+                         lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
+                         weight_decay: float = 0.0) -> Any:
+    """Plain SGD (no momentum, no weight decay): ``param - lr * grad`` written into ``grad``."""
+    if momentum != 0 or weight_decay != 0 or param.dtype not in _FLOATS or \
+            grad.dtype != param.dtype or grad.shape != param.shape or \
+            type(lr) is not float and type(lr) is not int:
+        return sgd_update(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay)
+    np.multiply(grad, lr, out=grad)
+    return np.subtract(param, grad, out=grad)
+
+
+# op name -> (the input whose memory the result may take, the kernel that does so)
+DONATING_KERNELS = {
+    "bias_activation": (0, bias_activation_into_x),
+    "bias_activation_backward": (0, bias_activation_backward_into_g),
+    "cross_entropy_backward": (1, cross_entropy_backward_into_logits),
+    "sgd_update": (1, sgd_update_into_grad),
+}
