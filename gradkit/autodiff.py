@@ -105,6 +105,8 @@ class Node:
 
     def check_versions(self) -> None:
         """Raise if an input was modified in place after this op recorded it."""
+        if tuple([t._version for t in self.inputs]) == self.versions:
+            return
         for index, (t, version) in enumerate(zip(self.inputs, self.versions)):
             if t._version != version:
                 raise GraphError(
@@ -225,12 +227,17 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                 if targets is not None and id(node) in targets:
                     captured[id(node)] = g
                 input_grads = _input_gradients(node, g)
-                for index, (inp, gi) in enumerate(zip(node.inputs, input_grads)):
-                    if gi is None or not node.needs[index]:
+                needs = node.needs
+                for index, inp in enumerate(node.inputs):
+                    gi = input_grads[index]
+                    if gi is None or not needs[index]:
                         continue
-                    _check_gradient(node, index, inp, gi)
-                    if inp.node is not None:
-                        _accumulate(node_grads, inp.node, gi)
+                    if type(gi) is not Tensor or gi.data.shape != inp.data.shape or \
+                            gi.data.dtype != inp.data.dtype:
+                        _check_gradient(node, index, inp, gi)  # raises, saying which
+                    parent = inp.node
+                    if parent is not None:
+                        _accumulate(node_grads, parent, gi)
                     else:
                         leaves[id(inp)] = inp
                         _accumulate(leaf_grads, id(inp), gi)

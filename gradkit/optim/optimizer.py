@@ -126,11 +126,12 @@ class Optimizer:
     # -- what users call --------------------------------------------------------------
     def step(self) -> None:
         """Update every parameter that has a gradient."""
+        buffers = self.buffer_names(self.hyperparameters())
         with no_grad():
             for param, state in zip(self.params, self.state):
                 if param.grad is None:
                     continue
-                for name in self.buffer_names(self.hyperparameters()):
+                for name in buffers:
                     if name not in state:
                         state[name] = zeros_like(param)
                 if self.uses_step:  # a 0-d tensor counted up in place (gk.capture replays it)
