@@ -93,8 +93,21 @@ class Node:
         """The op's output as a Tensor wired to this node (so VJPs can use it)."""
         return Tensor(self.out_data, self.backend, self)
 
-    def constant(self, array: Any) -> Tensor:
-        """A raw array of this node's backend as a Tensor that needs no gradient."""
+    def constant(self, array: Any, from_input_values: bool = True) -> Tensor:
+        """A raw array of this node's backend as a Tensor that needs no gradient.
+
+        ``from_input_values=False`` says ``array`` does not depend on the inputs'
+        values (zeros of their shape, an identity matrix). One that does (a mask like
+        ``x.data > 0``) is computed outside the ops, so ``gk.capture`` cannot replay
+        it and refuses to record it.
+        """
+        if from_input_values:
+            from gradkit.capture import CaptureError, recording
+            if recording.get() is not None:
+                raise CaptureError(
+                    f"capture: the gradient of {self.op.name} computes a value from its "
+                    "inputs' raw arrays (outside the ops), which a replay cannot repeat; a "
+                    f"step that differentiates {self.op.name} cannot be captured yet")
         return Tensor(array, self.backend)
 
     def free(self, why: str = "an earlier backward freed it; pass retain_graph=True to the "
@@ -179,6 +192,15 @@ def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
     return grads
 
 
+def _check_capturable_accumulation(leaf: Tensor) -> None:
+    """Inside gk.capture, a .grad from before the step cannot be accumulated into: a
+    replay would add to the recording's gradient, not to the one there at that call."""
+    from gradkit.capture import recording
+    recorder = recording.get()
+    if recorder is not None:
+        recorder.check_accumulation(leaf)
+
+
 def _independent(g: Tensor, seen: set[int]) -> Tensor:
     """``g`` itself, unless its array is shared or read-only: then a private copy.
 
@@ -254,6 +276,8 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
             for key, g in leaf_grads.items():
                 leaf = leaves[key]
                 if leaf._requires_grad:
+                    if leaf.grad is not None:
+                        _check_capturable_accumulation(leaf)
                     leaf.grad = _independent(g, seen) if leaf.grad is None else leaf.grad + g
             return None
     captured.update(leaf_grads)

@@ -59,6 +59,15 @@ class CaptureError(GradkitError, RuntimeError):
 # The recorder of the capture running in this thread / task, or None.
 recording: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar(
     "gradkit_capture", default=None)
+# How many recordings run now (any thread): Tensor() reports itself only while one does.
+active_recordings = 0
+
+
+def note_created(tensor: Tensor) -> None:
+    """Called by Tensor() while a recording runs: this tensor did not exist before."""
+    recorder = recording.get()
+    if recorder is not None:
+        recorder.created.add(id(tensor))
 
 
 # -- recording ---------------------------------------------------------------------
@@ -88,13 +97,14 @@ class KernelCall:
 class External:
     """An array a recording read but no recorded kernel produced."""
 
-    __slots__ = ("slot", "tensor", "arg", "array")
+    __slots__ = ("slot", "tensor", "arg", "array", "value")
 
     def __init__(self, slot: int, tensor: Tensor, arg: int | None) -> None:
         self.slot = slot
         self.tensor = tensor  # the Tensor it was read through
         self.arg = arg  # the function's argument index, when it is an argument
-        self.array = tensor.data  # what it held when first read
+        self.array = tensor.data  # the array object it held when first read
+        self.value = tensor.data  # its values then (a copy once written in place)
 
 
 class Recorder:
@@ -110,9 +120,16 @@ class Recorder:
         # produced slot -> the produced slot owning its memory (itself unless a view of
         # another kernel's result), or None when that memory came from outside
         self.memory_of: dict[int, int | None] = {}
+        # id(array) -> number of slots when an in-place operator wrote into its memory
+        self.overwritten: dict[int, int] = {}
+        self.alias_of: dict[int, tuple[Tensor, Tensor]] = {}  # id(detached) -> (it, origin)
+        self.created: set[int] = set()  # ids of the tensors made during this call
+        self.argument_tensors: dict[int, Tensor] = {}  # slot -> the argument holding it
+        self.argument_index: dict[int, int] = {}
         for index, value in enumerate(args):
             if isinstance(value, Tensor) and id(value.data) not in self.slot_of:
-                self._external(value, index)
+                slot = self._external(value, index)
+                self.argument_tensors[slot], self.argument_index[slot] = value, index
 
     def _new_slot(self, array: Any) -> int:
         self.arrays.append(array)
@@ -133,12 +150,85 @@ class Recorder:
         """
         array = tensor.data
         slot = self.slot_of.get(id(array))
-        if slot is None:
-            base = getattr(array, "base", None)
-            if base is not None and id(base) in self.slot_of and _same_layout(base, array):
-                slot = self.slot_of[id(array)] = self.slot_of[id(base)]
+        if slot is None and getattr(array, "base", None) is not None:
+            slot = self._same_memory_slot(array)
+            if slot is not None:
+                self.slot_of[id(array)] = slot
                 self.arrays.append(array)  # alive, so its id stays its own
-        return self._external(tensor, None) if slot is None else slot
+        if self.overwritten:
+            self._check_not_stale(array, slot)
+        if slot is not None and slot in self.argument_tensors and \
+                self._origin(tensor) is not self.argument_tensors[slot]:
+            raise CaptureError(
+                f"capture: the function reads a tensor ({describe(tensor)}) that shares its "
+                f"array with argument {self.argument_index[slot]} without being it (an "
+                "argument passed as w.detach() while the function also reads w?); a replay "
+                "would read the next call's argument for both. Pass a copy, or pass w itself")
+        if slot is None:
+            alias = self.alias_of.get(id(tensor))
+            if alias is not None and alias[1].data is array:  # x.detach(): read x itself
+                tensor = alias[1]
+            return self._external(tensor, None)
+        return slot
+
+    def _same_memory_slot(self, view: Any) -> int | None:
+        """The slot of a kernel result or argument whose memory and layout ``view`` has."""
+        base = view.base
+        if id(base) in self.slot_of and _same_layout(base, view):
+            return self.slot_of[id(base)]
+        key = _layout_key(view)
+        for slot in self.argument_tensors:  # an argument that is itself a view
+            if key is not None and _layout_key(self.arrays[slot]) == key:
+                return slot
+        return None
+
+    def check_accumulation(self, leaf: Tensor) -> None:
+        """backward is about to add to ``leaf.grad``: only a gradient made in this call."""
+        slot = self.slot_of.get(id(leaf.grad.data))
+        if slot is None or slot not in self.memory_of:
+            raise CaptureError(
+                f"capture: backward adds to a .grad that was there before the step "
+                f"({describe(leaf)}); a replay would not add to the gradient present at "
+                "its call. Call zero_grad (or set .grad = None) in the step, before backward")
+
+    def _origin(self, tensor: Tensor) -> Tensor:
+        alias = self.alias_of.get(id(tensor))
+        return tensor if alias is None else alias[1]
+
+    def aliased(self, detached: Tensor, origin: Tensor) -> None:
+        """``detached`` shares ``origin``'s array (``origin.detach()``)."""
+        while id(origin) in self.alias_of:
+            origin = self.alias_of[id(origin)][1]
+        self.alias_of[id(detached)] = (detached, origin)
+
+    def _check_not_stale(self, array: Any, slot: int | None) -> None:
+        """Refuse a read of memory an in-place operator changed through another array
+        (a view taken before ``buf += x``): a replay would read the old values."""
+        root = _root(array)
+        written_at = self.overwritten.get(id(root))
+        if written_at is None or (root is array and id(array) in self.overwritten) or \
+                (slot is not None and slot >= written_at):
+            return
+        raise CaptureError(
+            "capture: the function reads, through a view or alias, memory that an in-place "
+            "operator changed (e.g. v = buf.reshape(...); buf += x; use v); a replay "
+            "cannot repeat that. Take the view after the update, or write buf = buf + x")
+
+    def will_overwrite(self, tensor: Tensor) -> None:
+        """Called before an in-place operator writes into ``tensor``'s array."""
+        array = tensor.data
+        if not getattr(getattr(array, "flags", None), "writeable", False):
+            return  # Backend.overwrite will install a new array: no memory is shared
+        if _root(array) is not array:
+            raise CaptureError(
+                f"capture: an in-place operator writes into a view ({describe(tensor)}), "
+                "so into the memory of the array it views; a replay cannot repeat that. "
+                "Use x[index] = value on the viewed tensor, or an out-of-place operator")
+        slot = self.slot_of.get(id(array))
+        for ext in self.externals:  # keep the values it was read with (a constant's)
+            if ext.slot == slot and ext.value is array:
+                ext.value = tensor._backend.copy(array)
+        self.overwritten[id(array)] = len(self.arrays)
 
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
                out: Any, converted: bool, backend: Any) -> None:
@@ -149,7 +239,8 @@ class Recorder:
             params = _substitute(params, tensor_params, [self.slot(t) for t in
                                                          _tensors_at(params, tensor_params)])
             tensor_params = (backend, tensor_params)
-        owner = self._memory_owner(out)
+        reused = self.slot_of.get(id(out))  # a kernel that returned an array it was given
+        owner = self._memory_owner(out) if reused is None else self.memory_of.get(reused)
         call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
                           backend.asarray if converted else None, tensor_params or None, backend)
         self.memory_of[call.output] = call.output if owner is _OWN else owner
@@ -174,12 +265,24 @@ class Recorder:
         a gradient, as optimizers do) or "assign" (plain assignment)."""
         slot = self.slot(result)
         self.slot_of[id(tensor.data)] = slot
-        entry = self.data_writes.get(id(tensor))
-        count = 0 if entry is None else entry[3]
-        self.data_writes[id(tensor)] = [tensor, slot, mode, count + 1]
+        targets = [tensor]
+        if mode == "overwrite":  # the same array read through another tensor (x.detach())
+            targets += [e.tensor for e in self.externals
+                        if e.tensor is not tensor and e.tensor.data is tensor.data]
+        for target in targets:
+            entry = self.data_writes.get(id(target))
+            count = 0 if entry is None else entry[3]
+            self.data_writes[id(target)] = [target, slot, mode, count + 1]
 
     def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
         self.grad_writes[id(tensor)] = [tensor, None if grad is None else self.slot(grad)]
+
+    def keep_constant_values(self) -> None:
+        """Copy what the arrays made during the call held, before the caller gets them
+        back (and may change them in place): they are this recording's constants."""
+        for ext in self.externals:
+            if ext.arg is None and id(ext.tensor) in self.created and ext.value is ext.array:
+                ext.value = ext.tensor._backend.copy(ext.value)
 
     def check_untracked_writes(self) -> None:
         """A tensor whose array was replaced by plain assignment cannot be replayed."""
@@ -192,6 +295,23 @@ class Recorder:
                     f"({describe(tensor)}) by assigning .data (or another path gradkit does "
                     "not see); a replay would not repeat that. Update it with an in-place "
                     "operator, x[...] = value, or an optimizer")
+
+
+def _root(array: Any) -> Any:
+    """The array owning ``array``'s memory (itself when it is not a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def _layout_key(array: Any) -> tuple | None:
+    """(address, shape, strides, dtype) of an array's data, where the library says."""
+    interface = getattr(array, "__array_interface__", None)  # NumPy
+    address = interface["data"][0] if interface else getattr(getattr(array, "data", None),
+                                                               "ptr", None)  # CuPy
+    if address is None:
+        return None
+    return (address, array.shape, getattr(array, "strides", None), str(array.dtype))
 
 
 def _same_layout(base: Any, view: Any) -> bool:
@@ -214,12 +334,18 @@ def _tensor_paths(value: Any, path: tuple = ()) -> tuple:
         return tuple(p for key, item in value.items() for p in _tensor_paths(item, path + (key,)))
     if isinstance(value, (tuple, list)):
         return tuple(p for i, item in enumerate(value) for p in _tensor_paths(item, path + (i,)))
+    if isinstance(value, slice):  # x[:n] with a tensor n
+        return tuple(p for name in _SLICE_FIELDS
+                     for p in _tensor_paths(getattr(value, name), path + (name,)))
     return ()
+
+
+_SLICE_FIELDS = ("start", "stop", "step")
 
 
 def _get(value: Any, path: tuple) -> Any:
     for key in path:
-        value = value[key]
+        value = getattr(value, key) if isinstance(value, slice) else value[key]
     return value
 
 
@@ -236,6 +362,9 @@ def _substitute(value: Any, paths: tuple, replacements: list, path: tuple = ()) 
         return value
     if isinstance(value, dict):
         return {k: _substitute(v, paths, replacements, path + (k,)) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(*[_substitute(getattr(value, name), paths, replacements, path + (name,))
+                       for name in _SLICE_FIELDS])
     rebuilt = [_substitute(v, paths, replacements, path + (i,)) for i, v in enumerate(value)]
     return type(value)(rebuilt)
 
@@ -299,16 +428,31 @@ def compare(first: Recorder, second: Recorder, outputs: tuple[Any, Any]) -> None
     for a, b in zip(first.externals, second.externals):
         if a.slot != b.slot or a.arg != b.arg:
             raise CaptureError(f"capture: the two calls read their inputs differently; {hint}")
-        if a.arg is None and a.tensor is not b.tensor and not _same_array(a.array, b.array):
+        if a.arg is None and a.tensor is not b.tensor and (
+                id(a.tensor) not in first.created or id(b.tensor) not in second.created):
+            raise CaptureError(
+                f"capture: the two calls read different tensors that were made before the "
+                f"call ({describe(a.tensor)}, then {describe(b.tensor)}: alternating buffers, "
+                "or a tensor the caller replaced?); a replay would read one of them always; "
+                f"pass it as an argument instead; {hint}")
+        if a.arg is None and a.tensor is not b.tensor and not _same_array(a.value, b.value):
             raise CaptureError(
                 f"capture: a tensor made outside gradkit ops ({describe(b.tensor)}) held "
                 "different values on the first two calls (data converted with gk.tensor "
                 "inside the step, random numbers drawn on the host, a value computed with "
                 f"NumPy?); pass it as an argument instead; {hint}")
-    first_writes = {(w[1], w[2], w[3]) for w in first.data_writes.values()}
-    if len(first.data_writes) != len(second.data_writes) or any(
-            (w[1], w[2], w[3]) not in first_writes for w in second.data_writes.values()):
-        raise CaptureError(f"capture: the two calls updated tensors differently; {hint}")
+    # tensors both calls read from outside: parameters, buffers (the others are made anew)
+    persistent = {id(a.tensor) for a, b in zip(first.externals, second.externals)
+                  if a.tensor is b.tensor}
+    for kind, a_writes, b_writes in (("updated", first.data_writes, second.data_writes),
+                                     ("left gradients on", first.grad_writes,
+                                      second.grad_writes)):
+        a_list, b_list = list(a_writes.values()), list(b_writes.values())
+        if len(a_list) != len(b_list) or any(
+                a[1:] != b[1:] or (a[0] is not b[0] and (id(a[0]) in persistent or
+                                                       id(b[0]) in persistent))
+                for a, b in zip(a_list, b_list)):
+            raise CaptureError(f"capture: the two calls {kind} tensors differently; {hint}")
     if not _same_value(outputs[0], outputs[1]):
         raise CaptureError(f"capture: the function returned different Python values on "
                            f"its first two calls ({outputs[0]!r}, {outputs[1]!r}); return "
@@ -383,7 +527,10 @@ class Plan:
         # (parameters, optimizer buffers). Frozen: tensors it made itself each call.
         pairs = [(a, b) for a, b in zip(first.externals, second.externals) if b.arg is None]
         self.state = [(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
-        self.constants = [(b.slot, b.array) for a, b in pairs if a.tensor is not b.tensor]
+        # (copies: the recording's arrays go back to the caller, who may modify them)
+        self.constants = [(b.slot, b.tensor._backend.read_only(b.tensor._backend.copy(b.value),
+                                                              in_place=True))
+                          for a, b in pairs if a.tensor is not b.tensor]
         # Writes and grads the step left on tensors that outlive it: a target is a
         # Tensor, or an int when it is the caller's argument of that index.
         targets: dict[int, Any] = {id(t): t for _, t in self.state}
@@ -406,6 +553,12 @@ class Plan:
                       and slot not in dict(self.state)}
         self._plan_releases(constant_slots | {slot for slot, _ in self.state})
         self._plan_donations(second.memory_of)
+        returned = _template_outputs(template)
+        self.backend_of_slot = {o.slot: o.backend for o in returned}
+        self.output_copies = {o.slot for o in returned if o.slot in constant_slots}
+        installed = {slot for target, slot, mode, _ in self.data_writes if mode == "install"}
+        self.output_read_only = {o.slot for o in returned if o.slot in installed}
+        self.owned -= self.output_read_only
         self.filename = f"<gradkit.capture {name} #{next(_plan_numbers)}>"
         self.source, namespace, self._line_calls = _generate(self)
         exec(compile(self.source, self.filename, "exec"), namespace)
@@ -458,6 +611,10 @@ class Plan:
             raise self._replay_error(exc) from exc
         final = dict(zip(self.final_slots, values))
         self._install(final, args)  # only once every kernel succeeded: a failure changes nothing
+        for slot in self.output_copies:  # a frozen constant returned: the caller's own copy
+            final[slot] = self.backend_of_slot[slot].copy(final[slot])
+        for slot in self.output_read_only:  # also a parameter's new array, as eager returns
+            final[slot] = self.backend_of_slot[slot].read_only(final[slot])
         return _fill_outputs(self.template, final)
 
     def _replay_error(self, exc: Exception) -> Exception:
@@ -534,7 +691,8 @@ def _generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
             what = f"reference forward on {call.backend.name}"
         else:
             namespace[name] = kernel
-            what = f"{call.backend.name} kernel"
+            what = ("move to " if call.op.name == "to_backend" else "") + \
+                f"{call.backend.name}" + ("" if call.op.name == "to_backend" else " kernel")
             if call.donated is not None:
                 what += f", result written into s{call.donated}'s memory"
         if call.tensor_params is not None:
@@ -574,6 +732,16 @@ def _fill_params(call: KernelCall, *values: Any) -> dict:
     return _substitute(call.params, paths, [Tensor(v, backend) for v in values])
 
 
+def _template_outputs(template: Any) -> list["_OutputSlot"]:
+    if type(template) is _OutputSlot:
+        return [template]
+    if isinstance(template, (tuple, list)):
+        return [o for v in template for o in _template_outputs(v)]
+    if isinstance(template, dict):
+        return _template_outputs(list(template.values()))
+    return []
+
+
 def _template_slots(template: Any) -> set[int]:
     if type(template) is _OutputSlot:
         return {template.slot}
@@ -599,11 +767,17 @@ class CapturedFunction:
         self.pending: dict[tuple, tuple[Recorder, Any]] = {}
         self.replays = 0
         self.recordings = 0
+        from gradkit import registry
+        self.definitions = registry.definitions_changed
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any) -> Any:
         if recording.get() is not None:  # inside another capture: be part of its recording
             return _detached(self.function(*args))
+        from gradkit import registry
+        if self.definitions != registry.definitions_changed:  # an op was redefined since
+            self.reset()
+            self.definitions = registry.definitions_changed
         key = _signature(args)
         plan = self.plans.get(key)
         if plan is not None:
@@ -612,13 +786,17 @@ class CapturedFunction:
         return self._record(key, args)
 
     def _record(self, key: tuple, args: tuple) -> Any:
+        global active_recordings
         recorder = Recorder(args)
         token = recording.set(recorder)
+        active_recordings += 1
         try:
             result = self.function(*args)
             template = _output_template(result, recorder)
             recorder.check_untracked_writes()
+            recorder.keep_constant_values()
         finally:
+            active_recordings -= 1
             recording.reset(token)
         self.recordings += 1
         previous = self.pending.pop(key, None)
@@ -658,8 +836,9 @@ def _signature(args: tuple) -> tuple:
     for index, value in enumerate(args):
         if isinstance(value, Tensor):
             alias = first_with_array.setdefault(id(value.data), index)
-            key.append((value.data.shape, value.data.dtype, value._backend,
-                        value._requires_grad, alias))
+            # strides too: whether a kernel returns a view or a copy can depend on them
+            key.append((value.data.shape, value.data.dtype, getattr(value.data, "strides", None),
+                        value._backend, value._requires_grad, value._grad is None, alias))
         else:
             try:
                 hash(value)

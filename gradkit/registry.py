@@ -114,6 +114,8 @@ class Composite:
 
 
 OPS: dict[str, Op | Composite] = {}
+# Bumped whenever an op's definition is replaced: gk.capture records anew after that.
+definitions_changed = 0
 
 
 def get_op(name: str) -> Op | Composite:
@@ -141,6 +143,8 @@ def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
         if old != new:
             raise ValueError(f"register_op: replacing {entry.name!r} needs the same "
                              f"arguments {old}, got {new}")
+        global definitions_changed
+        definitions_changed += 1
         for field in ("forward", "vjp", "samples", "check", "check_values"):
             setattr(existing, field, getattr(entry, field))
         for backend in _backends.instantiated():

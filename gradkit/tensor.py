@@ -43,6 +43,8 @@ class Tensor:
         self._requires_grad = node is not None
         self._grad: Tensor | None = None
         self._version = 0  # bumped by in-place ops; nodes check it before their VJP
+        if _capture.active_recordings:  # gk.capture tells tensors made during a call apart
+            _capture.note_created(self)
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -267,9 +269,15 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"{name}: the result has shape {result.shape} but the tensor "
                              f"updated in place has shape {self.shape} ({describe(self)})")
+        recorder = _capture.recording.get()
+        if recorder is not None:
+            if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
+                from gradkit.autodiff import no_grad
+                with no_grad():
+                    result = result.astype(self.dtype)
+            recorder.will_overwrite(self)
         self.data = self._backend.overwrite(self.data, result.data)
         self._version += 1
-        recorder = _capture.recording.get()
         if recorder is not None:
             recorder.wrote_data(self, result, "overwrite")
         return self
@@ -281,7 +289,11 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
-        return Tensor(self.data, self._backend)
+        detached = Tensor(self.data, self._backend)
+        recorder = _capture.recording.get()
+        if recorder is not None:
+            recorder.aliased(detached, self)
+        return detached
 
     def to(self, backend: Any) -> "Tensor":
         """This tensor on ``backend`` (e.g. ``"numba"``, ``"cuda"``); gradients flow back."""

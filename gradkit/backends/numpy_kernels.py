@@ -149,7 +149,7 @@ def bias_activation_into_x(x: np.ndarray, bias: np.ndarray, *, activation: str =
                            slope: float = 0.01, alpha: float = 1.0) -> Any:
     """relu(x + bias), written into ``x``."""
     if activation != "relu" or x.dtype not in _FLOATS or bias.dtype != x.dtype or \
-            bias.shape != x.shape[-1:]:
+            bias.shape != x.shape[-1:] or not _lendable(x):
         return bias_activation(x, bias, activation=activation, slope=slope, alpha=alpha)
     np.add(x, bias, out=x)
     return np.maximum(x, 0, out=x)
@@ -159,7 +159,7 @@ def bias_activation_backward_into_g(g: np.ndarray, y: np.ndarray, *, activation:
                                     slope: float = 0.01, alpha: float = 1.0) -> Any:
     """relu: ``g * (y > 0)``, written into ``g``."""
     if activation != "relu" or g.dtype not in _FLOATS or y.dtype != g.dtype or \
-            y.shape != g.shape:
+            y.shape != g.shape or not _lendable(g):
         return _reference("bias_activation_backward", g, y, activation=activation,
                           slope=slope, alpha=alpha)
     return np.multiply(g, (y > 0).astype(g.dtype), out=g)  # the reference's product
@@ -168,7 +168,8 @@ def bias_activation_backward_into_g(g: np.ndarray, y: np.ndarray, *, activation:
 def cross_entropy_backward_into_logits(g: np.ndarray, logits: np.ndarray,
                                        labels: np.ndarray) -> Any:
     """The softmax-minus-one-hot gradient, written into ``logits``."""
-    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0:
+    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0 or \
+            not _lendable(logits):
         return cross_entropy_backward(g, logits, labels)
     n = logits.shape[0]
     np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True), out=logits)
@@ -185,11 +186,16 @@ def sgd_update_into_grad(param: np.ndarray, grad: np.ndarray, velocity: Any = No
     """Plain SGD (no momentum, no weight decay): ``param - lr * grad`` written into ``grad``."""
     if momentum != 0 or weight_decay != 0 or param.dtype not in _FLOATS or \
             grad.dtype != param.dtype or grad.shape != param.shape or \
-            type(lr) is not float and type(lr) is not int:
+            type(lr) is not float and type(lr) is not int or not _lendable(grad):
         return sgd_update(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov,
                           weight_decay=weight_decay)
     np.multiply(grad, lr, out=grad)
     return np.subtract(param, grad, out=grad)
+
+
+def _lendable(array: np.ndarray) -> bool:
+    """Owns its memory and may be written (a replay checked nothing else views it)."""
+    return array.base is None and array.flags.writeable
 
 
 # op name -> (the input whose memory the result may take, the kernel that does so)

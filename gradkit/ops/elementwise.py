@@ -102,12 +102,11 @@ def power_vjp(ctx, g):
     if ctx.needs[0]:
         # y * x ** (y - 1) with y == 0 is 0 (not 0 * inf at x == 0); the exponent is
         # kept finite on that branch too, so second derivatives stay NaN-free.
-        zero_exponent = ctx.constant(y.data == 0)
+        zero_exponent = y == 0  # a comparison: an op without gradient
         safe_y = where(zero_exponent, 1.0, y)
         gx = unbroadcast(where(zero_exponent, 0.0, g * y * x ** (safe_y - 1)), x)
     if ctx.needs[1]:
-        xp = ctx.backend.xp
-        positive_base = ctx.constant(x.data > 0)
+        positive_base = x > 0
         safe_x = where(positive_base, x, 1.0)
         gy = unbroadcast(where(positive_base, g * ctx.out * log(safe_x), 0.0), y)
     return gx, gy
@@ -158,7 +157,7 @@ def copy(xp, x):
 
 def abs_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (g * ctx.constant(ctx.backend.xp.sign(x.data)),)
+    return (g * sign(x),)
 
 
 @primitive("abs", vjp=abs_vjp, samples=unary_samples(), family=FAMILY)
@@ -234,10 +233,8 @@ def square(x: Any) -> Tensor:
 def _tie_split_vjp(ctx, g, x_wins):
     """Route ``g`` to the winning operand; on ties each operand gets half."""
     x, y = ctx.inputs
-    xp = ctx.backend.xp
-    dtype = g.data.dtype
-    share = ctx.constant(xp.astype(x_wins(x.data, y.data), dtype)
-                         + 0.5 * xp.astype(x.data == y.data, dtype))
+    dtype = g.dtype  # comparisons are ops without gradients: share is a constant
+    share = x_wins(x, y).astype(dtype) + 0.5 * (x == y).astype(dtype)
     return (unbroadcast(g * share, x) if ctx.needs[0] else None,
             unbroadcast(g * (1 - share), y) if ctx.needs[1] else None)
 
@@ -303,13 +300,12 @@ def where(xp, condition, x, y):
 def clip_vjp(ctx, g):
     (x,) = ctx.inputs
     lo, hi = ctx.params["min"], ctx.params["max"]
-    xp = ctx.backend.xp
-    inside = xp.ones(x.shape, dtype=xp.bool)
+    inside = None  # comparisons are ops without gradients
     if lo is not None:
-        inside &= x.data >= lo
+        inside = x >= lo
     if hi is not None:
-        inside &= x.data <= hi
-    return (g * ctx.constant(xp.astype(inside, g.data.dtype)),)
+        inside = (x <= hi) if inside is None else inside & (x <= hi)
+    return (g * 1 if inside is None else g * inside.astype(g.dtype),)
 
 
 def check_clip(x, *, min=None, max=None) -> None:

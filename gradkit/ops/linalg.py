@@ -431,7 +431,7 @@ def cholesky_vjp(ctx, g):
         lower, g = matrix_transpose(lower), matrix_transpose(g)
     n = x.shape[-1]
     half_diagonal = ctx.constant(xp.asarray(np.eye(n) * 0.5 + np.tril(np.ones((n, n)), -1),
-                                            dtype=x.data.dtype))
+                                            dtype=x.data.dtype), from_input_values=False)
     phi = tril(matmul(matrix_transpose(lower), g)) * half_diagonal
     lower_t = matrix_transpose(lower)
     s = matrix_transpose(solve(lower_t, matrix_transpose(solve(lower_t, phi))))

@@ -179,11 +179,13 @@ def svm_loss(scores: Any, labels: Any) -> Tensor:
     scores = _as_tensor(scores)
     labels = _as_tensor(labels, like=scores)
     check_classification("svm_loss", "scores", scores, labels)
-    xp = scores._backend.xp
+    from gradkit.creation import arange
     n, c = scores.shape
-    correct = getitem(scores, index=(xp.arange(n), labels.data))
+    # every step an op on the labels tensor (no raw arrays), so gk.capture replays it
+    correct = getitem(scores, index=(arange(n, device=scores._backend), labels))
     margins = relu(scores - expand_dims(correct, axis=1) + 1)  # a margin of exactly 0 adds 0
-    others = Tensor(1 - _one_hot(xp, labels.data, c, scores.data.dtype), scores._backend)
+    others = (expand_dims(labels, axis=1) != arange(c, dtype=labels.dtype,
+                                                     device=scores._backend)).astype(scores.dtype)
     return mean(sum_(multiply(margins, others), axis=1))
 
 

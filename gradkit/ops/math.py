@@ -54,7 +54,8 @@ def _rounding_samples(rng):
 def _zero_vjp(ctx, g):
     """A gradient of zero for every input that needs one (piecewise constant ops)."""
     xp = ctx.backend.xp
-    return tuple(ctx.constant(xp.zeros(t.shape, dtype=t.data.dtype)) if needed else None
+    return tuple(ctx.constant(xp.zeros(t.shape, dtype=t.data.dtype), from_input_values=False)
+                 if needed else None
                  for t, needed in zip(ctx.inputs, ctx.needs))
 
 

@@ -148,10 +148,11 @@ def _extreme_vjp(ctx, g):
     """Gradient of max/min: to every element equal to the result, split evenly."""
     (x,) = ctx.inputs
     axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
-    xp = ctx.backend.xp
-    out = ctx.out_data if keepdims else xp.reshape(ctx.out_data, keepdims_shape(x.shape, axis))
-    hits = xp.astype(x.data == out, x.data.dtype)
-    share = ctx.constant(hits / xp.sum(hits, axis=axis, keepdims=True))
+    out = ctx.out
+    if not keepdims:
+        out = out.reshape(keepdims_shape(x.shape, axis))
+    hits = (x == out).astype(x.dtype)  # a comparison: an op without gradient
+    share = hits / sum_(hits, axis=axis, keepdims=True)
     return (expand_reduced(g, x.shape, axis, keepdims) * share,)
 
 

@@ -8,10 +8,12 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled
+from gradkit.capture import recording as capture_recording
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Op, Sample, composite
 from gradkit.tensor import Tensor
@@ -24,6 +26,11 @@ def to_backend_vjp(ctx, g):
 
 def _transfer_forward(xp: Any, x: Any, *, backend: Any) -> Any:
     raise RuntimeError("to_backend runs through gradkit.ops.transfer.to_backend, not dispatch")
+
+
+def _move(array: Any, *, target: Any, source: Any) -> Any:
+    """The move itself, as gk.capture replays it."""
+    return target.from_backend(array, source)
 
 
 # The op recorded on the tape by a move; its forward never runs through dispatch,
@@ -47,6 +54,10 @@ def to_backend(x: Tensor, backend: Any) -> Tensor:
     if target is source:
         return x
     data = target.from_backend(x.data, source)
+    recorder = capture_recording.get()
+    if recorder is not None:  # so that gk.capture replays the move
+        recorder.kernel(TRANSFER, functools.partial(_move, target=target, source=source),
+                        (x,), {}, data, False, target)
     if x._requires_grad and grad_enabled.get():
         return Tensor(data, target, Node(TRANSFER, (x,), {"backend": target.name}, data,
                                          target, (True,)))

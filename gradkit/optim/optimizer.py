@@ -182,6 +182,14 @@ class Optimizer:
             raise OptimizerStateError(f"{owner}: " + "; ".join(problems))
         for name, value in hyper.items():
             setattr(self, name, value)
+        for old, new in zip(self.state, new_state):
+            for name, value in new.items():  # keep the tensor objects that exist (a captured
+                kept = old.get(name)          # step reads them), holding the loaded arrays
+                if isinstance(kept, Tensor) and kept.shape == value.shape and \
+                        kept.dtype == value.dtype:
+                    kept.data = value.data
+                    kept._version += 1
+                    new[name] = kept
         self.state = new_state
 
     def _split_saved_state(self, state: Mapping[str, Any]
