@@ -27,16 +27,28 @@ What a replay repeats: every gradkit op's kernel, in the recorded order with the
 recorded params, on the arrays the arguments and pre-existing tensors (parameters,
 optimizer buffers) hold at that call; then the arrays the step installed into
 pre-existing tensors (in-place operators, ``x[i] = v``, optimizer updates) and the
-``.grad`` it left on them. Returned tensors come back detached.
+``.grad`` it left on them. Returned tensors come back detached. Where a kernel reads
+an array for the last time and nothing else can see that memory, the backend may
+write the kernel's result into it (the source says so), as hand-written NumPy does.
 
 What a replay freezes: everything computed outside gradkit ops (Python numbers,
 branches taken, host NumPy results, random draws on the host, a module's
-train/eval mode). The two recorded calls must agree on it (same kernels, params
-and constants), so a step whose Python side changes between calls (a learning
-rate changed between calls, dropout masks drawn on the host, a branch on a loss
-value) raises :class:`CaptureError` naming the first
-difference instead of replaying stale values. Arguments with a new shape, dtype
-or backend (or new non-tensor arguments) are recorded afresh, like a retrace.
+train/eval mode). The two recorded calls must agree on it (same kernels, params,
+constants and updated tensors), so a step whose Python side changes between calls
+(a learning rate changed between calls, dropout masks drawn on the host, a branch on
+a loss value, alternating buffers) raises :class:`CaptureError` naming the first
+difference instead of replaying stale values. It also refuses what it could not
+repeat: a read through a view of memory an in-place operator changed, an in-place
+update of a view, backward adding to a ``.grad`` from before the step, a tensor that
+shares its array with an argument without being it, and the gradients of the few
+ops whose VJP computes on raw arrays (prod, floor_divide, remainder, copysign;
+second derivatives of the fused and loss ops). Arguments with a new shape, strides,
+dtype or backend (or new non-tensor arguments) are recorded afresh, like a retrace;
+so is everything after an op is redefined with ``register_op(..., replace=True)``.
+
+A replay installs nothing unless every kernel succeeded; buffers that update
+kernels change in place (SGD momentum, Adam's m and v) have advanced if a later
+kernel fails, as in an eager step that fails after its optimizer step.
 """
 from __future__ import annotations
 
