@@ -35,13 +35,15 @@ What a replay freezes: everything computed outside gradkit ops (Python numbers,
 branches taken, host NumPy results, random draws on the host, a module's
 train/eval mode). The two recorded calls must agree on it (same kernels, params,
 constants and updated tensors), so a step whose Python side changes between calls
-(a learning rate changed between calls, dropout masks drawn on the host, a branch on
-a loss value, alternating buffers) raises :class:`CaptureError` naming the first
-difference instead of replaying stale values. It also refuses what it could not
+(dropout masks drawn on the host, a branch on a loss value, alternating buffers)
+raises :class:`CaptureError` naming the first difference instead of replaying stale
+values. An optimizer's hyperparameters are guarded: set ``opt.lr`` (a schedule) and
+the next call records anew; so does a parameter whose memory layout changed. It also refuses what it could not
 repeat: a read through a view of memory an in-place operator changed, an in-place
-update of a view, backward adding to a ``.grad`` from before the step, a tensor that
-shares its array with an argument without being it, and the gradients of the few
-ops whose VJP computes on raw arrays (prod, floor_divide, remainder, copysign;
+update of a view of memory from outside the call, backward adding to a ``.grad``
+from before the step, a tensor that shares its array with an argument without being
+it, results whose shape depends on values (boolean-mask indexing, argwhere,
+unique_values), and the gradients of the few ops whose VJP computes on raw arrays (prod, floor_divide, remainder, copysign;
 second derivatives of the fused and loss ops). Arguments with a new shape, strides,
 dtype or backend (or new non-tensor arguments) are recorded afresh, like a retrace;
 so is everything after an op is redefined with ``register_op(..., replace=True)``.
@@ -56,6 +58,7 @@ import contextvars
 import functools
 import itertools
 import linecache
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -132,10 +135,13 @@ class Recorder:
         # produced slot -> the produced slot owning its memory (itself unless a view of
         # another kernel's result), or None when that memory came from outside
         self.memory_of: dict[int, int | None] = {}
-        # id(array) -> number of slots when an in-place operator wrote into its memory
-        self.overwritten: dict[int, int] = {}
+        # id(memory owner) -> (number of slots then, id of the array written through) for
+        # memory an in-place operator wrote into
+        self.overwritten: dict[int, tuple[int, int]] = {}
         self.alias_of: dict[int, tuple[Tensor, Tensor]] = {}  # id(detached) -> (it, origin)
         self.created: set[int] = set()  # ids of the tensors made during this call
+        self.external_roots: dict[int, Any] = {}  # memory owners of the outside arrays
+        self.guards: dict[tuple[int, str], tuple[Any, str, Any]] = {}  # Python values read
         self.argument_tensors: dict[int, Tensor] = {}  # slot -> the argument holding it
         self.argument_index: dict[int, int] = {}
         for index, value in enumerate(args):
@@ -150,6 +156,8 @@ class Recorder:
         return slot
 
     def _external(self, tensor: Tensor, arg: int | None) -> int:
+        root = _root(tensor.data)
+        self.external_roots[id(root)] = root
         slot = self._new_slot(tensor.data)
         self.externals.append(External(slot, tensor, arg))
         return slot
@@ -197,7 +205,9 @@ class Recorder:
     def check_accumulation(self, leaf: Tensor) -> None:
         """backward is about to add to ``leaf.grad``: only a gradient made in this call."""
         slot = self.slot_of.get(id(leaf.grad.data))
-        if slot is None or slot not in self.memory_of:
+        made_here = id(leaf.grad) in self.created or slot in self.memory_of or any(
+            e.slot == slot and id(e.tensor) in self.created for e in self.externals)
+        if not made_here:
             raise CaptureError(
                 f"capture: backward adds to a .grad that was there before the step "
                 f"({describe(leaf)}); a replay would not add to the gradient present at "
@@ -216,10 +226,9 @@ class Recorder:
     def _check_not_stale(self, array: Any, slot: int | None) -> None:
         """Refuse a read of memory an in-place operator changed through another array
         (a view taken before ``buf += x``): a replay would read the old values."""
-        root = _root(array)
-        written_at = self.overwritten.get(id(root))
-        if written_at is None or (root is array and id(array) in self.overwritten) or \
-                (slot is not None and slot >= written_at):
+        written = self.overwritten.get(id(_root(array)))
+        if written is None or id(array) == written[1] or (slot is not None and
+                                                           slot >= written[0]):
             return
         raise CaptureError(
             "capture: the function reads, through a view or alias, memory that an in-place "
@@ -231,20 +240,34 @@ class Recorder:
         array = tensor.data
         if not getattr(getattr(array, "flags", None), "writeable", False):
             return  # Backend.overwrite will install a new array: no memory is shared
-        if _root(array) is not array:
+        root = _root(array)
+        if root is not array and self.memory_of.get(self.slot_of.get(id(array), -1)) is None:
             raise CaptureError(
-                f"capture: an in-place operator writes into a view ({describe(tensor)}), "
-                "so into the memory of the array it views; a replay cannot repeat that. "
-                "Use x[index] = value on the viewed tensor, or an out-of-place operator")
+                f"capture: an in-place operator writes into a view ({describe(tensor)}) of "
+                "memory from outside this call, so into the array it views; a replay cannot "
+                "repeat that. Use x[index] = value on the viewed tensor, or an out-of-place "
+                "operator")
         slot = self.slot_of.get(id(array))
         for ext in self.externals:  # keep the values it was read with (a constant's)
             if ext.slot == slot and ext.value is array:
                 ext.value = tensor._backend.copy(array)
-        self.overwritten[id(array)] = len(self.arrays)
+        # later reads of this memory through any other array are stale (see slot())
+        self.overwritten[id(root)] = (len(self.arrays), id(array))
+
+    def guard(self, owner: Any, name: str) -> None:
+        """A Python value the step reads (an optimizer's learning rate): a replay runs
+        only while ``getattr(owner, name)`` still equals what this recording saw."""
+        self.guards[(id(owner), name)] = (owner, name, getattr(owner, name))
 
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
                out: Any, converted: bool, backend: Any) -> None:
         """Called by dispatch after every kernel launch while recording."""
+        if op.name in VALUE_SHAPED_OPS or (op.name in INDEXING_OPS and
+                                           _boolean_index(params.get("index"))):
+            raise CaptureError(
+                f"capture: {op.name} {'with a boolean mask ' if op.name in INDEXING_OPS else ''}"
+                "gives a result whose shape depends on the values; a replay keeps the "
+                "recorded shapes, so this step cannot be captured (use gk.where with a mask)")
         inputs = tuple([self.slot(t) for t in args])
         tensor_params = _tensor_paths(params)
         if tensor_params:
@@ -265,9 +288,10 @@ class Recorder:
         base = getattr(array, "base", _OWN)
         if base is None:
             return _OWN
-        while getattr(base, "base", None) is not None:
-            base = base.base
-        slot = self.slot_of.get(id(base))
+        root = _root(base)
+        slot = self.slot_of.get(id(root))
+        if slot is None and id(root) not in self.external_roots:
+            return _OWN  # a view of a kernel's private temporary (sum_to's reshape)
         return slot if slot is not None and slot in self.memory_of else None
 
     def wrote_data(self, tensor: Tensor, result: Tensor, mode: str) -> None:
@@ -287,7 +311,15 @@ class Recorder:
             self.data_writes[id(target)] = [target, slot, mode, count + 1]
 
     def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
-        self.grad_writes[id(tensor)] = [tensor, None if grad is None else self.slot(grad)]
+        # the gradient tensor itself: its array may still change (w.grad *= scale), so its
+        # slot is looked up when the call ends (finish)
+        self.grad_writes[id(tensor)] = [tensor, grad]
+
+    def finish(self) -> None:
+        """The end of the recorded call: each .grad left behind, as the slot it holds now."""
+        for entry in self.grad_writes.values():
+            if isinstance(entry[1], Tensor):
+                entry[1] = self.slot(entry[1])
 
     def keep_constant_values(self) -> None:
         """Copy what the arrays made during the call held, before the caller gets them
@@ -332,6 +364,23 @@ def _same_layout(base: Any, view: Any) -> bool:
 
 
 _OWN = object()  # marks an array that owns its memory
+
+# Ops whose result's shape depends on their input's values, and ops taking an index
+# (where a boolean mask does the same).
+VALUE_SHAPED_OPS = frozenset({"unique_values", "argwhere"})
+INDEXING_OPS = frozenset({"getitem", "scatter_add"})
+
+
+def _boolean_index(index: Any) -> bool:
+    items = index if isinstance(index, (tuple, list)) else (index,)
+    for item in items:
+        dtype = getattr(item, "dtype", None)
+        if dtype is not None and getattr(item, "ndim", 0) > 0 and np.dtype(
+                dtype if isinstance(dtype, np.dtype) else str(dtype)).kind == "b":
+            return True
+        if isinstance(item, list) and item and all(isinstance(v, bool) for v in item):
+            return True
+    return False
 
 
 def _run_check(op: Any, backend: Any, *arrays: Any, **params: Any) -> None:
@@ -540,6 +589,10 @@ class Plan:
         pairs = [(a, b) for a, b in zip(first.externals, second.externals) if b.arg is None]
         self.state = [(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
         # (copies: the recording's arrays go back to the caller, who may modify them)
+        self.state_layouts = [(t, (e.array.shape, e.array.dtype, getattr(e.array, "strides", None)))
+                              for e in second.externals for _, t in [(e.slot, e.tensor)]
+                              if any(t is s_t for _, s_t in self.state)]
+        self.guards = list(second.guards.values())
         self.constants = [(b.slot, b.tensor._backend.read_only(b.tensor._backend.copy(b.value),
                                                               in_place=True))
                           for a, b in pairs if a.tensor is not b.tensor]
@@ -591,6 +644,16 @@ class Plan:
                 per_call.setdefault(index, []).append(slot)
         for index, call in enumerate(self.calls):
             call.release = tuple(sorted(per_call.get(index, ())))
+
+    def still_valid(self) -> bool:
+        """Whether the state tensors kept the layouts and the guarded Python values
+        (an optimizer's hyperparameters) the values they had when recorded."""
+        for tensor, layout in self.state_layouts:
+            data = tensor.data
+            if (data.shape, data.dtype, getattr(data, "strides", None)) != layout:
+                return False
+        return all(_same_value(getattr(owner, name), value)
+                   for owner, name, value in self.guards)
 
     def _plan_donations(self, memory_of: dict[int, int | None]) -> None:
         """Let a kernel write its result into an input read for the last time, where the
@@ -779,6 +842,7 @@ class CapturedFunction:
         self.pending: dict[tuple, tuple[Recorder, Any]] = {}
         self.replays = 0
         self.recordings = 0
+        self._warned = False
         from gradkit import registry
         self.definitions = registry.definitions_changed
         functools.update_wrapper(self, function)
@@ -793,9 +857,15 @@ class CapturedFunction:
         key = _signature(args)
         plan = self.plans.get(key)
         if plan is not None:
-            self.replays += 1
-            return plan.run(args)
+            if plan.still_valid():
+                self.replays += 1
+                return plan.run(args)
+            del self.plans[key]  # a parameter's layout or a hyperparameter changed
         return self._record(key, args)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        """``@gk.capture`` on a method: the instance is a (hashable) argument."""
+        return self if instance is None else functools.partial(self, instance)
 
     def _record(self, key: tuple, args: tuple) -> Any:
         global active_recordings
@@ -805,6 +875,7 @@ class CapturedFunction:
         try:
             result = self.function(*args)
             template = _output_template(result, recorder)
+            recorder.finish()
             recorder.check_untracked_writes()
             recorder.keep_constant_values()
         finally:
@@ -814,11 +885,23 @@ class CapturedFunction:
         previous = self.pending.pop(key, None)
         if previous is None:
             self.pending[key] = (recorder, template)
+            if len(self.pending) > MAX_PENDING:  # an argument that changes on every call
+                self.pending.pop(next(iter(self.pending)))
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(
+                        f"gk.capture({getattr(self.function, '__qualname__', 'function')}): "
+                        f"{self.recordings} calls recorded and none replayed: an argument "
+                        "changes on every call (a Python number, a new shape?); pass it as "
+                        "a tensor, or do not capture this function", RuntimeWarning,
+                        stacklevel=3)
         else:
             first, first_template = previous
             compare(first, recorder, (first_template, template))
             self.plans[key] = Plan(first, recorder, template,
                                    getattr(self.function, "__qualname__", "function"))
+            if len(self.plans) > MAX_PLANS:  # the least recently made goes
+                self.plans.pop(next(iter(self.plans)))
         return _detached(result)
 
     @property
@@ -837,6 +920,10 @@ class CapturedFunction:
     def __repr__(self) -> str:
         return (f"<captured {getattr(self.function, '__qualname__', self.function)}: "
                 f"{len(self.plans)} plan(s), {self.replays} replays>")
+
+
+MAX_PENDING = 8  # first recordings kept while waiting for a second call like them
+MAX_PLANS = 32  # plans kept per captured function (one per signature)
 
 
 def _signature(args: tuple) -> tuple:

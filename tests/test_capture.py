@@ -616,3 +616,94 @@ def test_moves_between_backends_are_replayed():
     def make():
         return lambda x: (x.to("strict") * 2.0).to(x.backend).sum()
     _same_as_eager(make, [([1.0, 1.0],), ([1.0, 1.0],), ([5.0, 2.0],), ([7.0, 0.5],)])
+
+
+# -- found in the second review ---------------------------------------------------------
+
+def test_clipping_gradients_in_place_and_presetting_them_replay():
+    def make(preset_zeros):
+        g = gk.tensor(np.ones((1, 4), np.float32), requires_grad=True)  # grad: a view
+        w = gk.tensor(np.ones((4, 3), np.float32), requires_grad=True)
+        opt = gk.optim.SGD([g, w], lr=0.1)
+
+        def step(x):
+            if preset_zeros:
+                g.grad, w.grad = gk.zeros_like(g), gk.zeros_like(w)
+            loss = ((x * g) @ w).square().mean()
+            loss.backward()
+            with gk.no_grad():
+                g.grad *= 0.5
+                w.grad *= 0.25
+            opt.step()
+            if not preset_zeros:
+                opt.zero_grad()
+            return loss
+        return step
+
+    inputs = [(np.full((8, 4), k + 1.0, np.float32),) for k in range(5)]
+    _same_as_eager(lambda: make(False), inputs)
+    _same_as_eager(lambda: make(True), inputs)
+
+
+def test_boolean_masks_are_refused():
+    captured = gk.capture(lambda s: s[s > 0].mean())
+    with pytest.raises(gk.CaptureError, match="boolean mask gives a result whose shape"):
+        captured(gk.tensor([1.0, -1.0, 2.0]))
+
+
+def test_a_changed_learning_rate_records_anew():
+    def make():
+        w = gk.tensor([1.0, 2.0], requires_grad=True)
+        opt = gk.optim.SGD([w], lr=0.1)
+
+        def step(x, lr):
+            opt.lr = lr  # a schedule, set before each step
+            loss = (w * x).sum()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return w * 1.0
+        return step
+
+    eager, captured = make(), gk.capture(make())
+    for lr in (0.1, 0.1, 0.1, 0.0, 0.0, 0.0, 0.05, 0.05):
+        x = gk.tensor([1.0, 1.0])
+        assert captured(x, lr).numpy().tolist() == eager(x, lr).numpy().tolist()
+
+
+def test_a_parameter_whose_layout_changes_records_anew():
+    a = np.arange(6, dtype=np.float32).reshape(3, 2).T  # F-ordered at first
+    w = gk.tensor(a, requires_grad=True)
+    bias = gk.zeros(3)
+
+    @gk.capture
+    def evaluate(x):
+        q = w * x
+        return gk.bias_activation(q, bias, activation="relu"), q.reshape((6,))
+
+    for k in range(6):
+        if k == 3:
+            w.data = np.ascontiguousarray(w.data)  # as an optimizer's update would leave it
+        _, flat = evaluate(gk.ones((2, 3)))
+        assert flat.numpy().tolist() == a.ravel().tolist()
+
+
+def test_recordings_without_replays_are_bounded_and_reported():
+    captured = gk.capture(lambda x, k: x * k)
+    with pytest.warns(RuntimeWarning, match="none replayed: an argument changes"):
+        for k in range(12):
+            captured(gk.ones(2), k)
+    assert len(captured.pending) <= 8
+
+
+def test_capture_on_a_method():
+    class Model:
+        def __init__(self):
+            self.w = gk.tensor([2.0])
+
+        @gk.capture
+        def forward(self, x):
+            return x * self.w
+
+    model = Model()
+    assert [model.forward(gk.tensor([float(k)])).item() for k in range(4)] == [0, 2, 4, 6]

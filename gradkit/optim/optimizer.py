@@ -127,6 +127,10 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient."""
         buffers = self.buffer_names(self.hyperparameters())
+        recorder = recording.get()
+        if recorder is not None:  # gk.capture: a replay runs while these stay the same
+            for name in self.hyperparameter_names:
+                recorder.guard(self, name)
         with no_grad():
             for param, state in zip(self.params, self.state):
                 if param.grad is None:
