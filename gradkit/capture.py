@@ -652,8 +652,11 @@ class Plan:
             data = tensor.data
             if (data.shape, data.dtype, getattr(data, "strides", None)) != layout:
                 return False
-        return all(_same_value(getattr(owner, name), value)
-                   for owner, name, value in self.guards)
+        for owner, name, value in self.guards:
+            current = getattr(owner, name)
+            if current is not value and not _same_value(current, value):
+                return False
+        return True
 
     def _plan_donations(self, memory_of: dict[int, int | None]) -> None:
         """Let a kernel write its result into an input read for the last time, where the
