@@ -648,9 +648,10 @@ class Plan:
     def still_valid(self) -> bool:
         """Whether the state tensors kept the layouts and the guarded Python values
         (an optimizer's hyperparameters) the values they had when recorded."""
-        for tensor, layout in self.state_layouts:
+        for tensor, (shape, dtype, strides) in self.state_layouts:
             data = tensor.data
-            if (data.shape, data.dtype, getattr(data, "strides", None)) != layout:
+            if getattr(data, "strides", None) != strides or data.shape != shape or \
+                    (data.dtype is not dtype and data.dtype != dtype):
                 return False
         for owner, name, value in self.guards:
             current = getattr(owner, name)
