@@ -58,6 +58,7 @@ import contextvars
 import functools
 import itertools
 import linecache
+import sys
 import warnings
 from typing import Any, Callable
 
@@ -847,17 +848,15 @@ class CapturedFunction:
         self.replays = 0
         self.recordings = 0
         self._warned = False
-        from gradkit import registry
-        self.definitions = registry.definitions_changed
+        self.definitions = _registry().definitions_changed
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any) -> Any:
         if recording.get() is not None:  # inside another capture: be part of its recording
             return _detached(self.function(*args))
-        from gradkit import registry
-        if self.definitions != registry.definitions_changed:  # an op was redefined since
+        if self.definitions != _registry().definitions_changed:  # an op was redefined since
             self.reset()
-            self.definitions = registry.definitions_changed
+            self.definitions = _registry().definitions_changed
         key = _signature(args)
         plan = self.plans.get(key)
         if plan is not None:
@@ -926,21 +925,24 @@ class CapturedFunction:
                 f"{len(self.plans)} plan(s), {self.replays} replays>")
 
 
+def _registry() -> Any:
+    return sys.modules["gradkit.registry"]
+
+
 MAX_PENDING = 8  # first recordings kept while waiting for a second call like them
 MAX_PLANS = 32  # plans kept per captured function (one per signature)
 
 
 def _signature(args: tuple) -> tuple:
     """What a recording is valid for: each tensor's layout, each other argument's value."""
-    from gradkit import backends
-    from gradkit.autodiff import grad_enabled
-    key: list[Any] = [backends.get_backend(), grad_enabled.get()]
+    key: list[Any] = [_backends.get_backend(), _grad_enabled.get()]
     first_with_array: dict[int, int] = {}
     for index, value in enumerate(args):
-        if isinstance(value, Tensor):
-            alias = first_with_array.setdefault(id(value.data), index)
+        if type(value) is Tensor:
+            data = value.data
+            alias = first_with_array.setdefault(id(data), index)
             # strides too: whether a kernel returns a view or a copy can depend on them
-            key.append((value.data.shape, value.data.dtype, getattr(value.data, "strides", None),
+            key.append((data.shape, data.dtype, getattr(data, "strides", None),
                         value._backend, value._requires_grad, value._grad is None, alias))
         else:
             try:
@@ -952,6 +954,10 @@ def _signature(args: tuple) -> tuple:
                     "what a recording is valid for)") from None
             key.append((type(value), value))
     return tuple(key)
+
+
+from gradkit import backends as _backends  # noqa: E402  (they import this module's users)
+from gradkit.autodiff import grad_enabled as _grad_enabled  # noqa: E402
 
 
 def capture(function: Callable[..., Any]) -> CapturedFunction:
