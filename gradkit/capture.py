@@ -589,11 +589,11 @@ class Plan:
         # (parameters, optimizer buffers). Frozen: tensors it made itself each call.
         pairs = [(a, b) for a, b in zip(first.externals, second.externals) if b.arg is None]
         self.state = [(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
-        # (copies: the recording's arrays go back to the caller, who may modify them)
-        self.state_layouts = [(t, (e.array.shape, e.array.dtype, getattr(e.array, "strides", None)))
-                              for e in second.externals for _, t in [(e.slot, e.tensor)]
-                              if any(t is s_t for _, s_t in self.state)]
+        self.state_layouts = [(b.tensor, (b.array.shape, b.array.dtype,
+                                          getattr(b.array, "strides", None)))
+                              for a, b in pairs if a.tensor is b.tensor]
         self.guards = list(second.guards.values())
+        # (copies: the recording's arrays go back to the caller, who may modify them)
         self.constants = [(b.slot, b.tensor._backend.read_only(b.tensor._backend.copy(b.value),
                                                               in_place=True))
                           for a, b in pairs if a.tensor is not b.tensor]
@@ -608,18 +608,22 @@ class Plan:
         constant_slots = {slot for slot, _ in self.constants}
         self.grad_copies = {slot for _, slot in self.grad_writes if slot in constant_slots}
         # the slots a replay hands back: what it installs and returns
+        returned = _template_outputs(template)
         destinations = ([slot for _, slot, _, _ in self.data_writes] +
                         [slot for _, slot in self.grad_writes if slot is not None] +
-                        list(_template_slots(template)))
+                        list({o.slot for o in returned}))
         self.final_slots = sorted(set(destinations))
         # a kernel's result going to one place only: a replay may flag it read-only
         # itself instead of making a read-only view of it
         self.owned = {slot for slot in self.final_slots if destinations.count(slot) == 1
                       and slot not in constant_slots and slot not in dict(self.arguments)
                       and slot not in dict(self.state)}
-        self._plan_releases(constant_slots | {slot for slot, _ in self.state})
-        self._plan_donations(second.memory_of)
-        returned = _template_outputs(template)
+        last_use: dict[int, int] = {}  # slot -> index of the last call reading it
+        for index, call in enumerate(self.calls):
+            for slot in call.inputs + _param_slots(call):
+                last_use[slot] = index
+        self._plan_releases(constant_slots | {slot for slot, _ in self.state}, last_use)
+        self._plan_donations(second.memory_of, last_use)
         self.backend_of_slot = {o.slot: o.backend for o in returned}
         self.output_copies = {o.slot for o in returned if o.slot in constant_slots}
         installed = {slot for target, slot, mode, _ in self.data_writes if mode == "install"}
@@ -632,13 +636,9 @@ class Plan:
                                           self.source.splitlines(True), self.filename)
         self._replay = namespace["replay"]
 
-    def _plan_releases(self, held: set[int]) -> None:
+    def _plan_releases(self, held: set[int], last_use: dict[int, int]) -> None:
         """After each call, drop the values no later call reads (eager frees them too)."""
         kept = held | set(self.final_slots)
-        last_use: dict[int, int] = {}
-        for index, call in enumerate(self.calls):
-            for slot in call.inputs + _param_slots(call):
-                last_use[slot] = index
         per_call: dict[int, list[int]] = {}
         for slot, index in last_use.items():
             if slot not in kept:
@@ -660,15 +660,16 @@ class Plan:
                 return False
         return True
 
-    def _plan_donations(self, memory_of: dict[int, int | None]) -> None:
+    def _plan_donations(self, memory_of: dict[int, int | None],
+                        last_use: dict[int, int]) -> None:
         """Let a kernel write its result into an input read for the last time, where the
         backend has such a variant and that input's memory is this replay's alone: made
         by an earlier kernel here, owning it, and not viewed by any value still needed."""
-        last_use = {}
-        for index, call in enumerate(self.calls):
-            for slot in call.inputs + _param_slots(call):
-                last_use[slot] = index
         needed_after = set(self.final_slots)
+        views_of: dict[int, list[int]] = {}  # memory-owning slot -> the slots viewing it
+        for viewer, owner in memory_of.items():
+            if owner is not None and owner != viewer:
+                views_of.setdefault(owner, []).append(viewer)
         for index, call in enumerate(self.calls):
             variant = call.backend.donating_kernels.get(call.op.name)
             if variant is None or call.kernel is not call.backend._resolved.get(call.op.name):
@@ -677,7 +678,7 @@ class Plan:
             if position >= len(call.inputs):
                 continue
             slot = call.inputs[position]
-            viewers = [s for s, owner in memory_of.items() if owner == slot and s != slot]
+            viewers = views_of.get(slot, ())
             if (slot in call.release and memory_of.get(slot) == slot
                     and call.inputs.count(slot) == 1 and slot not in _param_slots(call)
                     and not any(last_use.get(v, -1) > index or v in needed_after
@@ -820,16 +821,6 @@ def _template_outputs(template: Any) -> list["_OutputSlot"]:
     if isinstance(template, dict):
         return _template_outputs(list(template.values()))
     return []
-
-
-def _template_slots(template: Any) -> set[int]:
-    if type(template) is _OutputSlot:
-        return {template.slot}
-    if isinstance(template, (tuple, list)):
-        return set().union(*[_template_slots(v) for v in template]) if template else set()
-    if isinstance(template, dict):
-        return _template_slots(list(template.values()))
-    return set()
 
 
 # -- the public decorator ------------------------------------------------------------
