@@ -209,8 +209,7 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
     gets memory of its own that the user can modify.
     """
     data = g.data
-    flags = getattr(data, "flags", None)
-    if id(data) in seen or (flags is not None and not flags.writeable):
+    if id(data) in seen or not g._backend.is_writeable(data):
         from gradkit.ops import copy
         g = copy(g)  # an op, so gk.capture records and replays it
     seen.add(id(g.data))

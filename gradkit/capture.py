@@ -239,7 +239,7 @@ class Recorder:
     def will_overwrite(self, tensor: Tensor) -> None:
         """Called before an in-place operator writes into ``tensor``'s array."""
         array = tensor.data
-        if not getattr(getattr(array, "flags", None), "writeable", False):
+        if not tensor._backend.is_writeable(array):
             return  # Backend.overwrite will install a new array: no memory is shared
         root = _root(array)
         if root is not array and self.memory_of.get(self.slot_of.get(id(array), -1)) is None:

@@ -209,6 +209,10 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
                     raise TypeError(f"{op.name}: got two values for {name!r}")
                 params[name] = value
         for name in list(params):
+            if isinstance(params[name], np.generic):
+                # a NumPy scalar param (slope=np.float64(0.1)) is a Python number: it
+                # takes the tensor's dtype, as Python numbers do (and as in PyTorch)
+                params[name] = params[name].item()
             if name in array_names:
                 args = args + (None,) * (array_names[name] + 1 - len(args))
                 args = args[:array_names[name]] + (params.pop(name),) + args[array_names[name] + 1:]

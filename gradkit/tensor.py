@@ -396,7 +396,7 @@ class Tensor:
             if value.dtype != self.data.dtype:
                 value = xp.astype(value, self.data.dtype)
         data = self.data
-        if not getattr(getattr(data, "flags", None), "writeable", True):
+        if not self._backend.is_writeable(data):
             data = self._backend.copy(data)  # a read-only leaf is never written through
         try:
             data[_raw_index(index, xp)] = value

@@ -14,7 +14,7 @@
 template <typename T>
 __device__ __forceinline__ T activate(T z, int kind, T slope, T alpha) {
     switch (kind) {
-        case 1: return z > T(0) ? z : T(0);
+        case 1: return isnan(z) || z > T(0) ? z : T(0);  // NaN stays NaN, as max(z, 0)
         case 2: return z > T(0) ? z : z * slope;
         case 3: return z > T(0) ? z : alpha * expm1(z);
         case 4: {  // stable: exp of a non-positive number never overflows

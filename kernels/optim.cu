@@ -7,13 +7,18 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
-// g = grad + weight_decay * param; with momentum: velocity = momentum * velocity + g and
-// the step is velocity (or g + momentum * velocity when nesterov); out = param - lr * step.
+// Each kernel evaluates the reference's expression in the reference's order; a
+// hyperparameter that the reference combines as a Python float arrives as one T.
+
+// g = grad + weight_decay * param (skipped when weight_decay is 0, so an infinite
+// parameter does not turn into NaN); with momentum: velocity = momentum * velocity + g
+// and the step is velocity (or g + momentum * velocity when nesterov);
+// out = param - lr * step.
 template <typename T>
 __global__ void sgd_update(const T* param, const T* grad, T* velocity, T* out, long long n,
                            T lr, int use_momentum, T momentum, int nesterov, T weight_decay) {
     GRID_STRIDE_LOOP(i, n) {
-        T g = grad[i] + weight_decay * param[i];
+        T g = weight_decay != T(0) ? grad[i] + weight_decay * param[i] : grad[i];
         if (use_momentum) {  // else velocity is any valid pointer and is not touched
             T vel = momentum * velocity[i] + g;
             velocity[i] = vel;
@@ -24,21 +29,28 @@ __global__ void sgd_update(const T* param, const T* grad, T* velocity, T* out, l
 }
 
 // Adam (L2 weight decay added to the gradient) or AdamW (decoupled: the parameter
-// shrinks by lr * weight_decay). bias1 = 1 - beta1^step, bias2_sqrt = sqrt(1 - beta2^step).
+// shrinks by lr * weight_decay). The step count stays on the device (a 0-d int64
+// array, counted from 1); the bias corrections 1 - beta1^step and
+// sqrt(1 - beta2^step) are computed in double, as the reference does in Python.
 template <typename T>
 __global__ void adam_update(const T* param, const T* grad, T* m, T* v, T* out, long long n,
-                            T lr, T beta1, T beta2, T eps, T weight_decay, int decoupled,
-                            T bias1, T bias2_sqrt) {
+                            double lr, double beta1, double beta2, double eps,
+                            double weight_decay, int decoupled, const long long* step) {
+    const double count = double(*step);
+    const T step_size = T(lr / (1.0 - pow(beta1, count)));
+    const T bias2_sqrt = T(sqrt(1.0 - pow(beta2, count)));
+    const bool l2 = !decoupled && weight_decay != 0.0;
+    const bool shrink = decoupled && weight_decay != 0.0;
     GRID_STRIDE_LOOP(i, n) {
         T p = param[i];
-        T g = decoupled ? grad[i] : grad[i] + weight_decay * p;
-        T m_new = beta1 * m[i] + (T(1) - beta1) * g;
-        T v_new = beta2 * v[i] + (T(1) - beta2) * (g * g);
+        T g = l2 ? grad[i] + T(weight_decay) * p : grad[i];
+        T m_new = T(beta1) * m[i] + T(1.0 - beta1) * g;
+        T v_new = T(beta2) * v[i] + T(1.0 - beta2) * (g * g);
         m[i] = m_new;
         v[i] = v_new;
-        if (decoupled) p = p * (T(1) - lr * weight_decay);
-        T denominator = sqrt(v_new) / bias2_sqrt + eps;
-        out[i] = p - (lr / bias1) * (m_new / denominator);
+        if (shrink) p = p * T(1.0 - lr * weight_decay);
+        T denominator = sqrt(v_new) / bias2_sqrt + T(eps);
+        out[i] = p - step_size * (m_new / denominator);
     }
 }
 
@@ -46,7 +58,8 @@ __global__ void adam_update(const T* param, const T* grad, T* m, T* v, T* out, l
 #define INSTANTIATE_OPTIM(T)                                                                   \
     template __global__ void sgd_update<T>(const T*, const T*, T*, T*, long long, T, int, T, int, \
                                            T);                                                  \
-    template __global__ void adam_update<T>(const T*, const T*, T*, T*, T*, long long, T, T, T, \
-                                            T, T, int, T, T);
+    template __global__ void adam_update<T>(const T*, const T*, T*, T*, T*, long long, double,  \
+                                            double, double, double, double, int,              \
+                                            const long long*);
 INSTANTIATE_OPTIM(float)
 INSTANTIATE_OPTIM(double)

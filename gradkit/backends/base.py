@@ -61,27 +61,29 @@ class Backend:
         """A new array with the same values (never a view of ``array``)."""
         return self.xp.asarray(array, copy=True)
 
+    def is_writeable(self, array: Any) -> bool:
+        """Whether gradkit may write into ``array`` (False for what :meth:`read_only`
+        returned: a leaf that requires a gradient, a saved constant)."""
+        flags = getattr(array, "flags", None)
+        return flags is not None and bool(getattr(flags, "writeable", False))
+
     def read_only(self, array: Any, in_place: bool = False) -> Any:
         """A view of ``array`` that refuses writes, where the library can say so.
 
         ``in_place=True`` (the caller holds the only reference): flag ``array``
-        itself, without making a view.
+        itself, without making a view. A backend whose arrays have no writeable flag
+        overrides this and :meth:`is_writeable` together.
         """
-        flags = getattr(array, "flags", None)
-        if flags is None or not hasattr(flags, "writeable") or not flags.writeable:
+        if not self.is_writeable(array):
             return array
-        if in_place:
-            flags.writeable = False
-            return array
-        view = array.view()
+        view = array if in_place else array.view()
         view.flags.writeable = False
         return view
 
     def overwrite(self, array: Any, values: Any) -> Any:
         """``array`` holding ``values`` (an in-place operator): the same memory when
         it is writable, else a new array (a read-only leaf is never written through)."""
-        flags = getattr(array, "flags", None)
-        if flags is not None and getattr(flags, "writeable", False) and values.dtype == array.dtype:
+        if self.is_writeable(array) and values.dtype == array.dtype:
             array[...] = values
             return array
         return self.xp.astype(values, array.dtype) if values.dtype != array.dtype else values

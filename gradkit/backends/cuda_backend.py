@@ -9,6 +9,7 @@ CuPy. Select it with ``GRADKIT_BACKEND=cuda`` (or ``cupy``) or ``gk.use_backend(
 from __future__ import annotations
 
 import functools
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -22,10 +23,38 @@ from gradkit.registry import get_op
 ACTIVATION_KINDS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
 THREADS = 256
 MAX_BLOCKS = 65535
+# The options gradkit passes to cupy.RawModule (CuPy adds its own: see ci/nvrtc_compile.py).
+COMPILE_OPTIONS = ("-std=c++14",)
+
+# Each .cu file of kernels/ and the kernel templates gradkit launches from it.
+KERNELS_BY_SOURCE = {
+    "activations.cu": ["activation_forward", "activation_backward_from_input",
+                       "activation_backward_from_output", "bias_activation_forward"],
+    "softmax_cross_entropy.cu": ["softmax_cross_entropy_forward",
+                                 "softmax_cross_entropy_backward"],
+    "optim.cu": ["sgd_update", "adam_update"],
+}
+_C_TYPE = {np.dtype("float32"): "float", np.dtype("float64"): "double"}
+
+
+def kernel_names() -> list[str]:
+    """The .cu files the backend compiles, e.g. ``activations.cu``."""
+    return list(KERNELS_BY_SOURCE)
+
+
+def name_expressions(source: str) -> list[str]:
+    """Every template instance of ``source`` the backend may launch, e.g.
+    ``activation_forward<float>``: the ``name_expressions`` given to RawModule."""
+    return [f"{kernel}<{c_type}>" for kernel in KERNELS_BY_SOURCE[source]
+            for c_type in _C_TYPE.values()]
 
 
 def kernel_source(name: str) -> str:
-    """The text of kernels/<name>: inside the installed wheel, else in the source tree."""
+    """The text of kernels/<name>: inside the installed wheel, else in the source tree.
+
+    >>> "activation_forward" in kernel_source("activations.cu")
+    True
+    """
     packaged = resources.files("gradkit").joinpath("kernels", name)
     if packaged.is_file():
         return packaged.read_text()
@@ -70,24 +99,47 @@ class CupyNamespace:
 
 
 class CudaBackend(Backend):
-    """NVIDIA GPUs through CuPy, with gradkit's CUDA C kernels for the hot ops."""
+    """NVIDIA GPUs through CuPy, with gradkit's CUDA C kernels for the hot ops.
+
+    ``cupy`` and ``cupyx`` default to the installed CuPy, imported on first use;
+    tests pass a stand-in with CuPy's traits (an emulation on the CPU).
+    """
 
     name = "cuda"
     host_conversion_allowed = False  # np.asarray(t) raises: call t.numpy()
     dlpack_device_type = 2
 
-    def __init__(self) -> None:
+    def __init__(self, cupy: Any = None, cupyx: Any = None) -> None:
         super().__init__()
+        self._cupy, self._cupyx = cupy, cupyx
         self._namespace: CupyNamespace | None = None
-        self._modules: dict[str, Any] = {}
+        self._modules: dict[tuple[str, int], Any] = {}
+        self._functions: dict[tuple[str, str, np.dtype, int], Any] = {}
+        # CuPy arrays have no writeable flag: the arrays read_only() handed out are
+        # remembered here (id -> weak reference) and never written through.
+        self._read_only: dict[int, weakref.ref] = {}
+
+    @property
+    def cupy(self) -> Any:
+        if self._cupy is None:
+            import cupy
+            self._cupy = cupy
+        return self._cupy
+
+    @property
+    def cupyx(self) -> Any:
+        if self._cupyx is None:
+            import cupyx
+            self._cupyx = cupyx
+        return self._cupyx
 
     def unavailable_reason(self) -> str | None:
         try:
-            import cupy
+            cupy = self.cupy
         except ImportError as exc:
             return (f"CuPy is not installed ({exc}); install it with "
-                    "pip install 'gradkit[cuda]' (CuPy for CUDA 12) or the cupy-cudaXXx "
-                    "wheel matching your CUDA driver")
+                    "pip install 'gradkit[cuda12]' or 'gradkit[cuda13]' (the CuPy wheel for "
+                    "your CUDA major; nvidia-smi shows the driver's CUDA version)")
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # CUDARuntimeError without a driver
@@ -100,60 +152,81 @@ class CudaBackend(Backend):
     @property
     def xp(self) -> Any:
         if self._namespace is None:
-            import cupy
-            self._namespace = CupyNamespace(cupy)
+            self._namespace = CupyNamespace(self.cupy)
             self._register_kernels()
         return self._namespace
 
     @property
     def array_type(self) -> type:
-        import cupy
-        return cupy.ndarray
+        return self.cupy.ndarray
 
     def asarray(self, data: Any, dtype: np.dtype | None = None) -> Any:
-        import cupy
-        return cupy.asarray(data, dtype=dtype)
+        return self.cupy.asarray(data, dtype=dtype)
 
     def copy(self, array: Any) -> Any:
-        import cupy
-        return cupy.array(array, copy=True)
+        return self.cupy.array(array, copy=True)
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        import cupy
-        return cupy.asnumpy(array)
+        return self.cupy.asnumpy(array)
+
+    def is_writeable(self, array: Any) -> bool:
+        return id(array) not in self._read_only
+
+    def read_only(self, array: Any, in_place: bool = False) -> Any:
+        """``array`` (or a view of it) remembered as read-only: gradkit never writes
+        through it (CuPy itself cannot refuse writes)."""
+        if not self.is_writeable(array):
+            return array
+        view = array if in_place else array.view()
+        key = id(view)
+        self._read_only[key] = weakref.ref(view, lambda _, key=key: self._read_only.pop(key, None))
+        return view
+
+    def value_range(self, array: Any) -> tuple[int, int]:
+        """Smallest and largest element in one device-to-host copy (one sync)."""
+        xp = self.xp
+        low, high = self.cupy.asnumpy(xp.stack([xp.min(array), xp.max(array)])).tolist()
+        return int(low), int(high)
 
     def resolve(self, op: Any) -> Callable[..., Any]:
         self.xp  # noqa: B018  (registers the kernels on first use)
         return super().resolve(op)
 
     # -- kernels ------------------------------------------------------------------
-    def module(self, source: str, names: list[str]) -> Any:
-        """The compiled RawModule of kernels/<source>, built on first use."""
-        if source not in self._modules:
-            import cupy
-            self._modules[source] = cupy.RawModule(
-                code=kernel_source(source), options=("-std=c++14",), name_expressions=names)
-        return self._modules[source]
-
     def function(self, source: str, name: str, dtype: np.dtype) -> Any:
-        kernels = KERNELS_BY_SOURCE[source]
-        names = [f"{k}<{t}>" for k in kernels for t in ("float", "double")]
-        return self.module(source, names).get_function(f"{name}<{_C_TYPE[np.dtype(dtype)]}>")
+        """The compiled kernel ``name<T>`` of kernels/<source> for ``dtype`` on the
+        current device (each module is compiled once per device, each kernel looked
+        up once)."""
+        device = self.cupy.cuda.Device().id
+        key = (source, name, dtype, device)
+        kernel = self._functions.get(key)
+        if kernel is None:
+            module = self._modules.get((source, device))
+            if module is None:
+                module = self.cupy.RawModule(code=kernel_source(source), options=COMPILE_OPTIONS,
+                                             name_expressions=name_expressions(source))
+                self._modules[(source, device)] = module
+            kernel = self._functions[key] = module.get_function(f"{name}<{_C_TYPE[dtype]}>")
+        return kernel
+
+    def launch(self, source: str, name: str, arrays: tuple, grid: int, args: tuple,
+               shared_mem: int = 0) -> None:
+        """Run ``name<T>`` (``T`` from the first array) on the device that holds
+        ``arrays``: a kernel launched on another GPU than its data's would read
+        garbage, so every array must be on one device (not testable with one GPU)."""
+        device = arrays[0].device
+        for array in arrays[1:]:
+            if array.device != device:
+                from gradkit.errors import BackendError
+                raise BackendError(f"{name}: arrays on different GPUs ({device} and "
+                                   f"{array.device}); move them to one device")
+        with device:
+            kernel = self.function(source, name, arrays[0].dtype)
+            kernel((grid,), (THREADS,), args, shared_mem=shared_mem)
 
     def _register_kernels(self) -> None:
         for op_name, factory in KERNEL_FACTORIES.items():
             self.register_kernel(op_name, factory(self))
-
-
-_C_TYPE = {np.dtype("float32"): "float", np.dtype("float64"): "double"}
-
-KERNELS_BY_SOURCE = {
-    "activations.cu": ["activation_forward", "activation_backward_from_input",
-                       "activation_backward_from_output", "bias_activation_forward"],
-    "softmax_cross_entropy.cu": ["softmax_cross_entropy_forward",
-                                 "softmax_cross_entropy_backward"],
-    "optim.cu": ["sgd_update", "adam_update"],
-}
 
 
 def _blocks(n: int) -> int:
@@ -191,9 +264,8 @@ def _activation(op_name: str, kind: str) -> Callable[[CudaBackend], Callable[...
             if not _same_float_arrays(x):
                 return fallback(x, **_activation_params(kind, slope, alpha))
             y = backend.xp.empty_like(x)
-            launch = backend.function("activations.cu", "activation_forward", x.dtype)
-            launch((_blocks(x.size),), (THREADS,),
-                   (x, y, np.int64(x.size)) + _scalars(x.dtype, kind, slope, alpha))
+            backend.launch("activations.cu", "activation_forward", (x, y), _blocks(x.size),
+                           (x, y, np.int64(x.size)) + _scalars(x.dtype, kind, slope, alpha))
             return y
         return kernel
     return factory
@@ -203,9 +275,8 @@ def _launch_pointwise_backward(backend: CudaBackend, name: str, g: Any, saved: A
                                slope: float, alpha: float) -> Any:
     """``g * act'(.)`` in one pass: ``saved`` is the input (relu...) or the output (sigmoid...)."""
     out = backend.xp.empty_like(g)
-    launch = backend.function("activations.cu", name, g.dtype)
-    launch((_blocks(g.size),), (THREADS,),
-           (g, saved, out, np.int64(g.size)) + _scalars(g.dtype, kind, slope, alpha))
+    backend.launch("activations.cu", name, (g, saved, out), _blocks(g.size),
+                   (g, saved, out, np.int64(g.size)) + _scalars(g.dtype, kind, slope, alpha))
     return out
 
 
@@ -233,10 +304,9 @@ def _bias_activation(backend: CudaBackend) -> Callable[..., Any]:
                 bias.flags.c_contiguous and x.ndim >= 1 and x.shape[-1] == bias.shape[0]):
             return fallback(x, bias, activation=activation, slope=slope, alpha=alpha)
         y = backend.xp.empty_like(x)
-        launch = backend.function("activations.cu", "bias_activation_forward", x.dtype)
-        launch((_blocks(x.size),), (THREADS,),
-               (x, bias, y, np.int64(x.size), np.int64(bias.shape[0]))
-               + _scalars(x.dtype, activation, slope, alpha))
+        backend.launch("activations.cu", "bias_activation_forward", (x, bias, y), _blocks(x.size),
+                       (x, bias, y, np.int64(x.size), np.int64(bias.shape[0]))
+                       + _scalars(x.dtype, activation, slope, alpha))
         return y
     return kernel
 
@@ -253,26 +323,47 @@ def _bias_activation_backward(backend: CudaBackend) -> Callable[..., Any]:
     return kernel
 
 
-def _row_kernel_applies(logits: Any, labels: Any) -> bool:
+def _row_kernel_applies(logits: Any) -> bool:
     return (logits.ndim == 2 and logits.dtype in _C_TYPE and logits.flags.c_contiguous and
             logits.shape[0] > 0 and logits.shape[1] > 0)
+
+
+def _device_labels(op_name: str, backend: CudaBackend, logits: Any, labels: Any) -> Any:
+    """``labels`` as the kernels read them: one int64 per row of ``logits``.
+
+    A kernel would read past the end of labels that are too short and truncate float
+    labels silently, so both are errors here (cross_entropy's own check has already
+    read the values' range, once per step).
+    """
+    from gradkit.errors import DTypeError, ShapeError
+    if labels.dtype.kind not in "iu":
+        raise DTypeError(f"{op_name}: argument labels must be integer class indices, got "
+                         f"cuda {labels.dtype} {tuple(labels.shape)}")
+    if labels.shape != (logits.shape[0],):
+        raise ShapeError(f"{op_name}: argument labels must have shape ({logits.shape[0]},), one "
+                         f"per row of logits, got cuda {labels.dtype} {tuple(labels.shape)} "
+                         f"(logits: cuda {logits.dtype} {tuple(logits.shape)})")
+    return backend.xp.ascontiguousarray(backend.xp.astype(labels, backend.xp.int64, copy=False))
+
+
+def _launch_rows(backend: CudaBackend, name: str, arrays: tuple, rows: int, args: tuple) -> None:
+    """One block per row (a grid-stride loop over rows beyond the grid)."""
+    backend.launch("softmax_cross_entropy.cu", name, arrays, min(rows, MAX_BLOCKS), args,
+                   shared_mem=THREADS * arrays[0].itemsize)
 
 
 def _cross_entropy(backend: CudaBackend) -> Callable[..., Any]:
     fallback = _reference("cross_entropy", backend)
 
     def kernel(logits: Any, labels: Any) -> Any:
-        if not _row_kernel_applies(logits, labels):
+        if not _row_kernel_applies(logits):
             return fallback(logits, labels)
-        xp = backend.xp
+        labels = _device_labels("cross_entropy", backend, logits, labels)
         rows, cols = logits.shape
-        row_loss = xp.empty((rows,), dtype=logits.dtype)
-        launch = backend.function("softmax_cross_entropy.cu", "softmax_cross_entropy_forward",
-                                  logits.dtype)
-        launch((min(rows, MAX_BLOCKS),), (THREADS,),
-               (logits, xp.ascontiguousarray(labels, dtype=xp.int64), row_loss,
-                np.int64(rows), np.int64(cols)), shared_mem=THREADS * logits.itemsize)
-        return xp.mean(row_loss)
+        row_loss = backend.xp.empty((rows,), dtype=logits.dtype)
+        _launch_rows(backend, "softmax_cross_entropy_forward", (logits, labels, row_loss), rows,
+                     (logits, labels, row_loss, np.int64(rows), np.int64(cols)))
+        return backend.xp.mean(row_loss)
     return kernel
 
 
@@ -280,28 +371,65 @@ def _cross_entropy_backward(backend: CudaBackend) -> Callable[..., Any]:
     fallback = _reference("cross_entropy_backward", backend)
 
     def kernel(g: Any, logits: Any, labels: Any) -> Any:
-        if not _row_kernel_applies(logits, labels) or g.dtype != logits.dtype:
+        # the kernel scales every row by one upstream value: a scalar g (the mean's)
+        if not _row_kernel_applies(logits) or g.dtype != logits.dtype or g.size != 1:
             return fallback(g, logits, labels)
-        xp = backend.xp
+        labels = _device_labels("cross_entropy_backward", backend, logits, labels)
         rows, cols = logits.shape
-        grad = xp.empty_like(logits)
-        launch = backend.function("softmax_cross_entropy.cu", "softmax_cross_entropy_backward",
-                                  logits.dtype)
-        launch((min(rows, MAX_BLOCKS),), (THREADS,),
-               (xp.ascontiguousarray(g), logits, xp.ascontiguousarray(labels, dtype=xp.int64),
-                grad, np.int64(rows), np.int64(cols)), shared_mem=THREADS * logits.itemsize)
+        grad = backend.xp.empty_like(logits)
+        g = backend.xp.ascontiguousarray(backend.xp.reshape(g, (1,)))
+        _launch_rows(backend, "softmax_cross_entropy_backward", (logits, g, labels, grad), rows,
+                     (g, logits, labels, grad, np.int64(rows), np.int64(cols)))
         return grad
     return kernel
 
 
-def _scatter_add(backend: CudaBackend) -> Callable[..., Any]:
-    """The VJP of indexing: cupyx.scatter_add accumulates repeated indices atomically."""
+def check_index_bounds(backend: Backend, index: tuple, shape: tuple, op_name: str) -> None:
+    """Raise for an integer-array index out of range: CuPy wraps such indices around
+    where NumPy raises. One device-to-host copy per index array."""
+    from gradkit.errors import IndexingError
+    axis = 0
+    for item in index:
+        if item is None:
+            continue
+        if item is Ellipsis:  # what follows counts from the end
+            rest = [i for i in index[index.index(item) + 1:] if i is not None]
+            axis = len(shape) - len(rest)
+            continue
+        dtype = getattr(item, "dtype", None)
+        if dtype is not None and item.ndim > 0 and dtype.kind in "iu" and item.size > 0:
+            if axis >= len(shape):
+                return  # too many indices: the array library says so
+            low, high = backend.value_range(item)
+            if low < -shape[axis] or high >= shape[axis]:
+                raise IndexingError(f"{op_name}: index values from {low} to {high} are out of "
+                                    f"range for axis {axis} of size {shape[axis]}")
+        axis += 1 if dtype is None or dtype.kind != "b" else item.ndim
+
+
+def _getitem(backend: CudaBackend) -> Callable[..., Any]:
     from gradkit.ops.shape import _raw_index
+    reference = _reference("getitem", backend)
+
+    def kernel(x: Any, index: Any) -> Any:
+        check_index_bounds(backend, _raw_index(index, backend.xp), x.shape, "getitem")
+        return reference(x, index=index)
+    return kernel
+
+
+def _scatter_add(backend: CudaBackend) -> Callable[..., Any]:
+    """The VJP of indexing: cupyx.scatter_add accumulates repeated indices atomically;
+    basic indices (which never repeat an element) go to the reference."""
+    from gradkit.ops.shape import _is_advanced, _raw_index
+    reference = _reference("scatter_add", backend)
 
     def kernel(values: Any, shape: Any, index: Any) -> Any:
-        import cupyx
+        raw = _raw_index(index, backend.xp)
+        if not _is_advanced(raw) or any(item is None for item in raw):
+            return reference(values, shape=shape, index=index)
+        check_index_bounds(backend, raw, tuple(shape), "scatter_add")
         out = backend.xp.zeros(shape, dtype=values.dtype)
-        cupyx.scatter_add(out, _raw_index(index, backend.xp), values)
+        backend.cupyx.scatter_add(out, raw, values)
         return out
     return kernel
 
@@ -318,35 +446,31 @@ def _sgd_update(backend: CudaBackend) -> Callable[..., Any]:
                             nesterov=nesterov, weight_decay=weight_decay)
         out = backend.xp.empty_like(param)
         t = param.dtype.type
-        launch = backend.function("optim.cu", "sgd_update", param.dtype)
-        launch((_blocks(param.size),), (THREADS,),
-               (param, grad, velocity if momentum != 0 else out, out, np.int64(param.size),
-                t(lr), np.int32(momentum != 0), t(momentum), np.int32(bool(nesterov)),
-                t(weight_decay)))
+        backend.launch("optim.cu", "sgd_update", arrays + (out,), _blocks(param.size),
+                       (param, grad, velocity if momentum != 0 else out, out,
+                        np.int64(param.size), t(lr), np.int32(momentum != 0), t(momentum),
+                        np.int32(bool(nesterov)), t(weight_decay)))
         return out
     return kernel
 
 
 def _adam_update(backend: CudaBackend) -> Callable[..., Any]:
-    """Adam/AdamW in one pass: updates m and v in place, returns the new param."""
+    """Adam/AdamW in one pass: updates m and v in place, returns the new param. The step
+    count stays on the device: the kernel reads it and computes the bias corrections."""
     fallback = _reference("adam_update", backend)
 
     def kernel(param: Any, grad: Any, m: Any, v: Any, step: Any, *, lr: float, beta1: float,
                beta2: float, eps: float, weight_decay: float, decoupled: bool) -> Any:
-        params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                      decoupled=decoupled)
         if not _same_float_arrays(param, grad, m, v):
-            return fallback(param, grad, m, v, step, **params)
-        # The bias corrections are computed on the host from the 0-d step count: one
-        # device-to-host copy per update (reading it on the device would avoid that).
-        step = int(step)
+            return fallback(param, grad, m, v, step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                            weight_decay=weight_decay, decoupled=decoupled)
         out = backend.xp.empty_like(param)
-        t = param.dtype.type
-        launch = backend.function("optim.cu", "adam_update", param.dtype)
-        launch((_blocks(param.size),), (THREADS,),
-               (param, grad, m, v, out, np.int64(param.size), t(lr), t(beta1), t(beta2), t(eps),
-                t(weight_decay), np.int32(bool(decoupled)), t(1 - beta1 ** step),
-                t((1 - beta2 ** step) ** 0.5)))
+        step = backend.xp.ascontiguousarray(backend.xp.astype(step, backend.xp.int64, copy=False))
+        hyperparameters = tuple(np.float64(h) for h in (lr, beta1, beta2, eps, weight_decay))
+        backend.launch("optim.cu", "adam_update", (param, grad, m, v, out, step),
+                       _blocks(param.size),
+                       (param, grad, m, v, out, np.int64(param.size)) + hyperparameters
+                       + (np.int32(bool(decoupled)), step))
         return out
     return kernel
 
@@ -366,6 +490,7 @@ KERNEL_FACTORIES: dict[str, Callable[[CudaBackend], Callable[..., Any]]] = {
     "bias_activation_backward": _bias_activation_backward,
     "cross_entropy": _cross_entropy,
     "cross_entropy_backward": _cross_entropy_backward,
+    "getitem": _getitem,
     "scatter_add": _scatter_add,
     "sgd_update": _sgd_update,
     "adam_update": _adam_update,
