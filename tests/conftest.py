@@ -13,23 +13,29 @@ import pytest
 
 import gradkit as gk
 from gradkit import backends
+from emulated_cuda_backend import EmulatedCudaBackend
 from strict_backend import ArrayApiStrictBackend
 
 # A third-party backend, registered through the public API like a user would.
 backends.register_backend("strict", ArrayApiStrictBackend)
+# The CUDA backend's code on emulated CuPy arrays and kernels (GRADKIT_BACKEND=cuda_emulated).
+backends.register_backend("cuda_emulated", EmulatedCudaBackend)
+TEST_ONLY_BACKENDS = ("strict", "cuda_emulated")
 
 
 def _backends_under_test() -> list[str]:
     """GRADKIT_BACKEND's first choice when set, else every built-in backend usable here.
 
-    The test-only "strict" backend is exercised by test_third_party_backend.py
-    (its pure-Python array library is too slow to rerun the whole suite on).
+    The test-only backends run when named: "strict" is exercised by
+    test_third_party_backend.py (its pure-Python array library is too slow to rerun
+    the whole suite on); "cuda_emulated" by test_cuda_backend.py and by CI's run of
+    the whole suite with GRADKIT_BACKEND=cuda_emulated.
     """
     chosen = os.environ.get("GRADKIT_BACKEND")
     if chosen:
         return [backends.get(name.strip()).name for name in chosen.split(",")[:1]]
     return [name for name, reason in backends.available().items()
-            if reason is None and name != "strict"]
+            if reason is None and name not in TEST_ONLY_BACKENDS]
 
 
 BACKENDS = _backends_under_test()

@@ -117,7 +117,7 @@ class ndarray:  # noqa: N801  (CuPy's name)
         return self._host.__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        return (2, 0)
+        return self._host.__dlpack_device__()  # the memory is the host's: say so
 
     def __getattr__(self, name: str) -> Any:
         """Methods (``reshape``, ``astype``, ``sum``, ``view``...) of the NumPy array;
@@ -189,7 +189,8 @@ def _to_device(value: Any) -> Any:
         return ndarray(np.asarray(value))
     if isinstance(value, (list, tuple)) and any(isinstance(v, (np.ndarray, np.generic))
                                                 for v in value):
-        return type(value)(_to_device(v) for v in value)
+        # plain tuples (CuPy's linalg.slogdet returns one, not NumPy's named tuple)
+        return (list if isinstance(value, list) else tuple)(_to_device(v) for v in value)
     return value
 
 

@@ -252,7 +252,9 @@ def test_device_and_to_device():
 
 def test_dlpack_exports_and_imports_without_copies():
     x = gk.tensor([1.0, 2.0, 3.0])
-    assert x.__dlpack_device__()[0] == 1  # kDLCPU
+    assert x.__dlpack_device__()[0] == gk.get_backend().dlpack_device_type
+    if gk.get_backend().dlpack_device_type != 1:  # host-memory exchange below
+        return
     exported = np.from_dlpack(x)
     if gk.get_backend().name in ("numpy", "numba"):
         assert np.shares_memory(exported, x.data)
