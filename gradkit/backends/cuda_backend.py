@@ -22,6 +22,9 @@ from gradkit.registry import get_op
 ACTIVATION_KINDS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
 THREADS = 256
 MAX_BLOCKS = 65535
+# The options gradkit gives cupy.RawModule for every kernels/*.cu; CuPy adds its own
+# (ci/nvrtc_compile.py lists them) and CI compiles with the same through NVRTC.
+COMPILE_OPTIONS = ("-std=c++14",)
 
 
 def kernel_source(name: str) -> str:
@@ -34,6 +37,28 @@ def kernel_source(name: str) -> str:
         return checkout.read_text()
     raise FileNotFoundError(f"CUDA kernel source {name} is neither in the gradkit package "
                             f"(gradkit/kernels/) nor in the source tree ({checkout})")
+
+
+def kernel_names() -> list[str]:
+    """The .cu files under kernels/: the installed wheel's, else the source tree's.
+
+    >>> "softmax_cross_entropy.cu" in kernel_names()
+    True
+    """
+    packaged = resources.files("gradkit").joinpath("kernels")
+    if packaged.is_dir():
+        return sorted(p.name for p in packaged.iterdir() if p.name.endswith(".cu"))
+    return sorted(p.name for p in (Path(__file__).resolve().parents[2] / "kernels").glob("*.cu"))
+
+
+def name_expressions(source: str) -> list[str]:
+    """The templates RawModule instantiates from kernels/<source>: each kernel for float and double.
+
+    >>> name_expressions("optim.cu")
+    ['sgd_update<float>', 'sgd_update<double>', 'adam_update<float>', 'adam_update<double>']
+    """
+    return [f"{kernel}<{c_type}>" for kernel in KERNELS_BY_SOURCE[source]
+            for c_type in _C_TYPE.values()]
 
 
 class CupyNamespace:
@@ -127,18 +152,17 @@ class CudaBackend(Backend):
         return super().resolve(op)
 
     # -- kernels ------------------------------------------------------------------
-    def module(self, source: str, names: list[str]) -> Any:
+    def module(self, source: str) -> Any:
         """The compiled RawModule of kernels/<source>, built on first use."""
         if source not in self._modules:
             import cupy
             self._modules[source] = cupy.RawModule(
-                code=kernel_source(source), options=("-std=c++14",), name_expressions=names)
+                code=kernel_source(source), options=COMPILE_OPTIONS,
+                name_expressions=name_expressions(source))
         return self._modules[source]
 
     def function(self, source: str, name: str, dtype: np.dtype) -> Any:
-        kernels = KERNELS_BY_SOURCE[source]
-        names = [f"{k}<{t}>" for k in kernels for t in ("float", "double")]
-        return self.module(source, names).get_function(f"{name}<{_C_TYPE[np.dtype(dtype)]}>")
+        return self.module(source).get_function(f"{name}<{_C_TYPE[np.dtype(dtype)]}>")
 
     def _register_kernels(self) -> None:
         for op_name, factory in KERNEL_FACTORIES.items():
