@@ -244,7 +244,8 @@ class Result:
     log: str = ""
 
     def line(self) -> str:
-        return f"{'PASS' if self.ok else 'FAIL'} {self.file} CUDA {self.cuda} {self.target}: {self.message}"
+        verdict = "PASS" if self.ok else "FAIL"
+        return f"{verdict} {self.file} CUDA {self.cuda} {self.target}: {self.message}"
 
 
 def _first_error(log: str) -> str:
@@ -295,8 +296,9 @@ def check(libraries: list[Path], targets: tuple[str, ...] = DEFAULT_TARGETS) -> 
 
 def report(results: list[Result], libraries: list[Path]) -> str:
     lines = [f"NVRTC: {path}" for path in libraries]
-    lines.append("options: " + " ".join(cupy_nvrtc_options(cuda_backend.COMPILE_OPTIONS, "<target>"))
-                 + f"  (backend's COMPILE_OPTIONS + CuPy {CUPY_VERSION_READ}'s)")
+    options = cupy_nvrtc_options(cuda_backend.COMPILE_OPTIONS, "<target>")
+    lines.append(f"options: {' '.join(options)}  (backend's COMPILE_OPTIONS + CuPy "
+                 f"{CUPY_VERSION_READ}'s)")
     for result in results:
         if result.log:
             lines.append(f"--- log: {result.file} CUDA {result.cuda} {result.target}\n{result.log}")

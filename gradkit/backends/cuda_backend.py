@@ -111,8 +111,8 @@ class CudaBackend(Backend):
             import cupy
         except ImportError as exc:
             return (f"CuPy is not installed ({exc}); install it with "
-                    "pip install 'gradkit[cuda]' (CuPy for CUDA 12) or the cupy-cudaXXx "
-                    "wheel matching your CUDA driver")
+                    "pip install 'gradkit[cuda12]' or 'gradkit[cuda13]' (the CUDA major "
+                    "of your driver; 'gradkit[cuda]' is cuda12)")
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # CUDARuntimeError without a driver
