@@ -1,7 +1,7 @@
 // Elementwise activation kernels for gradkit's CUDA backend.
 //
 // Compiled at first use by cupy.RawModule (name_expressions instantiate each
-// template for float and double); CI compiles this file with nvcc --ptx.
+// template for float and double); CI compiles it the same way (ci/nvrtc_compile.py).
 // Every kernel uses a grid-stride loop, so any grid size covers any n.
 //
 // kind: 0 identity, 1 relu, 2 leaky_relu (slope), 3 elu (alpha), 4 sigmoid, 5 tanh
@@ -74,7 +74,8 @@ __global__ void bias_activation_forward(const T* x, const T* b, T* y, long long 
     GRID_STRIDE_LOOP(i, n) { y[i] = activate(x[i] + b[i % cols], kind, slope, alpha); }
 }
 
-// Explicit instantiations, so nvcc (CI) compiles the real code for both dtypes.
+// Explicit instantiations of both dtypes, for compilers given no name expressions
+// (RawModule and ci/nvrtc_compile.py instantiate through name expressions).
 #define INSTANTIATE_ACTIVATIONS(T)                                                              \
     template __global__ void activation_forward<T>(const T*, T*, long long, int, T, T);         \
     template __global__ void activation_backward_from_input<T>(const T*, const T*, T*, long long, \

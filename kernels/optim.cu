@@ -54,7 +54,8 @@ __global__ void adam_update(const T* param, const T* grad, T* m, T* v, T* out, l
     }
 }
 
-// Explicit instantiations, so nvcc (CI) compiles the real code for both dtypes.
+// Explicit instantiations of both dtypes, for compilers given no name expressions
+// (RawModule and ci/nvrtc_compile.py instantiate through name expressions).
 #define INSTANTIATE_OPTIM(T)                                                                   \
     template __global__ void sgd_update<T>(const T*, const T*, T*, T*, long long, T, int, T, int, \
                                            T);                                                  \

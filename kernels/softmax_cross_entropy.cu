@@ -31,10 +31,21 @@ __device__ T block_reduce_sum(T value, T* shared) {
     return result;
 }
 
+// -inf as a bit pattern: NVRTC (what cupy.RawModule compiles with) has no host
+// headers, so no INFINITY or <cmath>.
+template <typename T>
+__device__ T negative_infinity();
+
+template <>
+__device__ float negative_infinity<float>() { return __int_as_float(0xff800000); }
+
+template <>
+__device__ double negative_infinity<double>() { return __longlong_as_double(0xfff0000000000000LL); }
+
 // The row's maximum and log(sum(exp(z - max))); every thread of the block gets both.
 template <typename T>
 __device__ void row_log_sum_exp(const T* row, long long cols, T* shared, T* row_max, T* log_total) {
-    T local_max = -INFINITY;
+    T local_max = negative_infinity<T>();
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) local_max = fmax(local_max, row[j]);
     T m = block_reduce_max(local_max, shared);
     if (isinf(m)) m = T(0);
@@ -74,7 +85,8 @@ __global__ void softmax_cross_entropy_backward(const T* g, const T* logits, cons
     }
 }
 
-// Explicit instantiations, so nvcc (CI) compiles the real code for both dtypes.
+// Explicit instantiations of both dtypes, for compilers given no name expressions
+// (RawModule and ci/nvrtc_compile.py instantiate through name expressions).
 #define INSTANTIATE_SOFTMAX_CROSS_ENTROPY(T)                                                    \
     template __global__ void softmax_cross_entropy_forward<T>(const T*, const long long*, T*,   \
                                                                long long, long long);           \

@@ -2,7 +2,7 @@
 
 On a machine with CuPy and a GPU, the whole suite runs on it instead
 (GRADKIT_BACKEND=cuda python -m pytest); the kernels themselves are compiled
-by ci/compile_kernels.sh with nvcc.
+by ci/compile_kernels.sh through NVRTC, as cupy.RawModule compiles them (tests/test_cuda_compile.py).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_every_kernel_named_in_python_is_defined_in_its_cu_file():
         text = cuda_backend.kernel_source(source)
         defined = set(re.findall(r"__global__ void (\w+)\(", text))
         assert set(names) <= defined, (source, set(names) - defined)
-        for name in names:  # instantiated for both dtypes, so nvcc compiles them in CI
+        for name in names:  # explicitly instantiated for both dtypes
             assert f"{name}<T>" in text
 
 

@@ -23,7 +23,8 @@ from gradkit.registry import get_op
 ACTIVATION_KINDS = ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
 THREADS = 256
 MAX_BLOCKS = 65535
-# The options gradkit passes to cupy.RawModule (CuPy adds its own: see ci/nvrtc_compile.py).
+# The options gradkit gives cupy.RawModule for every kernels/*.cu; CuPy adds its own
+# (ci/nvrtc_compile.py lists them) and CI compiles with the same through NVRTC.
 COMPILE_OPTIONS = ("-std=c++14",)
 
 # Each .cu file of kernels/ and the kernel templates gradkit launches from it.
@@ -35,18 +36,6 @@ KERNELS_BY_SOURCE = {
     "optim.cu": ["sgd_update", "adam_update"],
 }
 _C_TYPE = {np.dtype("float32"): "float", np.dtype("float64"): "double"}
-
-
-def kernel_names() -> list[str]:
-    """The .cu files the backend compiles, e.g. ``activations.cu``."""
-    return list(KERNELS_BY_SOURCE)
-
-
-def name_expressions(source: str) -> list[str]:
-    """Every template instance of ``source`` the backend may launch, e.g.
-    ``activation_forward<float>``: the ``name_expressions`` given to RawModule."""
-    return [f"{kernel}<{c_type}>" for kernel in KERNELS_BY_SOURCE[source]
-            for c_type in _C_TYPE.values()]
 
 
 def kernel_source(name: str) -> str:
@@ -63,6 +52,28 @@ def kernel_source(name: str) -> str:
         return checkout.read_text()
     raise FileNotFoundError(f"CUDA kernel source {name} is neither in the gradkit package "
                             f"(gradkit/kernels/) nor in the source tree ({checkout})")
+
+
+def kernel_names() -> list[str]:
+    """The .cu files under kernels/: the installed wheel's, else the source tree's.
+
+    >>> "softmax_cross_entropy.cu" in kernel_names()
+    True
+    """
+    packaged = resources.files("gradkit").joinpath("kernels")
+    if packaged.is_dir():
+        return sorted(p.name for p in packaged.iterdir() if p.name.endswith(".cu"))
+    return sorted(p.name for p in (Path(__file__).resolve().parents[2] / "kernels").glob("*.cu"))
+
+
+def name_expressions(source: str) -> list[str]:
+    """The templates RawModule instantiates from kernels/<source>: each kernel for float and double.
+
+    >>> name_expressions("optim.cu")
+    ['sgd_update<float>', 'sgd_update<double>', 'adam_update<float>', 'adam_update<double>']
+    """
+    return [f"{kernel}<{c_type}>" for kernel in KERNELS_BY_SOURCE[source]
+            for c_type in _C_TYPE.values()]
 
 
 class CupyNamespace:
@@ -138,8 +149,8 @@ class CudaBackend(Backend):
             cupy = self.cupy
         except ImportError as exc:
             return (f"CuPy is not installed ({exc}); install it with "
-                    "pip install 'gradkit[cuda12]' or 'gradkit[cuda13]' (the CuPy wheel for "
-                    "your CUDA major; nvidia-smi shows the driver's CUDA version)")
+                    "pip install 'gradkit[cuda12]' or 'gradkit[cuda13]' (the CUDA major "
+                    "of your driver, as nvidia-smi shows it; 'gradkit[cuda]' is cuda12)")
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # CUDARuntimeError without a driver
