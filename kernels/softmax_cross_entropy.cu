@@ -5,6 +5,13 @@
 // Backward writes (softmax(z) - onehot(label)) * (*g / rows). The block size must
 // be a power of two no larger than 1024 (the caller launches 256 threads).
 
+// -infinity without INFINITY, which NVRTC lacks (it comes from a host header).
+template <typename T> __device__ T negative_infinity();
+template <> __device__ float negative_infinity<float>() { return __int_as_float(0xff800000); }
+template <> __device__ double negative_infinity<double>() {
+    return __longlong_as_double(0xfff0000000000000LL);
+}
+
 template <typename T>
 __device__ T block_reduce_max(T value, T* shared) {
     shared[threadIdx.x] = value;
@@ -34,7 +41,7 @@ __device__ T block_reduce_sum(T value, T* shared) {
 // The row's maximum and log(sum(exp(z - max))); every thread of the block gets both.
 template <typename T>
 __device__ void row_log_sum_exp(const T* row, long long cols, T* shared, T* row_max, T* log_total) {
-    T local_max = -INFINITY;
+    T local_max = negative_infinity<T>();
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) local_max = fmax(local_max, row[j]);
     T m = block_reduce_max(local_max, shared);
     if (isinf(m)) m = T(0);
