@@ -135,7 +135,8 @@ def _support_text() -> str:
 
 
 def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ, LC_ALL="C", LANG="C")  # plain ASCII quotes in diagnostics
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise EmulatorCompileError(f"{what} failed:\n{_explain(result.stderr)}")
 
