@@ -111,11 +111,16 @@ CUDA_EMU_SHUFFLES(double)
     ((int)cuda_emu_warp(CUDA_EMU_ANY, __LINE__, (mask), (predicate) ? 1 : 0, 0, 32))
 #define __all_sync(mask, predicate) \
     ((int)cuda_emu_warp(CUDA_EMU_ALL, __LINE__, (mask), (predicate) ? 1 : 0, 0, 32))
-#define __syncwarp(...) ::cuda_emu::syncwarp(__LINE__, ##__VA_ARGS__)
+// __syncwarp() or __syncwarp(mask): an object that knows the line, called with the mask.
+#define __syncwarp ::cuda_emu::SyncWarp(__LINE__)
 namespace cuda_emu {
-inline void syncwarp(int line, unsigned int mask = 0xffffffffu) {
-    cuda_emu_warp(CUDA_EMU_SYNCWARP, line, mask, 0, 0, 32);
-}
+struct SyncWarp {
+    int line;
+    explicit SyncWarp(int l) : line(l) {}
+    void operator()(unsigned int mask = 0xffffffffu) const {
+        cuda_emu_warp(CUDA_EMU_SYNCWARP, line, mask, 0, 0, 32);
+    }
+};
 }  // namespace cuda_emu
 
 // ---- atomics: fibers never interleave inside a call, so plain read-modify-write ------

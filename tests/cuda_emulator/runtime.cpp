@@ -140,10 +140,16 @@ std::string activity(const Fiber& f) {
 // "threads 0-127 wait at __syncthreads() on line 12; threads 128-255 exited"
 std::string describe_block(const Launch& launch) {
     const std::vector<Fiber>& fibers = *launch.fibers;
+    constexpr int kShownRuns = 8;
     std::string text;
     unsigned start = 0;
+    int runs = 0;
     for (unsigned i = 1; i <= launch.nthreads; ++i) {
         if (i < launch.nthreads && activity(fibers[i]) == activity(fibers[start])) continue;
+        if (++runs > kShownRuns) {
+            start = i;
+            continue;
+        }
         char range[64];
         if (i - 1 == start)
             std::snprintf(range, sizeof range, "thread %u ", start);
@@ -153,6 +159,7 @@ std::string describe_block(const Launch& launch) {
         text += range + activity(fibers[start]);
         start = i;
     }
+    if (runs > kShownRuns) text += "; ... (" + std::to_string(runs - kShownRuns) + " more)";
     return text + " (linear thread indices)";
 }
 

@@ -41,7 +41,8 @@ def translation_unit(source: str, name_expressions: list[str]) -> str:
 
 def extern_c_kernels(source: str) -> list[str]:
     """Names of ``extern "C" __global__`` kernels, launchable without name expressions."""
-    return _EXTERN_C_KERNEL.findall(code_only(source))
+    code = code_only(source)  # "C" is blanked there: match the source, keep code only
+    return [m.group(1) for m in _EXTERN_C_KERNEL.finditer(source) if code[m.start()] == "e"]
 
 
 # ---- finding code ---------------------------------------------------------------------
