@@ -1,0 +1,432 @@
+// The emulator's runtime: runs a grid of CUDA threads as fibers on one host thread.
+//
+// Blocks run one after another. Inside a block every thread is a ucontext fiber with
+// its own stack; the scheduler resumes the runnable fibers in thread order until each
+// one exits or blocks (at __syncthreads() or a warp-wide operation). When none can
+// run, it releases a warp operation whose mask has fully arrived or, once every live
+// thread waits at the same __syncthreads(), the barrier. Anything else is a
+// divergent barrier or a deadlock, reported through cuda_emu_last_error().
+//
+// Compiled once per runtime version as its own translation unit (host headers are
+// fine here), then linked into every kernel module.
+#include "cuda_emulator_abi.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kGuardBytes = 4096;
+constexpr size_t kSharedLimit = 48 * 1024;  // static + dynamic, per block (sm_90 default)
+constexpr unsigned kWarpSize = 32;
+
+enum class State { Ready, AtBarrier, AtWarpOp, Exited };
+
+struct Fiber {
+    ucontext_t context;
+    cuda_emu_thread info;
+    State state = State::Exited;
+    int line = 0;  // source line of the barrier or warp operation it waits at
+    int op = 0;
+    unsigned mask = 0;
+    unsigned long long value = 0;
+    int arg = 0;
+    int width = 32;
+    unsigned long long result = 0;
+};
+
+struct StaticShared {
+    size_t size;
+    unsigned long long filled_in_block;
+};
+
+struct Launch {
+    std::vector<Fiber>* fibers = nullptr;
+    unsigned nthreads = 0;
+    void (*thunk)(void*) = nullptr;
+    void* context = nullptr;
+    ucontext_t scheduler;
+    Fiber* current = nullptr;
+    bool failed = false;
+    std::string error;
+    unsigned char* dynamic_shared = nullptr;
+    size_t dynamic_bytes = 0;
+    size_t static_bytes = 0;
+    unsigned long long block_serial = 0;
+    std::unordered_map<void*, StaticShared> statics;
+};
+
+std::mutex launch_mutex;  // one launch at a time: static shared memory is module-wide
+Launch* active = nullptr;
+std::string last_error;
+std::vector<char*> stacks;  // kStackBytes each, a PROT_NONE guard page below
+std::vector<unsigned char> dynamic_storage;
+std::vector<std::pair<void*, size_t>> file_scope_shared;  // cuda_emu_register_shared
+
+// ---- fibers ------------------------------------------------------------------------------
+
+char* stack_for(size_t index) {
+    while (stacks.size() <= index) {
+        void* base = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) return nullptr;
+        mprotect(base, kGuardBytes, PROT_NONE);
+        stacks.push_back(static_cast<char*>(base) + kGuardBytes);
+    }
+    return stacks[index];
+}
+
+void fiber_main() {
+    active->thunk(active->context);
+    active->current->state = State::Exited;
+    // returning resumes uc_link, the scheduler
+}
+
+void resume(Fiber& fiber) {
+    active->current = &fiber;
+    cuda_emu_self = &fiber.info;
+    swapcontext(&active->scheduler, &fiber.context);
+    cuda_emu_self = nullptr;
+}
+
+void yield_to_scheduler() { swapcontext(&active->current->context, &active->scheduler); }
+
+std::string where(const Fiber& fiber) {
+    const cuda_emu_thread& t = fiber.info;
+    char text[160];
+    std::snprintf(text, sizeof text, "block (%u, %u, %u), thread (%u, %u, %u)", t.blockIdx.x,
+                  t.blockIdx.y, t.blockIdx.z, t.threadIdx.x, t.threadIdx.y, t.threadIdx.z);
+    return text;
+}
+
+void fail(const std::string& message) {
+    if (!active->failed) active->error = message;
+    active->failed = true;
+}
+
+// ---- describing what the threads of a block are doing --------------------------------
+
+const char* op_name(int op) {
+    static const char* names[] = {"__syncwarp",      "__shfl_sync",   "__shfl_up_sync",
+                                  "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
+                                  "__any_sync",      "__all_sync"};
+    return (op >= 0 && op < 8) ? names[op] : "warp operation";
+}
+
+std::string activity(const Fiber& f) {
+    char text[120];
+    switch (f.state) {
+        case State::Exited: return "exited";
+        case State::Ready: return "runnable";
+        case State::AtBarrier:
+            std::snprintf(text, sizeof text, "wait at __syncthreads() on line %d", f.line);
+            return text;
+        case State::AtWarpOp:
+            std::snprintf(text, sizeof text, "wait at %s(mask 0x%08x) on line %d", op_name(f.op),
+                          f.mask, f.line);
+            return text;
+    }
+    return "?";
+}
+
+// "threads 0-127 wait at __syncthreads() on line 12; threads 128-255 exited"
+std::string describe_block(const Launch& launch) {
+    const std::vector<Fiber>& fibers = *launch.fibers;
+    constexpr int kShownRuns = 8;
+    std::string text;
+    unsigned start = 0;
+    int runs = 0;
+    for (unsigned i = 1; i <= launch.nthreads; ++i) {
+        if (i < launch.nthreads && activity(fibers[i]) == activity(fibers[start])) continue;
+        if (++runs > kShownRuns) {
+            start = i;
+            continue;
+        }
+        char range[64];
+        if (i - 1 == start)
+            std::snprintf(range, sizeof range, "thread %u ", start);
+        else
+            std::snprintf(range, sizeof range, "threads %u-%u ", start, i - 1);
+        if (!text.empty()) text += "; ";
+        text += range + activity(fibers[start]);
+        start = i;
+    }
+    if (runs > kShownRuns) text += "; ... (" + std::to_string(runs - kShownRuns) + " more)";
+    return text + " (linear thread indices)";
+}
+
+// ---- warp operations ---------------------------------------------------------------------
+
+// The lane whose value lane `lane` reads, or `lane` itself where CUDA returns its own value.
+unsigned source_lane(const Fiber& f, unsigned lane) {
+    const unsigned width = static_cast<unsigned>(f.width);
+    const unsigned segment = lane & ~(width - 1);
+    const unsigned delta = static_cast<unsigned>(f.arg);
+    switch (f.op) {
+        case CUDA_EMU_SHFL_IDX: return segment + (static_cast<unsigned>(f.arg) & (width - 1));
+        case CUDA_EMU_SHFL_UP: return (lane - segment) >= delta ? lane - delta : lane;
+        case CUDA_EMU_SHFL_DOWN: return (lane - segment) + delta < width ? lane + delta : lane;
+        case CUDA_EMU_SHFL_XOR: {
+            unsigned source = lane ^ static_cast<unsigned>(f.arg);
+            return (source >= kWarpSize || (source & ~(width - 1)) > segment) ? lane : source;
+        }
+    }
+    return lane;
+}
+
+// True when every lane named by fibers[first]'s mask waits at the same operation.
+bool warp_group_complete(const Launch& launch, unsigned first) {
+    const std::vector<Fiber>& fibers = *launch.fibers;
+    const Fiber& f = fibers[first];
+    const unsigned base = first - first % kWarpSize;
+    for (unsigned lane = 0; lane < kWarpSize; ++lane) {
+        if (!(f.mask >> lane & 1u)) continue;
+        unsigned index = base + lane;
+        if (index >= launch.nthreads) return false;
+        const Fiber& other = fibers[index];
+        if (other.state != State::AtWarpOp || other.line != f.line || other.op != f.op ||
+            other.mask != f.mask)
+            return false;
+    }
+    return true;
+}
+
+// Computes every lane's result of a complete group and makes its lanes runnable.
+void release_warp_group(Launch& launch, unsigned first) {
+    std::vector<Fiber>& fibers = *launch.fibers;
+    const unsigned base = first - first % kWarpSize;
+    const unsigned mask = fibers[first].mask;
+    unsigned long long votes = 0;
+    for (unsigned lane = 0; lane < kWarpSize; ++lane)
+        if ((mask >> lane & 1u) && fibers[base + lane].value != 0) votes |= 1ull << lane;
+    for (unsigned lane = 0; lane < kWarpSize; ++lane) {
+        if (!(mask >> lane & 1u)) continue;
+        Fiber& f = fibers[base + lane];
+        switch (f.op) {
+            case CUDA_EMU_SYNCWARP: f.result = 0; break;
+            case CUDA_EMU_BALLOT: f.result = votes; break;
+            case CUDA_EMU_ANY: f.result = votes != 0; break;
+            case CUDA_EMU_ALL: f.result = votes == mask; break;
+            default: {
+                unsigned source = source_lane(f, lane);
+                if (!(mask >> source & 1u)) {
+                    fail(std::string(op_name(f.op)) + " on line " + std::to_string(f.line) +
+                         ": lane " + std::to_string(lane) + " reads lane " +
+                         std::to_string(source) + ", which is not in the mask (" +
+                         where(f) + ")");
+                    return;
+                }
+                f.result = fibers[base + source].value;
+            }
+        }
+        f.state = State::Ready;
+    }
+}
+
+bool release_warps(Launch& launch) {
+    bool released = false;
+    for (unsigned i = 0; i < launch.nthreads && !launch.failed; ++i) {
+        if ((*launch.fibers)[i].state == State::AtWarpOp && warp_group_complete(launch, i)) {
+            release_warp_group(launch, i);
+            released = true;
+        }
+    }
+    return released;
+}
+
+// ---- barriers ------------------------------------------------------------------------------
+
+// Releases __syncthreads() when every thread waits at the same one; otherwise reports.
+bool release_barrier(Launch& launch) {
+    std::vector<Fiber>& fibers = *launch.fibers;
+    bool any_waiting = false, uniform = true, someone_exited = false, warp_waiting = false;
+    int line = -1;
+    for (unsigned i = 0; i < launch.nthreads; ++i) {
+        const Fiber& f = fibers[i];
+        if (f.state == State::Exited) someone_exited = true;
+        if (f.state == State::AtWarpOp) warp_waiting = true;
+        if (f.state != State::AtBarrier) continue;
+        if (any_waiting && f.line != line) uniform = false;
+        any_waiting = true;
+        line = f.line;
+    }
+    if (any_waiting && uniform && !someone_exited && !warp_waiting) {
+        for (unsigned i = 0; i < launch.nthreads; ++i) fibers[i].state = State::Ready;
+        return true;
+    }
+    std::string block = where(fibers[0]);
+    block = block.substr(0, block.find(", thread"));
+    if (any_waiting && !warp_waiting)
+        fail("divergent __syncthreads() in " + block + ": " + describe_block(launch));
+    else
+        fail("deadlock in " + block + ": " + describe_block(launch));
+    return false;
+}
+
+// ---- blocks and grids --------------------------------------------------------------------
+
+bool start_fibers(Launch& launch, uint3 block, const unsigned* dims) {
+    std::vector<Fiber>& fibers = *launch.fibers;
+    for (unsigned i = 0; i < launch.nthreads; ++i) {
+        Fiber& f = fibers[i];
+        f.info.threadIdx = {i % dims[3], (i / dims[3]) % dims[4], i / (dims[3] * dims[4])};
+        f.info.blockIdx = block;
+        f.info.blockDim = dim3(dims[3], dims[4], dims[5]);
+        f.info.gridDim = dim3(dims[0], dims[1], dims[2]);
+        f.info.lane = i % kWarpSize;
+        f.state = State::Ready;
+        char* stack = stack_for(i);
+        if (stack == nullptr) {
+            fail("out of memory for thread stacks");
+            return false;
+        }
+        getcontext(&f.context);
+        f.context.uc_stack.ss_sp = stack;
+        f.context.uc_stack.ss_size = kStackBytes;
+        f.context.uc_link = &launch.scheduler;
+        makecontext(&f.context, fiber_main, 0);
+    }
+    return true;
+}
+
+bool run_block(Launch& launch, uint3 block, const unsigned* dims) {
+    launch.block_serial++;
+    if (launch.dynamic_bytes) std::memset(launch.dynamic_shared, 0xFF, launch.dynamic_bytes);
+    for (auto& variable : file_scope_shared) std::memset(variable.first, 0xFF, variable.second);
+    if (!start_fibers(launch, block, dims)) return false;
+    std::vector<Fiber>& fibers = *launch.fibers;
+    for (;;) {
+        bool live = false;
+        for (unsigned i = 0; i < launch.nthreads; ++i) {
+            if (fibers[i].state == State::Ready) resume(fibers[i]);
+            if (launch.failed) return false;
+            live = live || fibers[i].state != State::Exited;
+        }
+        if (!live) return true;
+        if (!release_warps(launch) && !release_barrier(launch)) return false;
+        if (launch.failed) return false;
+    }
+}
+
+int run_grid(Launch& launch, const unsigned* dims) {
+    std::vector<Fiber> fibers(launch.nthreads);
+    launch.fibers = &fibers;
+    for (unsigned z = 0; z < dims[2]; ++z)
+        for (unsigned y = 0; y < dims[1]; ++y)
+            for (unsigned x = 0; x < dims[0]; ++x)
+                if (!run_block(launch, uint3{x, y, z}, dims)) return 1;
+    return 0;
+}
+
+}  // namespace
+
+// ---- the interface ------------------------------------------------------------------------
+
+extern "C" {
+
+__attribute__((visibility("hidden"))) const cuda_emu_thread* cuda_emu_self = nullptr;
+
+void cuda_emu_syncthreads(int line) {
+    Fiber& f = *active->current;
+    f.state = State::AtBarrier;
+    f.line = line;
+    yield_to_scheduler();
+}
+
+unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned long long value,
+                                 int arg, int width) {
+    Fiber& f = *active->current;
+    if (!(mask >> f.info.lane & 1u)) {
+        fail(std::string(op_name(op)) + " on line " + std::to_string(line) + ": the mask 0x" +
+             [&] { char h[16]; std::snprintf(h, sizeof h, "%08x", mask); return std::string(h); }() +
+             " does not name the calling lane " + std::to_string(f.info.lane) + " (" + where(f) + ")");
+        yield_to_scheduler();
+    }
+    if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
+        fail(std::string(op_name(op)) + " on line " + std::to_string(line) + ": width " +
+             std::to_string(width) + " is not a power of two from 1 to 32");
+        yield_to_scheduler();
+    }
+    f.state = State::AtWarpOp;
+    f.line = line;
+    f.op = op;
+    f.mask = mask;
+    f.value = value;
+    f.arg = arg;
+    f.width = width;
+    yield_to_scheduler();
+    return f.result;
+}
+
+void* cuda_emu_dynamic_shared(void) { return active->dynamic_shared; }
+
+void cuda_emu_note_shared(void* address, unsigned long size, int line) {
+    Launch& launch = *active;
+    auto found = launch.statics.find(address);
+    if (found == launch.statics.end()) {
+        found = launch.statics.emplace(address, StaticShared{size, 0}).first;
+        launch.static_bytes += size;
+        if (launch.static_bytes + launch.dynamic_bytes > kSharedLimit) {
+            fail("too much shared memory: " + std::to_string(launch.static_bytes) +
+                 " bytes static (reached the __shared__ declaration on line " +
+                 std::to_string(line) + ") + " + std::to_string(launch.dynamic_bytes) +
+                 " bytes dynamic > 49152 bytes (48 KiB) per block");
+            yield_to_scheduler();
+        }
+    }
+    if (found->second.filled_in_block != launch.block_serial) {
+        std::memset(address, 0xFF, size);
+        found->second.filled_in_block = launch.block_serial;
+    }
+}
+
+int cuda_emu_register_shared(void* address, unsigned long size) {
+    file_scope_shared.emplace_back(address, size);
+    return 0;
+}
+
+void cuda_emu_fail(const char* message, int line) {
+    fail(std::string(message) + " on line " + std::to_string(line) + " (" +
+         where(*active->current) + ")");
+    yield_to_scheduler();
+}
+
+__attribute__((visibility("default"))) int cuda_emu_run_grid(
+        const unsigned int* dims, unsigned long dynamic_shared_bytes, void (*thunk)(void*),
+        void* context) {
+    std::lock_guard<std::mutex> lock(launch_mutex);
+    Launch launch;
+    launch.nthreads = dims[3] * dims[4] * dims[5];
+    launch.thunk = thunk;
+    launch.context = context;
+    dynamic_storage.resize(dynamic_shared_bytes + 16);
+    launch.dynamic_shared = dynamic_storage.data();
+    launch.dynamic_bytes = dynamic_shared_bytes;
+    for (auto& variable : file_scope_shared) launch.static_bytes += variable.second;
+    if (launch.static_bytes + launch.dynamic_bytes > kSharedLimit) {
+        last_error = "too much shared memory: " + std::to_string(launch.static_bytes) +
+                     " bytes in file-scope __shared__ variables + " +
+                     std::to_string(launch.dynamic_bytes) +
+                     " bytes dynamic > 49152 bytes (48 KiB) per block";
+        return 1;
+    }
+    active = &launch;
+    int status = run_grid(launch, dims);
+    active = nullptr;
+    last_error = launch.error;
+    return status;
+}
+
+__attribute__((visibility("default"))) const char* cuda_emu_last_error(void) {
+    return last_error.c_str();
+}
+
+}  // extern "C"
