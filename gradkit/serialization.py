@@ -48,8 +48,8 @@ class MissingDependencyError(GradkitError, ImportError):
     """An optional package a feature needs is not installed."""
 
 
-class LoadLimitError(GradkitError, ValueError):
-    """A file that would make a load allocate more than :func:`load_limit` allows."""
+class LoadLimitError(SerializationError):
+    """A file that would make :func:`load` allocate more than :func:`load_limit` allows."""
 
 
 # -- file system errors, said in the user's terms ----------------------------------------
@@ -164,12 +164,13 @@ def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def check_npz_members(archive: zipfile.ZipFile, names: list[str], where: str, limit: int,
-                      error: type[Exception]) -> None:
-    """Before reading ``names`` from ``archive``: their uncompressed sizes fit ``limit`` and
-    each .npy header declares no more data than its member holds (``error`` otherwise)."""
+                      error: type[Exception], limit_error: type[Exception]) -> None:
+    """Before reading ``names`` from ``archive``: their uncompressed sizes fit ``limit``
+    (else ``limit_error``) and each .npy header declares no more data than its member
+    holds (else ``error``)."""
     infos = [archive.getinfo(name) for name in names]
     check_load_size(where, f"reading {', '.join(repr(n) for n in names)} (uncompressed)",
-                    sum(info.file_size for info in infos), limit, error)
+                    sum(info.file_size for info in infos), limit, limit_error)
     for info in infos:
         try:
             with archive.open(info) as member:
@@ -248,7 +249,7 @@ def _read_npz_members(archive: zipfile.ZipFile, path: Path, limit: int) -> dict[
     for name in names:
         if not name.endswith(_NPY_SUFFIX):
             raise SerializationError(f"load {path}: member {name!r} is not an .npy array")
-    check_npz_members(archive, names, f"load {path}", limit, SerializationError)
+    check_npz_members(archive, names, f"load {path}", limit, SerializationError, LoadLimitError)
     out: dict[str, np.ndarray] = {}
     for name in names:
         key = name[:-len(_NPY_SUFFIX)]
@@ -311,7 +312,7 @@ def _read_safetensors(path: Path, max_bytes: int | None) -> dict[str, np.ndarray
     except Exception as exc:  # SafetensorError: bad header, truncated data, ...
         raise SerializationError(f"{where}: not a valid .safetensors file: "
                                  f"{type(exc).__name__}: {exc}") from None
-    unsupported = [f"{key!r} is {info['dtype']}" for key, info in tensors
+    unsupported = [f"{key!r} is {info['dtype']}" for key, info in sorted(tensors)
                    if info["dtype"] not in _SAFETENSORS_DTYPES and info["dtype"] != "BF16"]
     if unsupported:
         raise SerializationError(f"{where}: unsupported tensor dtypes: {', '.join(unsupported)}"

@@ -486,8 +486,9 @@ class TrainRun:
 
     def _epochs(self) -> None:
         from tqdm import tqdm
+        # NumPy's overflow warnings are left out: _check_finite reports a divergence once
         with tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch",
-                  file=sys.stderr) as bar:
+                  file=sys.stderr) as bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in bar:
                 started = time.perf_counter()
                 loss, acc = train_epoch(self.model, self.optimizer, self.loader)

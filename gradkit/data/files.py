@@ -55,7 +55,8 @@ def load_npz(path: str | os.PathLike, x_key: str | None = None, y_key: str | Non
         y_name = _pick_key(path, archive.files, y_key, Y_KEYS, "labels")
         members = [_member_name(archive, key) for key in dict.fromkeys((x_name, y_name))]
         check_npz_members(archive.zip, members, str(path),
-                          load_limit(os.fstat(file.fileno()).st_size, max_bytes), DatasetError)
+                          load_limit(os.fstat(file.fileno()).st_size, max_bytes), DatasetError,
+                          DatasetError)
         X, y = _read_array(path, archive, x_name), _read_array(path, archive, y_name)
     return _as_features(path, x_name, X), _as_labels(path, y_name, y, len(X))
 
