@@ -4,9 +4,10 @@ The file suffix picks the format: ``.safetensors`` (the ``safetensors`` package,
 ``pip install safetensors``) or ``.npz`` (NumPy's zip of ``.npy`` files, read
 and written with ``allow_pickle=False``). Saving writes a temporary file in the
 same directory and renames it over the target, so an interrupted save leaves the
-previous file intact. Loading checks the file and raises
-:class:`SerializationError` naming the path and the problem; it never runs code
-from the file.
+previous file intact; a failed one says why (permission denied, no space left...).
+Loading checks the file and raises :class:`SerializationError` naming the path and
+the problem; it never runs code from the file, and it checks the sizes a file
+declares before allocating them (:func:`load_limit`).
 
 >>> import os, tempfile
 >>> import gradkit as gk
@@ -64,7 +65,7 @@ _OS_REASONS = {
 
 
 def os_error(exc: OSError, message: str) -> OSError:
-    """An OSError of ``exc``'s kind and errno whose text is ``message (reason)``.
+    """An OSError of ``exc``'s kind and errno whose text is ``message: reason``.
 
     >>> import errno
     >>> str(os_error(OSError(errno.ENOSPC, "No space left"), "save model.npz"))
@@ -77,12 +78,19 @@ def os_error(exc: OSError, message: str) -> OSError:
 
 
 def open_for_reading(path: Path, where: str) -> Any:
-    """``path`` opened in binary mode; a directory, a missing or unreadable file is an
-    OSError saying so, prefixed with ``where``."""
+    """``path`` opened in binary mode; a directory, a missing, special or unreadable file
+    is an OSError saying so, prefixed with ``where``.
+
+    >>> open_for_reading(Path("/"), "load /")
+    Traceback (most recent call last):
+    IsADirectoryError: load /: is a directory, not a file
+    """
     if path.is_dir():
         raise IsADirectoryError(f"{where}: is a directory, not a file")
     if not path.exists():
         raise FileNotFoundError(f"{where}: no such file")
+    if not path.is_file():  # a FIFO or a device: reading it could block or never end
+        raise OSError(f"{where}: not a regular file")
     try:
         return open(path, "rb")
     except OSError as exc:
@@ -123,22 +131,21 @@ def load_limit(file_size: int, max_bytes: int | None = None) -> int:
     >>> load_limit(10**9), load_limit(10**9, max_bytes=2**40)
     (100000000000, 1099511627776)
     """
-    where = "max_bytes"
-    if max_bytes is None:
-        text = os.environ.get(LOAD_LIMIT_ENV, "").strip()
-        if not text:
-            return max(LOAD_LIMIT_RATIO * file_size, LOAD_LIMIT_FLOOR)
-        where = LOAD_LIMIT_ENV
-        try:
-            max_bytes = int(float(text)) if math.isfinite(float(text)) else -1
-        except ValueError:
-            max_bytes = -1
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-        raise ValueError(f"{where}: expected a whole number of bytes >= 0, got {max_bytes!r}"
-                         if where == "max_bytes" else
-                         f"{LOAD_LIMIT_ENV}={os.environ[LOAD_LIMIT_ENV]!r}: expected a number "
-                         "of bytes, like 8000000000")
-    return max_bytes
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes: expected a whole number of bytes >= 0, got "
+                             f"{max_bytes!r}")
+        return max_bytes
+    text = os.environ.get(LOAD_LIMIT_ENV, "").strip()
+    if not text:
+        return max(LOAD_LIMIT_RATIO * file_size, LOAD_LIMIT_FLOOR)
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = -1.0
+    if not (math.isfinite(limit) and limit >= 0):
+        raise ValueError(f"{LOAD_LIMIT_ENV}={text!r}: expected a number of bytes, like 8e9")
+    return int(limit)
 
 
 def check_load_size(where: str, what: str, needed: int, limit: int,
@@ -158,7 +165,7 @@ def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
         shape, _, dtype = np.lib.format.read_array_header_1_0(member)
     elif version == (2, 0):
         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
+    else:  # format 3.0 (utf-8 field names): NumPy has no public reader for its header
         shape, _, dtype = np.lib.format._read_array_header(member, version)
     return shape, dtype
 

@@ -343,11 +343,11 @@ def _bytes(count: float) -> str:
     >>> _bytes(3 * 2**30)
     '3.0 GiB'
     """
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         count /= 1024
-    raise AssertionError("unreachable")
+        if count < 1024 or unit == "TiB":
+            break
+    return f"{count:.1f} {unit}"
 
 
 def physical_memory() -> int | None:
