@@ -313,7 +313,8 @@ class TrainingInterrupted(Exception):
 
 
 class TrainingFailed(GradkitError, RuntimeError):
-    """Training stopped: the loss diverged or memory ran out (``gradkit train`` exits 1).
+    """Training stopped: the loss diverged, memory ran out or the outputs could not be
+    written (``gradkit train`` exits 1).
     The message says why, what to try, and where the last good weights are."""
 
 
@@ -496,11 +497,27 @@ class TrainRun:
                     self._check_finite(epoch, loss)
                 self.history.append({"epoch": epoch, "loss": loss, "accuracy": acc,
                                      "seconds": time.perf_counter() - started})
-                with interrupts_deferred():
-                    gk.save(self.model.state_dict(), self.weights)
-                    self._metrics(final_accuracy=None, completed=False)
-                    self.saved_epoch = epoch
+                self._save_epoch(epoch)
                 bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}")
+
+    def _save_epoch(self, epoch: int) -> None:
+        """Write the weights, then metrics.json, with Ctrl-C held back until both are
+        written; a write that fails (disk full...) stops training with TrainingFailed
+        saying what each file now holds."""
+        with interrupts_deferred():
+            try:
+                gk.save(self.model.state_dict(), self.weights)
+            except OSError as exc:
+                raise TrainingFailed(f"{exc}; {self._saved_note()}") from None
+            try:
+                self._metrics(final_accuracy=None, completed=False)
+            except OSError as exc:
+                metrics = (f"still describes epoch {self.saved_epoch}" if self.saved_epoch
+                           else "was not written")
+                raise TrainingFailed(f"{exc}; the weights after epoch {epoch} are in "
+                                     f"{self.weights}, but {self.out / 'metrics.json'} "
+                                     f"{metrics}") from None
+            self.saved_epoch = epoch
 
     def _check_finite(self, epoch: int, loss: float) -> None:
         """Stop (TrainingFailed) when the loss or a weight has become NaN or infinite."""

@@ -394,6 +394,31 @@ def test_running_out_of_memory_while_training_is_one_line_and_exit_1(backend, tm
     assert "smaller --hidden or --batch-size" in line
 
 
+
+@pytest.mark.parametrize("writer", ["weights", "metrics"])
+def test_a_disk_that_fills_up_stops_training_saying_what_each_file_holds(
+        backend, tmp_path, monkeypatch, capsys, writer):
+    owner, name = (gk, "save") if writer == "weights" else (training, "write_json_atomically")
+    real, calls = getattr(owner, name), []
+
+    def write_until_full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(owner, name, write_until_full)
+    assert train(tmp_path, backend.name) == 1
+    line = last_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line
+    weights = tmp_path / training.weights_filename()
+    if writer == "weights":
+        assert line.endswith(f"the weights after epoch 1 are in {weights} "
+                             f"(metrics in {tmp_path / 'metrics.json'})")
+    else:
+        assert line.endswith(f"the weights after epoch 2 are in {weights}, but "
+                             f"{tmp_path / 'metrics.json'} still describes epoch 1")
+    assert len(read_metrics(tmp_path)["epochs"]) == 1
+
 # -- Ctrl-C while the files of an epoch are written ---------------------------------------------
 @pytest.mark.parametrize("writer", ["weights", "metrics"])
 @pytest.mark.parametrize("when", ["before", "after"])
@@ -407,10 +432,10 @@ def test_ctrl_c_while_writing_leaves_the_files_and_the_message_in_agreement(
     def write_with_ctrl_c(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2 and when == "before":
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
         result = real(*args, **kwargs)
         if len(calls) == 2 and when == "after":
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
         return result
     monkeypatch.setattr(owner, name, write_with_ctrl_c)
     assert train(tmp_path / "cut", backend.name, "--epochs", "5") == 130
