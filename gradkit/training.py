@@ -474,7 +474,7 @@ class TrainRun:
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted_message()) from None
         except MemoryError:
-            raise TrainingFailed(f"out of memory in epoch {self.saved_epoch + 1}; "
+            raise TrainingFailed(f"out of memory {self._when()}; "
                                  f"{self._saved_note()}; try a smaller --hidden or "
                                  "--batch-size") from None
         return metrics
@@ -538,10 +538,12 @@ class TrainRun:
         return (f"the weights after epoch {self.saved_epoch} are in {self.weights} "
                 f"(metrics in {self.out / 'metrics.json'})")
 
-    def _interrupted_message(self) -> str:
-        when = ("after the last epoch" if self.saved_epoch == self.settings.epochs
+    def _when(self) -> str:
+        return ("after the last epoch" if self.saved_epoch == self.settings.epochs
                 else f"during epoch {self.saved_epoch + 1}")
-        return f"interrupted {when}: {self._saved_note()}"
+
+    def _interrupted_message(self) -> str:
+        return f"interrupted {self._when()}: {self._saved_note()}"
 
     def _metrics(self, final_accuracy: float | None, completed: bool) -> dict[str, Any]:
         metrics = {

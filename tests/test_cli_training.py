@@ -390,7 +390,7 @@ def test_running_out_of_memory_while_training_is_one_line_and_exit_1(backend, tm
     fail_in_epoch(monkeypatch, 2, out_of_memory)
     assert train(tmp_path, backend.name) == 1
     line = last_error_line(capsys.readouterr().err)
-    assert "out of memory in epoch 2; the weights after epoch 1 are in" in line
+    assert "out of memory during epoch 2; the weights after epoch 1 are in" in line
     assert "smaller --hidden or --batch-size" in line
 
 
