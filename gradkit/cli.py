@@ -11,11 +11,14 @@ gradients on a small random batch and checks one against central differences.
 the devices and library versions.
 
 Bad arguments and unreadable data end with one line on stderr,
-``gradkit: error: ...``, and exit status 2; Ctrl-C during ``train`` exits 130.
+``gradkit: error: ...``, and exit status 2; training that fails (the loss
+diverges, memory runs out) ends with such a line and exit status 1; Ctrl-C
+exits 130.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -113,7 +116,7 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: ``kind(text)`` that must be > 0."""
+    """An argparse type: ``kind(text)`` that must be > 0 (and finite)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -122,6 +125,8 @@ def positive(kind: type) -> Callable[[str], Any]:
                 f"expected a positive {kind.__name__}, got {text!r}") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
@@ -185,6 +190,8 @@ def add_train_parser(commands: Any) -> None:
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--backend", help=BACKEND_HELP)
     train.add_argument("--out", default=".", help="directory for the outputs (default: here)")
+    train.add_argument("--keep-going", action="store_true",
+                       help="go on when the loss becomes NaN or infinite (default: stop, exit 1)")
 
 
 def build_parser() -> CommandParser:
@@ -193,7 +200,7 @@ def build_parser() -> CommandParser:
     add_demo_parser(commands)
     add_train_parser(commands)
     run_example = commands.add_parser("example", help="print a loss and its gradients")
-    run_example.add_argument("--seed", type=int, default=0)
+    run_example.add_argument("--seed", type=non_negative_int, default=0)
     commands.add_parser("info", help="version, backends and devices")
     add_bench_parser(commands)
     return parser
@@ -265,8 +272,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train, print the final accuracy and where the outputs are; 130 on Ctrl-C."""
-    from gradkit.training import TrainingInterrupted, TrainSettings, run_train
+    """Train, print the final accuracy and where the outputs are; 1 when training fails
+    (diverged, out of memory), 130 on Ctrl-C."""
+    from gradkit.training import TrainingFailed, TrainingInterrupted, TrainSettings, run_train
     check_backend(args.backend)
     if not 0 <= args.momentum < 1:
         raise UsageError(f"argument --momentum: must be in [0, 1), got {args.momentum}")
@@ -275,12 +283,15 @@ def train(args: argparse.Namespace) -> int:
     settings = TrainSettings(dataset=args.dataset, hidden=args.hidden, activation=args.activation,
                              optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                             backend=args.backend, out=args.out)
+                             backend=args.backend, out=args.out, keep_going=args.keep_going)
     try:
         metrics = run_train(settings)
     except TrainingInterrupted as stop:
         print(f"gradkit: {stop.message}", file=sys.stderr)
         return 130
+    except TrainingFailed as failure:
+        print(f"gradkit: error: {one_line(failure)}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     print(f"final training accuracy {100 * metrics['final_accuracy']:.2f}% after "
           f"{args.epochs} epochs on backend {metrics['backend']} "
@@ -289,12 +300,18 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (its type's name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 COMMANDS = {"demo": demo, "train": train, "bench": bench,
             "example": lambda args: example(args.seed), "info": lambda args: info()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv``; the exit status (2 with one line on stderr on errors)."""
+    """Run the command line ``argv``; the exit status: 2 with one line on stderr for bad
+    input, 1 when a command fails for lack of memory or (train) diverges, 130 on Ctrl-C."""
     from gradkit.errors import GradkitError
     parser = build_parser()
     try:
@@ -304,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return COMMANDS[args.command](args)
     except (UsageError, GradkitError, ValueError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"gradkit: error: {message}", file=sys.stderr)
+        print(f"gradkit: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except MemoryError as exc:
+        print(f"gradkit: error: out of memory ({one_line(exc)})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gradkit: interrupted", file=sys.stderr)
         return 130

@@ -7,19 +7,25 @@ when a command needs them, never when gradkit is imported.
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 import gradkit as gk
 from gradkit.errors import GradkitError
 from gradkit.nn import functional as F
+from gradkit.serialization import os_error, write_atomically
 
 
 class MissingExtraError(GradkitError, ImportError):
@@ -78,7 +84,8 @@ def weights_filename() -> str:
 
 
 def make_output_directory(path: Path) -> Path:
-    """``path``, created with its parents if missing; a clear error if it is a file.
+    """``path``, created with its parents if missing, where a file can be written; an
+    OSError saying why not (a file is in the way, permission denied, read-only...).
 
     >>> import tempfile
     >>> make_output_directory(Path(tempfile.mkdtemp()) / "runs" / "1").is_dir()
@@ -86,21 +93,63 @@ def make_output_directory(path: Path) -> Path:
     """
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"output directory {path} is a file")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, f"output directory {path}: cannot create it") from None
+    probe = path / f".gradkit-write-test-{secrets.token_hex(6)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        raise os_error(exc, f"output directory {path}: cannot write there") from None
     return path
 
 
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts and lists) replaced by None,
+    so that it is strict JSON.
+
+    >>> finite_or_none({"loss": [1.5, float("nan")], "lr": float("inf")})
+    {'loss': [1.5, None], 'lr': None}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    return value
+
+
 def write_json_atomically(data: dict, path: Path) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so readers never see half of it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write ``data`` as strict JSON (NaN and infinities as null) to ``path`` through a
+    temporary file in the same directory, so readers never see half of it."""
+    text = json.dumps(finite_or_none(data), indent=2, allow_nan=False) + "\n"
+    write_atomically(path, lambda file: file.write(text.encode()), action="write")
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block has run, then deliver it.
+
+    Files written in the block are written together: an interrupt arrives before
+    or after all of them. Outside the main thread (no signal handlers) it does nothing.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
     try:
-        with open(temporary, "w") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if previous is signal.default_int_handler:
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)  # to whatever handles it outside
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -243,9 +292,16 @@ class TrainSettings:
     seed: int = 0
     backend: str | None = None
     out: str = "."
+    keep_going: bool = False  # go on when the loss or the weights become NaN or infinite
 
 
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-2}
+
+# Sanity limits checked before a model is built: the class count (max label + 1) may
+# be at most max(CLASSES_PER_SAMPLE * samples, MIN_CLASS_LIMIT) and never above MAX_CLASSES.
+CLASSES_PER_SAMPLE = 10
+MIN_CLASS_LIMIT = 1000
+MAX_CLASSES = 1_000_000
 
 
 class TrainingInterrupted(Exception):
@@ -254,6 +310,72 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class TrainingFailed(GradkitError, RuntimeError):
+    """Training stopped: the loss diverged, memory ran out or the outputs could not be
+    written (``gradkit train`` exits 1).
+    The message says why, what to try, and where the last good weights are."""
+
+
+def check_labels(y: np.ndarray, dataset: str) -> int:
+    """The class count ``max(y) + 1``, after checking that it is sane for ``len(y)`` samples.
+
+    >>> check_labels(np.array([0, 2, 1]), "toy")
+    3
+    """
+    if y.dtype.kind not in "iu" or (y.size and int(y.min()) < 0):
+        raise ValueError(f"dataset {dataset}: labels must be non-negative integers")
+    if not y.size:
+        raise ValueError(f"dataset {dataset}: no labels")
+    where = int(y.argmax())
+    classes = int(y[where]) + 1
+    limit = min(max(CLASSES_PER_SAMPLE * len(y), MIN_CLASS_LIMIT), MAX_CLASSES)
+    if classes > limit:
+        raise ValueError(f"dataset {dataset}: label {int(y[where])} (sample {where}) would make "
+                         f"{classes} classes for {len(y)} samples; labels must be class indices "
+                         f"0..C-1 with C at most {limit} here")
+    return classes
+
+
+def _bytes(count: float) -> str:
+    """``count`` bytes, readably.
+
+    >>> _bytes(3 * 2**30)
+    '3.0 GiB'
+    """
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        count /= 1024
+        if count < 1024 or unit == "TiB":
+            break
+    return f"{count:.1f} {unit}"
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, where the OS says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_model_fits(widths: list[int], settings: TrainSettings, samples: int,
+                     memory: int | None = None) -> None:
+    """Refuse (ValueError) an MLP of layer ``widths`` whose training would need more than
+    the machine's memory: float32 weights, gradients and optimizer state, and the
+    activations of one batch, forward and backward.
+
+    >>> check_model_fits([2, 100, 3], TrainSettings(), samples=300, memory=2**30)
+    """
+    params = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
+    states = 2 if settings.optimizer == "adam" else int(settings.momentum > 0)
+    batch = min(settings.batch_size, samples)
+    needed = 4 * (params * (2 + states) + 3 * batch * sum(widths))
+    memory = physical_memory() if memory is None else memory
+    if memory is not None and needed > memory:
+        raise ValueError(f"a {' -> '.join(map(str, widths))} MLP has {params} parameters; "
+                         f"training it would need about {needed} bytes ({_bytes(needed)}), more "
+                         f"than this machine's memory ({_bytes(memory)}); use a smaller --hidden")
 
 
 def make_optimizer(settings: TrainSettings, params: Iterable[gk.Tensor]) -> Any:
@@ -308,11 +430,16 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         axes.set_title(f"training {key}")
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    write_atomically(path, lambda file: figure.savefig(file, format="png"), action="write")
 
 
 class TrainRun:
-    """One ``gradkit train``: the data, the model, and what is written to ``out``."""
+    """One ``gradkit train``: the data, the model, and what is written to ``out``.
+
+    After each epoch the weights and then metrics.json are written atomically,
+    together (Ctrl-C is held back while they are written), so both always describe
+    the same epoch, ``saved_epoch``, and so does the message when training stops.
+    """
 
     def __init__(self, settings: TrainSettings) -> None:
         if settings.lr is None:
@@ -322,6 +449,7 @@ class TrainRun:
         self.weights = self.out / weights_filename()
         self.history: list[dict[str, Any]] = []
         self.timings: dict[str, Any] = {}
+        self.saved_epoch = 0
 
     def run(self) -> dict[str, Any]:
         """Train, saving weights and metrics after every epoch; the final metrics."""
@@ -329,48 +457,93 @@ class TrainRun:
         start = time.perf_counter()
         self.X, self.y = gk.data.load_dataset(self.settings.dataset)
         self.timings["load_seconds"] = time.perf_counter() - start
-        with gk.use_backend(self.settings.backend or gk.get_backend()) as backend:
-            self.backend = backend.name
-            self._build()
-            make_output_directory(self.out)
-            self._epochs()
-            final = accuracy(self.model, self.X, self.y)
-        self.timings["total_seconds"] = time.perf_counter() - start
-        metrics = self._metrics(final_accuracy=final, completed=True)
-        plot_curves(self.history, self.out / "curves.png")
+        self.classes = check_labels(self.y, self.settings.dataset)
+        widths = [self.X.shape[1], *self.settings.hidden, self.classes]
+        check_model_fits(widths, self.settings, len(self.X))
+        make_output_directory(self.out)
+        try:
+            with gk.use_backend(self.settings.backend or gk.get_backend()) as backend:
+                self.backend = backend.name
+                self._build(widths)
+                self._epochs()
+                final = accuracy(self.model, self.X, self.y)
+            self.timings["total_seconds"] = time.perf_counter() - start
+            with interrupts_deferred():
+                metrics = self._metrics(final_accuracy=final, completed=True)
+                plot_curves(self.history, self.out / "curves.png")
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._interrupted_message()) from None
+        except MemoryError:
+            raise TrainingFailed(f"out of memory {self._when()}; "
+                                 f"{self._saved_note()}; try a smaller --hidden or "
+                                 "--batch-size") from None
         return metrics
 
-    def _build(self) -> None:
+    def _build(self, widths: list[int]) -> None:
         s = self.settings
-        self.classes = int(self.y.max()) + 1
-        self.model = gk.nn.MLP([self.X.shape[1], *s.hidden, self.classes],
-                               activation=s.activation, seed=s.seed)
+        self.model = gk.nn.MLP(widths, activation=s.activation, seed=s.seed)
         self.optimizer = make_optimizer(s, self.model.parameters())
         self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed)
 
     def _epochs(self) -> None:
         from tqdm import tqdm
-        bar = tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch", file=sys.stderr)
-        try:
+        # NumPy's overflow warnings are left out: _check_finite reports a divergence once
+        with tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch",
+                  file=sys.stderr) as bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in bar:
                 started = time.perf_counter()
                 loss, acc = train_epoch(self.model, self.optimizer, self.loader)
-                gk.save(self.model.state_dict(), self.weights)
+                if not self.settings.keep_going:
+                    self._check_finite(epoch, loss)
                 self.history.append({"epoch": epoch, "loss": loss, "accuracy": acc,
                                      "seconds": time.perf_counter() - started})
-                self._metrics(final_accuracy=None, completed=False)
+                self._save_epoch(epoch)
                 bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}")
-        except KeyboardInterrupt:
-            bar.close()
-            raise TrainingInterrupted(self._interrupted_message()) from None
-        bar.close()
+
+    def _save_epoch(self, epoch: int) -> None:
+        """Write the weights, then metrics.json, with Ctrl-C held back until both are
+        written; a write that fails (disk full...) stops training with TrainingFailed
+        saying what each file now holds."""
+        with interrupts_deferred():
+            try:
+                gk.save(self.model.state_dict(), self.weights)
+            except OSError as exc:
+                raise TrainingFailed(f"{exc}; {self._saved_note()}") from None
+            try:
+                self._metrics(final_accuracy=None, completed=False)
+            except OSError as exc:
+                metrics = (f"still describes epoch {self.saved_epoch}" if self.saved_epoch
+                           else "was not written")
+                raise TrainingFailed(f"{exc}; the weights after epoch {epoch} are in "
+                                     f"{self.weights}, but {self.out / 'metrics.json'} "
+                                     f"{metrics}") from None
+            self.saved_epoch = epoch
+
+    def _check_finite(self, epoch: int, loss: float) -> None:
+        """Stop (TrainingFailed) when the loss or a weight has become NaN or infinite."""
+        if math.isfinite(loss):
+            if all(np.isfinite(value).all() for value in self.model.state_dict().values()):
+                return
+            what = "the weights became NaN or infinite"
+        else:
+            what = f"the loss became {loss}"
+        lr = self.settings.lr
+        raise TrainingFailed(f"{what} in epoch {epoch}: training diverged at learning rate "
+                             f"{lr:g}; try a lower --lr (such as {lr / 10:g}), or --keep-going "
+                             f"to continue anyway; {self._saved_note()}")
+
+    def _saved_note(self) -> str:
+        if not self.saved_epoch:
+            return "no weights saved yet"
+        return (f"the weights after epoch {self.saved_epoch} are in {self.weights} "
+                f"(metrics in {self.out / 'metrics.json'})")
+
+    def _when(self) -> str:
+        return ("after the last epoch" if self.saved_epoch == self.settings.epochs
+                else f"during epoch {self.saved_epoch + 1}")
 
     def _interrupted_message(self) -> str:
-        if not self.history:
-            return "interrupted during epoch 1: no weights saved yet"
-        done = self.history[-1]["epoch"]
-        return (f"interrupted during epoch {done + 1}: the weights after epoch {done} are in "
-                f"{self.weights} (metrics in {self.out / 'metrics.json'})")
+        return f"interrupted {self._when()}: {self._saved_note()}"
 
     def _metrics(self, final_accuracy: float | None, completed: bool) -> dict[str, Any]:
         metrics = {

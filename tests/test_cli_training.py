@@ -1,10 +1,12 @@
 """gradkit demo and gradkit train: results, outputs, Ctrl-C, and one-line errors."""
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +180,9 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
     (["train", "--hidden", "100,0"], ["argument --hidden"]),
     (["train", "--lr", "0"], ["argument --lr: must be positive"]),
     (["train", "--lr", "fast"], ["argument --lr: expected a positive float, got 'fast'"]),
+    (["train", "--lr", "inf"], ["argument --lr: must be finite, got 'inf'"]),
+    (["train", "--lr", "nan"], ["argument --lr: must be positive, got 'nan'"]),
+    (["demo", "--steps", "0"], ["argument --steps: must be positive"]),
     (["train", "--epochs", "0"], ["argument --epochs: must be positive"]),
     (["train", "--epochs", "2.5"], ["argument --epochs: expected a positive int"]),
     (["train", "--batch-size", "-4"], ["argument --batch-size: must be positive"]),
@@ -235,3 +240,211 @@ def test_the_installed_command_reports_errors_in_one_line(tmp_path, argv, fragme
     assert result.returncode == 2
     assert result.stdout == ""
     assert_one_line_error(result.stderr, fragment)
+
+
+def test_example_names_a_bad_seed(capsys):
+    assert cli.main(["example", "--seed", "-1"]) == 2
+    assert_one_line_error(capsys.readouterr().err,
+                          "argument --seed: expected an integer >= 0, got '-1'")
+
+
+# -- checked before anything is allocated or trained ------------------------------------------
+def count_epochs(monkeypatch) -> list[int]:
+    """Record each call of train_epoch (which still trains)."""
+    real, calls = training.train_epoch, []
+
+    def train_epoch(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(training, "train_epoch", train_epoch)
+    return calls
+
+
+def test_a_model_too_big_for_this_machine_says_how_many_bytes(tmp_path, capsys):
+    assert cli.main(["train", "--hidden", "1000000000000", "--out", str(tmp_path)]) == 2
+    assert_one_line_error(capsys.readouterr().err, "2 -> 1000000000000 -> 3 MLP has "
+                          "6000000000003 parameters", "bytes", "more than this machine's memory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_memory_estimate_counts_weights_optimizer_state_and_activations():
+    settings = training.TrainSettings(optimizer="adam", batch_size=32)
+    training.check_model_fits([10, 1000, 10], settings, samples=300, memory=10**6)
+    # 21010 parameters x 4 (weights, gradients, two Adam moments) + 3 x 32 x 1020 activations
+    with pytest.raises(ValueError, match=r"21010 parameters; .* about 727840 bytes .*"
+                                         r"more than this machine's memory \(683.6 KiB\)"):
+        training.check_model_fits([10, 1000, 10], settings, samples=300, memory=700_000)
+
+
+def test_a_label_far_above_the_sample_count_is_named(tmp_path, capsys):
+    np.savez(tmp_path / "data.npz", x=np.zeros((5, 2)), y=np.array([0, 1, 2, 3, 10**12]))
+    assert cli.main(["train", "--dataset", str(tmp_path / "data.npz"),
+                     "--out", str(tmp_path / "run")]) == 2
+    assert_one_line_error(capsys.readouterr().err, "label 1000000000000 (sample 4) would make "
+                          "1000000000001 classes for 5 samples")
+
+
+@pytest.mark.parametrize("labels,classes", [([0, 999, 1], 1000), ([0, 2999] + [1] * 298, 3000)])
+def test_class_counts_up_to_the_limit_are_accepted(labels, classes):
+    assert training.check_labels(np.array(labels), "toy") == classes
+    with pytest.raises(ValueError, match=f"label {classes} .* at most {classes} here"):
+        training.check_labels(np.array([*labels[:-1], classes]), "toy")
+
+
+def test_an_unwritable_output_directory_is_found_before_training(backend, tmp_path, monkeypatch,
+                                                                 capsys):
+    out = tmp_path / "read-only"
+    out.mkdir()
+    real_open = os.open
+
+    def open_read_only(path, flags, *args, **kwargs):
+        if Path(path).parent == out and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", open_read_only)
+    epochs = count_epochs(monkeypatch)
+    assert train(out, backend.name) == 2
+    assert_one_line_error(capsys.readouterr().err,
+                          f"output directory {out}: cannot write there: read-only file system")
+    assert epochs == [] and list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="file permissions do not bind the superuser")
+def test_an_output_directory_without_write_permission_is_found_before_training(
+        backend, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "locked"
+    out.mkdir(mode=0o500)
+    epochs = count_epochs(monkeypatch)
+    try:
+        assert train(out, backend.name) == 2
+    finally:
+        out.chmod(0o700)
+    assert_one_line_error(capsys.readouterr().err, f"{out}: cannot write there: permission denied")
+    assert epochs == []
+
+
+# -- training that fails: exit 1, one line, the last good weights kept -------------------------
+def last_error_line(err: str) -> str:
+    """The final line on stderr (the progress bar comes before it), checked to be an error."""
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("gradkit: error: "), err
+    return line
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(constant):
+        raise AssertionError(f"{path} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def fail_in_epoch(monkeypatch, epoch: int, failure) -> None:
+    """Make epoch ``epoch`` end with ``failure()``: it returns (loss, accuracy) or raises."""
+    real, calls = training.train_epoch, []
+
+    def train_epoch(*args):
+        calls.append(1)
+        result = real(*args)
+        return failure(result) if len(calls) == epoch else result
+    monkeypatch.setattr(training, "train_epoch", train_epoch)
+
+
+def test_a_loss_that_becomes_nan_stops_naming_the_epoch_and_keeps_the_weights(
+        backend, tmp_path, monkeypatch, capsys):
+    assert train(tmp_path / "one", backend.name, "--epochs", "1", "--optimizer", "sgd") == 0
+    fail_in_epoch(monkeypatch, 2, lambda result: (float("nan"), result[1]))
+    assert train(tmp_path / "run", backend.name, "--optimizer", "sgd") == 1
+    line = last_error_line(capsys.readouterr().err)
+    weights = tmp_path / "run" / training.weights_filename()
+    assert "the loss became nan in epoch 2: training diverged at learning rate 0.1" in line
+    assert "try a lower --lr (such as 0.01)" in line and "--keep-going" in line
+    assert f"the weights after epoch 1 are in {weights}" in line
+    metrics = strict_json(tmp_path / "run" / "metrics.json")
+    assert [e["epoch"] for e in metrics["epochs"]] == [1] and metrics["completed"] is False
+    saved, after_one = gk.load(weights), gk.load(tmp_path / "one" / weights.name)
+    for key in saved:
+        np.testing.assert_allclose(saved[key], after_one[key], rtol=1e-6, atol=1e-7)
+
+
+def test_a_huge_learning_rate_exits_1_and_never_writes_nan(backend, tmp_path, capsys):
+    assert train(tmp_path, backend.name, "--optimizer", "sgd", "--lr", "1e30") == 1
+    line = last_error_line(capsys.readouterr().err)
+    assert re.search(r"the (loss became \S+|weights became NaN or infinite) in epoch \d", line)
+    if (tmp_path / "metrics.json").exists():
+        strict_json(tmp_path / "metrics.json")
+
+
+def test_keep_going_trains_on_and_writes_non_finite_values_as_null(backend, tmp_path, capsys):
+    assert train(tmp_path, backend.name, "--optimizer", "sgd", "--lr", "1e30",
+                 "--keep-going") == 0
+    metrics = strict_json(tmp_path / "metrics.json")
+    assert len(metrics["epochs"]) == 3 and metrics["completed"] is True
+    assert any(entry["loss"] is None for entry in metrics["epochs"])
+
+
+def test_running_out_of_memory_while_training_is_one_line_and_exit_1(backend, tmp_path,
+                                                                     monkeypatch, capsys):
+    def out_of_memory(result):
+        raise MemoryError
+    fail_in_epoch(monkeypatch, 2, out_of_memory)
+    assert train(tmp_path, backend.name) == 1
+    line = last_error_line(capsys.readouterr().err)
+    assert "out of memory during epoch 2; the weights after epoch 1 are in" in line
+    assert "smaller --hidden or --batch-size" in line
+
+
+
+@pytest.mark.parametrize("writer", ["weights", "metrics"])
+def test_a_disk_that_fills_up_stops_training_saying_what_each_file_holds(
+        backend, tmp_path, monkeypatch, capsys, writer):
+    owner, name = (gk, "save") if writer == "weights" else (training, "write_json_atomically")
+    real, calls = getattr(owner, name), []
+
+    def write_until_full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(owner, name, write_until_full)
+    assert train(tmp_path, backend.name) == 1
+    line = last_error_line(capsys.readouterr().err)
+    assert "No space left on device" in line
+    weights = tmp_path / training.weights_filename()
+    if writer == "weights":
+        assert line.endswith(f"the weights after epoch 1 are in {weights} "
+                             f"(metrics in {tmp_path / 'metrics.json'})")
+    else:
+        assert line.endswith(f"the weights after epoch 2 are in {weights}, but "
+                             f"{tmp_path / 'metrics.json'} still describes epoch 1")
+    assert len(read_metrics(tmp_path)["epochs"]) == 1
+
+# -- Ctrl-C while the files of an epoch are written ---------------------------------------------
+@pytest.mark.parametrize("writer", ["weights", "metrics"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_ctrl_c_while_writing_leaves_the_files_and_the_message_in_agreement(
+        backend, tmp_path, monkeypatch, capsys, writer, when):
+    for epochs in (1, 2):
+        assert train(tmp_path / f"after-{epochs}", backend.name, "--epochs", str(epochs)) == 0
+    owner, name = (gk, "save") if writer == "weights" else (training, "write_json_atomically")
+    real, calls = getattr(owner, name), []
+
+    def write_with_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 and when == "before":
+            signal.raise_signal(signal.SIGINT)
+        result = real(*args, **kwargs)
+        if len(calls) == 2 and when == "after":
+            signal.raise_signal(signal.SIGINT)
+        return result
+    monkeypatch.setattr(owner, name, write_with_ctrl_c)
+    assert train(tmp_path / "cut", backend.name, "--epochs", "5") == 130
+    err = capsys.readouterr().err
+    done = int(re.search(r"the weights after epoch (\d+) are in", err).group(1))
+    metrics = read_metrics(tmp_path / "cut")
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, done + 1))
+    saved = gk.load(tmp_path / "cut" / metrics["weights"])
+    expected = gk.load(tmp_path / f"after-{done}" / metrics["weights"])
+    for key in saved:
+        np.testing.assert_allclose(saved[key], expected[key], rtol=1e-6, atol=1e-7)
+    assert not list((tmp_path / "cut").glob(".*.tmp"))

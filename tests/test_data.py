@@ -152,6 +152,28 @@ def test_npz_that_is_not_an_archive(tmp_path):
         load_npz(tmp_path / "single.npz")
 
 
+
+def test_a_text_file_named_npz_is_said_to_be_text(tmp_path):
+    (tmp_path / "table.npz").write_text("1,2,0\n3,4,1\n")
+    with pytest.raises(DatasetError, match="table.npz: not a readable .npz archive.*looks like "
+                                           "a text file") as info:
+        load_npz(tmp_path / "table.npz")
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_npz_arrays_larger_than_max_bytes_are_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "images.npz"
+    np.savez_compressed(path, x=np.zeros((1024, 1024), np.uint8), y=np.zeros(1024, np.int64))
+    assert load_npz(path)[0].shape == (1024, 1024)
+    with pytest.raises(DatasetError, match="images.npz: reading 'x.npy', 'y.npy' .* would need "
+                                           r"\d+ bytes, more than the 524288 bytes.*max_bytes="):
+        load_npz(path, max_bytes=2**19)
+    monkeypatch.setenv("GRADKIT_LOAD_MAX_BYTES", str(2**19))
+    with pytest.raises(DatasetError, match="GRADKIT_LOAD_MAX_BYTES"):
+        load_dataset(path)
+    assert load_dataset(path, max_bytes=2**21)[0].shape == (1024, 1024)
+
+
 # -- IDX ----------------------------------------------------------------------------------
 def _idx(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
@@ -241,6 +263,19 @@ def test_idx_damaged_gzip_and_missing_file(tmp_path):
     _idx_error(tmp_path, gzip.compress(GOOD_IMAGES)[:-6], GOOD_LABELS, "img: damaged gzip data")
     with pytest.raises(FileNotFoundError, match="missing: no such file"):
         load_idx(tmp_path / "missing", tmp_path / "lab")
+
+
+
+def test_a_gzipped_idx_file_may_not_expand_past_the_limit(tmp_path):
+    count = 100  # 100 images of 1024 x 1024 zeros: 100 MiB, about 100 KB gzipped
+    with gzip.GzipFile(tmp_path / "img.gz", "wb") as stream:
+        stream.write(_idx(0x803, (count, 1024, 1024), b""))
+        for _ in range(count):
+            stream.write(bytes(2**20))
+    (tmp_path / "lab").write_bytes(_idx(0x801, (count,), bytes(count)))
+    with pytest.raises(DatasetError, match=r"img.gz: the header's images of shape "
+                                           r"\(100, 1024, 1024\) would need 104857600 bytes"):
+        load_idx(tmp_path / "img.gz", tmp_path / "lab")
 
 
 # -- DataLoader -----------------------------------------------------------------------

@@ -361,6 +361,20 @@ def test_load_state_dict_refuses_non_arrays():
                                             "bias": [0.0, 0.0]})
 
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_big_endian_arrays_load_with_their_values(dtype):
+    model = gk.nn.Linear(3, 2, dtype=dtype)
+    values = np.arange(6).reshape(3, 2) / 8 - 0.25  # exact in both widths
+    state = {"weight": values.astype(np.dtype(dtype).newbyteorder(">")),
+             "bias": np.array([1.5, -2.0], np.dtype(dtype).newbyteorder(">"))}
+    assert state["weight"].dtype.str in (">f4", ">f8")
+    model.load_state_dict(state)
+    assert model.weight.dtype == np.dtype(dtype) and model.weight.numpy().dtype.isnative
+    assert model.weight.numpy().tolist() == values.tolist()
+    assert model.bias.numpy().tolist() == [1.5, -2.0]
+
+
 # -- moving between backends -----------------------------------------------------------
 
 def test_to_moves_every_parameter_and_training_works_there(backend):

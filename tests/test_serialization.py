@@ -1,8 +1,11 @@
 """gk.save / gk.load: both formats, atomic writes, and files that are not what they claim."""
 from __future__ import annotations
 
+import errno
+import json
 import os
 import pickle
+import struct
 import sys
 import zipfile
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 
 import gradkit as gk
-from gradkit.serialization import MissingDependencyError, SerializationError
+from gradkit.serialization import LoadLimitError, MissingDependencyError, SerializationError
 
 FORMATS = [".npz", ".safetensors"]
 
@@ -207,3 +210,161 @@ def test_safetensors_missing_says_how_to_install(tmp_path, monkeypatch):
 def test_saving_into_a_missing_directory_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="directory .*absent does not exist"):
         gk.save({"w": np.ones(1)}, tmp_path / "absent" / "model.npz")
+
+
+# -- why a save or a load fails ------------------------------------------------------------
+
+def _fail_with(monkeypatch, name, code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(os, name, fail)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+@pytest.mark.parametrize("failing,code,kind,reason", [
+    ("open", errno.EACCES, PermissionError, "permission denied"),
+    ("open", errno.EROFS, OSError, "read-only file system"),
+    ("fsync", errno.ENOSPC, OSError, "no space left on the device"),
+])
+def test_save_failures_name_the_users_path_and_the_reason(tmp_path, monkeypatch, suffix,
+                                                          failing, code, kind, reason):
+    path = tmp_path / f"model{suffix}"
+    gk.save({"w": np.ones(3, np.float32)}, path)
+    _fail_with(monkeypatch, failing, code)
+    with pytest.raises(kind, match=reason) as info:
+        gk.save({"w": np.zeros(3, np.float32)}, path)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert message.startswith(f"save {path}: ") and ".tmp" not in message, message
+    assert info.value.errno == code
+    assert list(tmp_path.iterdir()) == [path]
+    assert gk.load(path)["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_saving_onto_a_directory_says_it_is_one(tmp_path):
+    (tmp_path / "model.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=f"save {tmp_path / 'model.npz'}: .*is a directory"):
+        gk.save({"w": np.ones(1)}, tmp_path / "model.npz")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="file permissions do not bind the superuser")
+def test_permission_problems_are_said_as_such(tmp_path):
+    path = tmp_path / "model.npz"
+    gk.save({"w": np.ones(1)}, path)
+    path.chmod(0)
+    with pytest.raises(PermissionError, match=f"load {path}: cannot read it: permission denied"):
+        gk.load(path)
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="permission denied"):
+            gk.save({"w": np.ones(1)}, tmp_path / "other.npz")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_an_unreadable_file_is_not_called_foreign(tmp_path, monkeypatch, suffix):
+    path = tmp_path / f"model{suffix}"
+    gk.save({"w": np.ones(1)}, path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(PermissionError, match=f"load {path}: cannot read it: permission denied"):
+        gk.load(path)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_loading_a_directory_says_it_is_one(tmp_path, suffix):
+    (tmp_path / f"x{suffix}").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory, not a file"):
+        gk.load(tmp_path / f"x{suffix}")
+
+
+def test_a_text_file_named_npz_is_said_to_look_like_text(tmp_path):
+    (tmp_path / "notes.npz").write_text("x,y\n1,2\n")
+    with pytest.raises(SerializationError, match="not an .npz archive.*looks like a text file"):
+        gk.load(tmp_path / "notes.npz")
+
+
+# -- safetensors dtypes NumPy lacks --------------------------------------------------------
+
+def _safetensors_bytes(tensors):
+    """A .safetensors file of ``name -> (dtype name, shape, raw bytes)``."""
+    header, data = {}, b""
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data),
+                                                                          len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def test_bf16_tensors_load_as_the_same_float32_values(tmp_path):
+    values = np.array([[1.0, -2.5], [3.140625, np.inf]], np.float32)  # exact in bfloat16
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(_safetensors_bytes({"w": ("BF16", [2, 2], bf16),
+                                         "b": ("F32", [1], np.ones(1, np.float32).tobytes())}))
+    loaded = gk.load(path)
+    assert loaded["w"].dtype == np.float32 and loaded["w"].shape == (2, 2)
+    assert loaded["w"].tolist() == values.tolist() and loaded["b"].tolist() == [1.0]
+
+
+def test_unsupported_safetensors_dtypes_name_each_tensor(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(_safetensors_bytes({"a": ("F8_E4M3", [2], b"ab"),
+                                         "b": ("F8_E5M2", [1], b"c")}))
+    with pytest.raises(SerializationError, match="'a' is F8_E4M3, 'b' is F8_E5M2"):
+        gk.load(path)
+
+
+# -- bounded allocation -------------------------------------------------------------------
+
+def _deflated_npz(path, megabytes):
+    """An .npz whose one float64 array of zeros is ``megabytes`` MiB, deflated (~1000x)."""
+    count = megabytes * 2**20 // 8
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("w.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f8", "fortran_order": False, "shape": (count,)})
+            block = bytes(2**20)
+            for _ in range(megabytes):
+                member.write(block)
+    return path
+
+
+def test_a_deflated_npz_may_not_expand_past_the_limit(tmp_path):
+    path = _deflated_npz(tmp_path / "bomb.npz", 100)  # about 100 KB on disk
+    with pytest.raises(LoadLimitError, match="would need 104857.* bytes.*max_bytes=.*"
+                                             "GRADKIT_LOAD_MAX_BYTES") as info:
+        gk.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_the_load_limit_is_raised_by_argument_or_environment(tmp_path, monkeypatch):
+    path = _deflated_npz(tmp_path / "small.npz", 1)
+    assert gk.load(path)["w"].shape == (2**17,)  # small files always get 64 MiB
+    with pytest.raises(LoadLimitError):
+        gk.load(path, max_bytes=2**19)
+    monkeypatch.setenv("GRADKIT_LOAD_MAX_BYTES", str(2**19))
+    with pytest.raises(LoadLimitError):
+        gk.load(path)
+    assert gk.load(path, max_bytes=2**21)["w"].shape == (2**17,)
+    monkeypatch.setenv("GRADKIT_LOAD_MAX_BYTES", "lots")
+    with pytest.raises(ValueError, match="GRADKIT_LOAD_MAX_BYTES='lots'"):
+        gk.load(path)
+
+
+def test_an_npy_header_may_not_declare_more_than_its_member_holds(tmp_path):
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("w.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+            member.write(bytes(16))
+    with pytest.raises(SerializationError, match=r"'w.npy' declares a float64 array of shape "
+                                                 r"\(1000000000000,\) .* but holds only"):
+        gk.load(path)

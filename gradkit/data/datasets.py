@@ -64,10 +64,12 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return X, table[:, 64].astype(np.int64)
 
 
-def load_dataset(name_or_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(name_or_path: str | Path,
+                 max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)`` from a built-in name (``"spiral"``, ``"digits"``), a ``.npz`` file, or a
     directory holding MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and
-    ``train-labels-idx1-ubyte[.gz]``).
+    ``train-labels-idx1-ubyte[.gz]``). ``max_bytes`` bounds what reading a file may
+    allocate (see :func:`gradkit.data.load_npz`).
 
     >>> X, y = load_dataset("spiral")
     >>> X.shape
@@ -80,12 +82,12 @@ def load_dataset(name_or_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         return digits()
     path = Path(name_or_path)
     if path.is_dir():
-        return load_idx(*_idx_files(path))
+        return load_idx(*_idx_files(path), max_bytes=max_bytes)
     if path.suffix == ".npz" or path.is_file():
         if path.suffix != ".npz":
             raise DatasetError(f"{path}: unknown data file type {path.suffix!r}; give a .npz "
                                "file or a directory of MNIST IDX files")
-        return load_npz(path)
+        return load_npz(path, max_bytes=max_bytes)
     raise DatasetError(f"unknown dataset {name!r}: not one of {', '.join(DATASETS)}, and no "
                        "such file or directory")
 

@@ -190,8 +190,9 @@ class Module:
 
         Everything is checked before anything changes: with ``strict`` a missing
         or unexpected key is an error, and a shape or dtype that differs from the
-        parameter's always is. The error lists every problem; on an error no
-        parameter has changed. Returns the keys skipped (with ``strict=False``).
+        parameter's always is (byte order aside: a big-endian array is converted
+        to native order, values unchanged). The error lists every problem; on an
+        error no parameter has changed. Returns the keys skipped (with ``strict=False``).
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"load_state_dict: expected a dict of arrays, got "
@@ -235,7 +236,8 @@ def _host_array(key: str, value: Any, parameter: Tensor) -> tuple[np.ndarray | N
     if isinstance(value, Tensor):
         array = value.numpy()
     elif isinstance(value, np.ndarray):
-        array = np.array(value, copy=True)
+        # a copy in native byte order: big-endian '>f4' from a file loads as float32
+        array = np.array(value, dtype=value.dtype.newbyteorder("="), copy=True)
     else:
         return None, f"{key!r}: expected a NumPy array or Tensor, got {type(value).__name__}"
     if array.shape != parameter.shape or array.dtype != parameter.dtype:
