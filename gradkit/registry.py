@@ -322,8 +322,9 @@ def _number_array(value: int | float, dtype: np.dtype, backend: Any) -> Any:
     return array
 
 
-def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int) -> Tensor:
-    """A non-Tensor operand as a constant Tensor on ``backend``.
+def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int,
+          args: tuple) -> Tensor:
+    """A non-Tensor operand (``args[index]``) as a constant Tensor on ``backend``.
 
     Python scalars are weakly typed, as in NumPy 2 and JAX: they take the dtype of
     the tensor they meet (a float meeting an int tensor takes the default float).
@@ -341,15 +342,37 @@ def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: 
     if isinstance(value, (int, float)):  # subclasses (np.float64 is a float): weak too
         plain = bool(value) if isinstance(value, bool) else (
             int(value) if isinstance(value, int) else float(value))
-        return _lift(plain, backend, like_dtype, op, index)
-    return _lift_array(value, backend, op, index)
+        return _lift(plain, backend, like_dtype, op, index, args)
+    return _lift_array(value, backend, op, index, args)
 
 
-def _lift_array(value: Any, backend: Any, op: Op, index: int) -> Tensor:
-    """An array-like operand (NumPy array or scalar, list) as a constant Tensor."""
-    array = np.asarray(value) if not hasattr(value, "dtype") else value
-    if not hasattr(value, "dtype") and array.dtype == np.float64:
-        array = array.astype(get_default_dtype())
+def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Tensor:
+    """An array-like operand (NumPy array or scalar, list) as a constant Tensor.
+
+    Complex values (gradkit has no complex dtypes), ragged lists and non-numeric
+    data are refused, naming the op, the argument and every operand.
+    """
+    def refuse(cls: type, why: str) -> GradkitError:
+        names = _operand_names(op, len(args))
+        return cls(f"{op.name}: argument {names[index]} {why} (operands: "
+                   f"{describe_operands(names, list(args))})")
+
+    if hasattr(value, "dtype"):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise refuse(ShapeError, f"({type(value).__name__}) is not a rectangular array "
+                         f"of numbers: {exc}") from exc
+        if array.dtype == np.float64:
+            array = array.astype(get_default_dtype())
+    kind = to_numpy_dtype(array.dtype).kind
+    if kind not in "biuf":
+        what = ("is complex; gradkit has no complex dtypes (use the real and imaginary "
+                "parts as two real tensors)") if kind == "c" else \
+            f"has dtype {array.dtype}, which is not numeric"
+        raise refuse(DTypeError, what)
     try:
         return Tensor(backend.asarray(array), backend)
     except Exception as exc:
@@ -381,14 +404,21 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
         if type(value) is Tensor:
             dtype = value.dtype
             like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
-    return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i)
+    return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i, args)
                   for i, v in enumerate(args)])
+
+
+def _operand_names(op: Op, count: int) -> list[str]:
+    """What error messages call an op's ``count`` operands (its forward's argument names)."""
+    if op.variadic:
+        return [f"tensors[{i}]" for i in range(count)]
+    last = op.arg_names[-1] if op.arg_names else "arg"
+    return [op.arg_names[i] if i < len(op.arg_names) else f"{last}{i}" for i in range(count)]
 
 
 def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
     """A library's exception from a kernel, as a gradkit error naming op and operands."""
-    names = [op.arg_names[i] if i < len(op.arg_names) else f"{op.arg_names[-1] if op.arg_names else 'arg'}{i}"
-             for i in range(len(tensors))] if not op.variadic else [f"tensors[{i}]" for i in range(len(tensors))]
+    names = _operand_names(op, len(tensors))
     operands = describe_operands(names, list(tensors))
     cls = (DTypeError if isinstance(exc, TypeError) else
            IndexingError if isinstance(exc, IndexError) else

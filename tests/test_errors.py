@@ -82,3 +82,22 @@ def test_a_failed_op_leaves_its_inputs_untouched():
 def test_item_of_a_big_tensor():
     with pytest.raises(ValueError, match=r"item: only size-1.*\(2,\)"):
         gk.ones(2).item()
+
+
+@pytest.mark.parametrize("value", [1j, 2 + 0j, np.complex64(1j), np.array([1j, 2j]),
+                                   [1.0, 1j]], ids=repr)
+def test_a_complex_operand_is_refused_not_lifted(backend, value):
+    x = gk.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(gk.DTypeError, match=r"multiply: argument y is complex; gradkit has no "
+                                             rf"complex dtypes.*x: {backend.name} float32 \(2,\)"):
+        x * value
+    with pytest.raises(gk.DTypeError, match=r"^add: argument x is complex"):
+        value + x
+    with pytest.raises(gk.DTypeError, match=r"^multiply: argument y is complex"):
+        gk.grad(lambda v: gk.abs(v * value).sum())(x)
+
+
+def test_a_ragged_list_operand_names_the_op_and_argument(backend):
+    with pytest.raises(gk.ShapeError, match=r"^add: argument y \(list\) is not a rectangular "
+                                            r"array of numbers.*x: \w+ float32 \(2,\)"):
+        gk.tensor([1.0, 2.0]) + [[1], [2, 3]]
