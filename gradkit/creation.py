@@ -26,6 +26,7 @@ from gradkit.device import resolve_backend
 from gradkit.dtypes import (as_dtype, get_default_dtype, native_dtype, result_type,
                             to_numpy_dtype)
 from gradkit.errors import BackendError, DTypeError
+from gradkit.registry import as_shape, as_size
 from gradkit.tensor import Tensor, tensor
 
 
@@ -50,10 +51,6 @@ def _make(build: Any, dtype: Any, requires_grad: bool, backend: Any, where: str,
     return t
 
 
-def _shape(shape: Any) -> tuple[int, ...]:
-    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
-
-
 def _backend_of(x: Any) -> Any:
     return x._backend if isinstance(x, Tensor) else None
 
@@ -66,7 +63,8 @@ def zeros(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
     >>> gk.zeros(2).numpy().tolist()
     [0.0, 0.0]
     """
-    return _make(lambda xp, d: xp.zeros(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "zeros")
+    return _make(lambda xp, d: xp.zeros(shape, dtype=d), dtype, requires_grad, backend,
                  "zeros", device)
 
 
@@ -78,7 +76,8 @@ def ones(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: An
     >>> gk.ones((1, 2)).numpy().tolist()
     [[1.0, 1.0]]
     """
-    return _make(lambda xp, d: xp.ones(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "ones")
+    return _make(lambda xp, d: xp.ones(shape, dtype=d), dtype, requires_grad, backend,
                  "ones", device)
 
 
@@ -90,7 +89,8 @@ def empty(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
     >>> gk.empty((2, 2)).shape
     (2, 2)
     """
-    return _make(lambda xp, d: xp.zeros(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "empty")
+    return _make(lambda xp, d: xp.zeros(shape, dtype=d), dtype, requires_grad, backend,
                  "empty", device)
 
 
@@ -115,8 +115,9 @@ def full(shape: Any, fill_value: bool | int | float, dtype: Any = None,
     >>> gk.full(2, 7.0).numpy().tolist(), gk.full(2, True).dtype
     ([7.0, 7.0], dtype('bool'))
     """
+    shape = as_shape(shape, "full")
     dtype = _fill_dtype(fill_value) if dtype is None else dtype
-    return _make(lambda xp, d: xp.full(_shape(shape), fill_value, dtype=d), dtype,
+    return _make(lambda xp, d: xp.full(shape, fill_value, dtype=d), dtype,
                  requires_grad, backend, "full", device)
 
 
@@ -193,6 +194,7 @@ def linspace(start: float, stop: float, num: int, dtype: Any = None, backend: An
     >>> gk.linspace(0.0, 1.0, 3).numpy().tolist(), gk.linspace(0, 1, 2, endpoint=False).numpy().tolist()
     ([0.0, 0.5, 1.0], [0.0, 0.5])
     """
+    num = as_size(num, "linspace", "num")
     return _make(lambda xp, d: xp.linspace(start, stop, num, dtype=d, endpoint=endpoint), dtype,
                  False, backend, "linspace", device)
 
@@ -205,6 +207,7 @@ def eye(n: int, m: int | None = None, dtype: Any = None, backend: Any = None, *,
     >>> gk.eye(2).numpy().tolist(), gk.eye(2, 3, k=1).numpy().tolist()
     ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
+    n, m = as_size(n, "eye", "n"), None if m is None else as_size(m, "eye", "m")
     return _make(lambda xp, d: xp.eye(n, m, k=k, dtype=d), dtype, False, backend, "eye", device)
 
 

@@ -300,6 +300,47 @@ def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple
     return primitive(name, vjp=vjp, samples=samples, family="user", replace=replace)(forward)
 
 
+# -- arguments every op checks the same way ---------------------------------------
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_shape(shape: Any, where: str, argument: str = "shape", *, infer: bool = False,
+             operand: Any = None) -> tuple[int, ...]:
+    """``shape`` (an integer or a tuple/list of integers, Python or NumPy) as a tuple of
+    Python ints.
+
+    Anything else (floats, strings, bools, negative sizes) is an ArgumentError naming
+    ``where``, ``argument`` and ``operand`` (the tensor being reshaped), never a size
+    truncated from a float. ``infer=True`` lets one entry be -1 (reshape).
+
+    >>> as_shape((2, 3), "zeros"), as_shape(4, "zeros")
+    ((2, 3), (4,))
+    >>> as_shape((2.9, 1), "zeros")
+    Traceback (most recent call last):
+    gradkit.errors.ArgumentError: zeros: shape must be an integer or a tuple of integers, got (2.9, 1)
+    """
+    entries = (shape,) if _is_integer(shape) else shape
+    suffix = "" if operand is None else f" (operand: {describe_operands(['x'], [operand])})"
+    if not isinstance(entries, (tuple, list)) or not all(_is_integer(n) for n in entries):
+        raise ArgumentError(f"{where}: {argument} must be an integer or a tuple of integers, "
+                            f"got {shape!r}{suffix}")
+    result = tuple([int(n) for n in entries])
+    negative = [n for n in result if n < 0]
+    if negative and not (infer and negative == [-1]):
+        allowed = "; one entry may be -1" if infer else ""
+        raise ArgumentError(f"{where}: {argument} {shape!r} has a negative size{allowed}{suffix}")
+    return result
+
+
+def as_size(value: Any, where: str, argument: str) -> int:
+    """A single non-negative integer ``value`` (a count, a matrix size) as a Python int."""
+    if not _is_integer(value):
+        raise ArgumentError(f"{where}: {argument} must be an integer, got {value!r}")
+    return as_shape(value, where, argument)[0]
+
+
 # -- dispatch: the hot path ----------------------------------------------------
 
 # Python numbers met by ops, as read-only 0-d arrays: (type, value, dtype, backend) ->

@@ -499,7 +499,7 @@ class Tensor:
     def mT(self) -> "Tensor":
         return _ops.matrix_transpose(self)
 
-    def broadcast_to(self, shape: Any) -> "Tensor": return _ops.broadcast_to(self, shape=tuple(shape))
+    def broadcast_to(self, shape: Any) -> "Tensor": return _ops.broadcast_to(self, shape=shape)
     def squeeze(self, axis: Any = None) -> "Tensor": return _ops.squeeze(self, axis=axis)
     def expand_dims(self, axis: Any) -> "Tensor": return _ops.expand_dims(self, axis=axis)
     def flatten(self) -> "Tensor": return _ops.reshape(self, shape=(-1,))

@@ -101,3 +101,41 @@ def test_a_ragged_list_operand_names_the_op_and_argument(backend):
     with pytest.raises(gk.ShapeError, match=r"^add: argument y \(list\) is not a rectangular "
                                             r"array of numbers.*x: \w+ float32 \(2,\)"):
         gk.tensor([1.0, 2.0]) + [[1], [2, 3]]
+
+
+SHAPE_TAKERS = {
+    "zeros": lambda shape: gk.zeros(shape), "ones": lambda shape: gk.ones(shape),
+    "empty": lambda shape: gk.empty(shape), "full": lambda shape: gk.full(shape, 1.0),
+    "reshape": lambda shape: gk.reshape(gk.zeros(6), shape),
+    "broadcast_to": lambda shape: gk.broadcast_to(gk.zeros(()), shape),
+    "random.normal": lambda shape: gk.random.default_rng(0).normal(size=shape),
+    "random.integers": lambda shape: gk.random.default_rng(0).integers(0, 2, size=shape),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_TAKERS))
+@pytest.mark.parametrize("bad", [(2.9, 1.99), ("3",), 2.9, (True, 2), (-2, 3), (2, None)],
+                         ids=repr)
+def test_a_shape_takes_integers_only(backend, name, bad):
+    argument = "size" if name.startswith("random") else "shape"
+    with pytest.raises(gk.ArgumentError, match=rf"^{name}: {argument} "):
+        SHAPE_TAKERS[name](bad)
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_TAKERS))
+def test_a_shape_of_numpy_integers_is_a_shape(backend, name):
+    assert SHAPE_TAKERS[name]((np.int32(2), np.int64(3))).shape == (2, 3)
+
+
+def test_reshape_infers_one_size_only():
+    assert gk.reshape(gk.zeros(6), (-1, 2)).shape == (3, 2)
+    with pytest.raises(gk.ArgumentError, match=r"reshape: shape \(-1, -1\) has a negative size; "
+                                               r"one entry may be -1 \(operand: x: \w+ float32"):
+        gk.reshape(gk.zeros(6), (-1, -1))
+
+
+@pytest.mark.parametrize("call", [lambda: gk.eye(2.0), lambda: gk.eye(2, 1.5),
+                                  lambda: gk.linspace(0.0, 1.0, 3.0)], ids=["eye n", "eye m", "linspace"])
+def test_sizes_take_integers_only(call):
+    with pytest.raises(gk.ArgumentError, match=r"^(eye: [nm]|linspace: num) must be an integer"):
+        call()

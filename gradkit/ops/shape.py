@@ -17,7 +17,7 @@ from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
-from gradkit.registry import Sample, composite, primitive
+from gradkit.registry import Sample, as_shape, composite, primitive
 from gradkit.tensor import Tensor
 
 FAMILY = "shape"
@@ -25,6 +25,11 @@ FAMILY = "shape"
 
 def _draw(rng, shape):
     return away_from_zero(rng, shape)
+
+
+def _as_tuple(shape: Any) -> tuple:
+    """A shape param (checked by ``as_shape``: an integer or a sequence) as a tuple."""
+    return (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
 
 # -- reshape family ----------------------------------------------------------------
@@ -39,7 +44,11 @@ def reshape_samples(rng):
             Sample(_draw(rng, (4,)), shape=(2, 1, 2)), Sample(_draw(rng, ()), shape=(1, 1))]
 
 
-@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY)
+def check_reshape(x, *, shape, copy=None) -> None:
+    as_shape(shape, "reshape", infer=True, operand=x)
+
+
+@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY, check=check_reshape)
 def reshape(xp, x, *, shape, copy=None):
     """``x`` with a new shape of the same size (one entry may be -1).
 
@@ -50,9 +59,10 @@ def reshape(xp, x, *, shape, copy=None):
     >>> gk.reshape(gk.tensor([1.0, 2.0, 3.0, 4.0]), shape=(2, 2)).shape
     (2, 2)
     """
+    shape = _as_tuple(shape)
     if copy is None:
-        return xp.reshape(x, tuple(shape))
-    return xp.reshape(x, tuple(shape), copy=copy)
+        return xp.reshape(x, shape)
+    return xp.reshape(x, shape, copy=copy)
 
 
 def transpose_vjp(ctx, g):
@@ -116,7 +126,12 @@ def broadcast_to_samples(rng):
             Sample(_draw(rng, ()), shape=(2, 2)), Sample(_draw(rng, (1, 3)), shape=(2, 2, 3))]
 
 
-@primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY)
+def check_broadcast_to(x, *, shape) -> None:
+    as_shape(shape, "broadcast_to", operand=x)
+
+
+@primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY,
+           check=check_broadcast_to)
 def broadcast_to(xp, x, *, shape):
     """``x`` broadcast to ``shape``; the gradient sums back over the copies.
 
@@ -124,7 +139,7 @@ def broadcast_to(xp, x, *, shape):
     >>> gk.broadcast_to(gk.tensor([1.0, 2.0]), shape=(3, 2)).shape
     (3, 2)
     """
-    return xp.broadcast_to(x, tuple(shape))
+    return xp.broadcast_to(x, _as_tuple(shape))
 
 
 def sum_to_vjp(ctx, g):
