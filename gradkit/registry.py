@@ -403,6 +403,8 @@ def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Te
     else:
         try:
             array = np.asarray(value)
+        except GradkitError:  # a list holding a tensor that refuses to leave the graph
+            raise
         except (ValueError, TypeError) as exc:
             raise refuse(ShapeError, f"({type(value).__name__}) is not a rectangular array "
                          f"of numbers: {exc}") from exc
