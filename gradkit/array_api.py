@@ -30,7 +30,7 @@ from gradkit.tensor import Tensor
 __array_api_version__ = "2023.12"
 
 
-def astype(x: Tensor, dtype: Any, *, copy: bool = True, device: Any = None) -> Tensor:
+def astype(x: Tensor, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Tensor:
     """``x`` converted to ``dtype`` (and moved to ``device``); the gradient converts back.
 
     ``copy=False`` returns ``x`` itself when nothing changes.

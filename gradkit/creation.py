@@ -51,12 +51,16 @@ def _make(build: Any, dtype: Any, requires_grad: bool, backend: Any, where: str,
     return t
 
 
-def _backend_of(x: Any) -> Any:
-    return x._backend if isinstance(x, Tensor) else None
+def _like(x: Tensor, dtype: Any, device: Any, requires_grad: bool) -> dict[str, Any]:
+    """A ``*_like`` function's keyword arguments for its plain form: ``x``'s dtype and
+    device unless given."""
+    backend = x._backend if isinstance(x, Tensor) and device is None else None
+    return {"dtype": x.dtype if dtype is None else dtype, "device": device,
+            "requires_grad": requires_grad, "backend": backend}
 
 
-def zeros(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-          device: Any = None) -> Tensor:
+def zeros(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          backend: Any = None) -> Tensor:
     """A tensor of zeros.
 
     >>> import gradkit as gk
@@ -68,8 +72,8 @@ def zeros(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
                  "zeros", device)
 
 
-def ones(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-         device: Any = None) -> Tensor:
+def ones(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+         backend: Any = None) -> Tensor:
     """A tensor of ones.
 
     >>> import gradkit as gk
@@ -81,8 +85,8 @@ def ones(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: An
                  "ones", device)
 
 
-def empty(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-          device: Any = None) -> Tensor:
+def empty(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          backend: Any = None) -> Tensor:
     """A tensor whose values are not to be relied on (gradkit fills it with zeros).
 
     >>> import gradkit as gk
@@ -106,8 +110,8 @@ def _fill_dtype(fill_value: Any) -> np.dtype:
                      f"{type(fill_value).__name__}")
 
 
-def full(shape: Any, fill_value: bool | int | float, dtype: Any = None,
-         requires_grad: bool = False, backend: Any = None, *, device: Any = None) -> Tensor:
+def full(shape: Any, fill_value: bool | int | float, *, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False, backend: Any = None) -> Tensor:
     """A tensor filled with ``fill_value``; by default its dtype follows the value
     (bool, int64, or the default float).
 
@@ -121,56 +125,52 @@ def full(shape: Any, fill_value: bool | int | float, dtype: Any = None,
                  requires_grad, backend, "full", device)
 
 
-def zeros_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-               device: Any = None) -> Tensor:
+def zeros_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
     """Zeros with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.zeros_like(gk.ones((2, 2), dtype="float64")).dtype
     dtype('float64')
     """
-    return zeros(x.shape, dtype or x.dtype, requires_grad, _backend_of(x) if device is None else None,
-                 device=device)
+    return zeros(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def ones_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-              device: Any = None) -> Tensor:
+def ones_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
     """Ones with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.ones_like(gk.zeros(2)).numpy().tolist()
     [1.0, 1.0]
     """
-    return ones(x.shape, dtype or x.dtype, requires_grad, _backend_of(x) if device is None else None,
-                device=device)
+    return ones(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def empty_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-               device: Any = None) -> Tensor:
+def empty_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
     """An uninitialized-by-contract tensor like ``x`` (gradkit fills it with zeros).
 
     >>> import gradkit as gk
     >>> gk.empty_like(gk.zeros((2, 3), dtype="int32")).dtype
     dtype('int32')
     """
-    return empty(x.shape, dtype or x.dtype, requires_grad,
-                 _backend_of(x) if device is None else None, device=device)
+    return empty(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def full_like(x: Tensor, fill_value: bool | int | float, dtype: Any = None,
-              requires_grad: bool = False, *, device: Any = None) -> Tensor:
+def full_like(x: Tensor, /, fill_value: bool | int | float, *, dtype: Any = None,
+              device: Any = None, requires_grad: bool = False) -> Tensor:
     """``fill_value`` with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.full_like(gk.zeros(2), 3).numpy().tolist()
     [3.0, 3.0]
     """
-    return full(x.shape, fill_value, dtype or x.dtype, requires_grad,
-                _backend_of(x) if device is None else None, device=device)
+    return full(x.shape, fill_value, **_like(x, dtype, device, requires_grad))
 
 
-def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
-           backend: Any = None, *, device: Any = None) -> Tensor:
+def arange(start: float, /, stop: float | None = None, step: float = 1, *, dtype: Any = None,
+           device: Any = None, backend: Any = None) -> Tensor:
     """Evenly spaced values in ``[start, stop)``; integer inputs give int64.
 
     >>> import gradkit as gk
@@ -185,8 +185,8 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
                  "arange", device)
 
 
-def linspace(start: float, stop: float, num: int, dtype: Any = None, backend: Any = None, *,
-             device: Any = None, endpoint: bool = True) -> Tensor:
+def linspace(start: float, stop: float, /, num: int, *, dtype: Any = None, device: Any = None,
+             endpoint: bool = True, backend: Any = None) -> Tensor:
     """``num`` evenly spaced values from ``start`` to ``stop`` (inclusive unless
     ``endpoint=False``).
 
@@ -199,15 +199,16 @@ def linspace(start: float, stop: float, num: int, dtype: Any = None, backend: An
                  False, backend, "linspace", device)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, backend: Any = None, *, k: int = 0,
-        device: Any = None) -> Tensor:
+def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
+        device: Any = None, backend: Any = None) -> Tensor:
     """The ``n`` by ``m`` (default square) matrix with ones on diagonal ``k``.
 
     >>> import gradkit as gk
     >>> gk.eye(2).numpy().tolist(), gk.eye(2, 3, k=1).numpy().tolist()
     ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
-    n, m = as_size(n, "eye", "n"), None if m is None else as_size(m, "eye", "m")
+    n = as_size(n_rows, "eye", "n_rows")
+    m = None if n_cols is None else as_size(n_cols, "eye", "n_cols")
     return _make(lambda xp, d: xp.eye(n, m, k=k, dtype=d), dtype, False, backend, "eye", device)
 
 
@@ -277,7 +278,7 @@ def _stack_nested(obj: Any, dtype: Any, target: Any) -> Tensor:
     return stack([asarray(p, dtype=common, device=target) for p in parts], axis=0)
 
 
-def asarray(obj: Any, /, dtype: Any = None, *, device: Any = None, copy: bool | None = None,
+def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None,
             requires_grad: bool = False) -> Tensor:
     """``obj`` as a tensor: a Tensor (returned as it is where nothing must change, so
     gradients flow through), Python data, or another library's array.

@@ -98,13 +98,13 @@ class Composite:
     """
 
     def __init__(self, name: str, function: Callable[..., Any], samples: SampleFn | None,
-                 family: str, differentiable: bool = True) -> None:
+                 family: str, differentiable: bool = True, variadic: bool = False) -> None:
         self.name = name
         self.function = function
         self.samples = samples
         self.family = family
         self.differentiable = differentiable
-        self.variadic = False
+        self.variadic = variadic  # takes its tensors as one sequence (stack)
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return self.function(*args, **params)
@@ -176,26 +176,48 @@ def unregister_op(name: str) -> None:
         entry.registered = False
 
 
-def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
+def _shown_signature(op: Op, signature: inspect.Signature, array_params: list,
+                     keyword_params: list, positional: Sequence[str]) -> inspect.Signature:
+    """The public function's signature, as the Array API standard writes it: the arrays
+    positional-only; the params in ``positional`` next (positional-only when listed
+    before a ``"/"`` entry, else positional-or-keyword); every other param keyword-only."""
+    P = inspect.Parameter
+    only = positional[:positional.index("/")] if "/" in positional else ()
+    named = [name for name in positional if name != "/"]
+    if [p.name for p in keyword_params[:len(named)]] != named:
+        raise ValueError(f"{op.name}: positional params {named} must come first among the "
+                         f"forward's keyword-only params {[p.name for p in keyword_params]}")
+    if op.variadic:
+        arrays = [P("arrays", P.POSITIONAL_ONLY)]
+    else:
+        arrays = [p.replace(kind=P.POSITIONAL_ONLY) for p in array_params]
+    shown = arrays + [p.replace(kind=P.POSITIONAL_ONLY if p.name in only else P.POSITIONAL_OR_KEYWORD)
+                      for p in keyword_params[:len(named)]] + keyword_params[len(named):]
+    return signature.replace(parameters=shown)
+
+
+def _public_function(op: Op, forward: Callable[..., Any],
+                     positional: Sequence[str] = ()) -> Callable[..., Any]:
     """A real Python function for ``op``: its name, docstring and signature minus ``xp``.
 
     The forward's positional parameters are the array inputs; its keyword-only
     parameters are the op's params, which callers may also pass positionally
     after the arrays (``gk.sum(x, 0)``). Trailing optional arrays passed as None
-    (``linear(x, W, None)``) are dropped.
+    (``linear(x, W, None)``) are dropped. The signature shown is the standard's
+    (see ``_shown_signature``).
     """
     P = inspect.Parameter
     signature = inspect.signature(forward)
     after_xp = list(signature.parameters.values())[1:]
     array_params = [p for p in after_xp if p.kind is P.POSITIONAL_OR_KEYWORD]
-    param_names = [p.name for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    keyword_params = [p for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    param_names = [p.name for p in keyword_params]
     array_names = {p.name: i for i, p in enumerate(array_params)}
     op.arg_names = list(array_names)
     known = set(param_names)
     # Every call records its params complete, defaults included, so a VJP reads
     # ctx.params["axis"] without repeating the op's defaults.
-    defaults = {p.name: p.default for p in after_xp
-                if p.kind is P.KEYWORD_ONLY and p.default is not P.empty}
+    defaults = {p.name: p.default for p in keyword_params if p.default is not P.empty}
     n_required = sum(p.default is P.empty for p in array_params)
 
     def bind(args: tuple, params: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -220,10 +242,10 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
         return args, params
 
     if op.variadic:
-        def function(tensors: Sequence[Any], **params: Any) -> Tensor:
+        def function(arrays: Sequence[Any], /, **params: Any) -> Tensor:
             if params.keys() - known:
                 bind((), params)
-            return dispatch(op, tuple(tensors), {**defaults, **params})
+            return dispatch(op, tuple(arrays), {**defaults, **params})
     else:
         def function(*args: Any, **params: Any) -> Tensor:
             if params or len(args) != len(array_params):
@@ -231,12 +253,8 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
             return dispatch(op, args, {**defaults, **params} if defaults else params)
     functools.update_wrapper(function, forward)
     del function.__wrapped__
-    if op.variadic:
-        shown = [P("tensors", P.POSITIONAL_ONLY)] + [
-            p for p in after_xp if p.kind is P.KEYWORD_ONLY]
-    else:
-        shown = array_params + [p for p in after_xp if p.kind is P.KEYWORD_ONLY]
-    function.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    function.__signature__ = _shown_signature(  # type: ignore[attr-defined]
+        op, signature, array_params, keyword_params, positional)
     function.op = op  # type: ignore[attr-defined]
     return function
 
@@ -244,7 +262,7 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
 def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               samples: SampleFn | None, family: str = "user", variadic: bool = False,
               check: Callable[..., None] | None = None, check_values: bool = False,
-              replace: bool = False
+              replace: bool = False, positional: Sequence[str] = ()
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
 
@@ -252,27 +270,50 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     ``check_values=True`` says it reads their values (not only shapes and dtypes),
     so :func:`gradkit.capture` runs it again on every replay.
 
+    ``positional`` names the first params, which the public signature shows after the
+    arrays without ``*``, as the Array API standard does: ``("shape",)`` for
+    ``reshape(x, /, shape, *, copy=None)``; a ``"/"`` entry makes the names before it
+    positional-only: ``("repetitions", "/")`` for ``tile(x, repetitions, /)``.
+
     Returns the public function (dispatching to the op); the :class:`Op` is its
     ``.op`` attribute and sits in the registry under ``name``.
     """
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
                 check_values)
-        op.function = _public_function(op, forward)
+        op.function = _public_function(op, forward, positional)
         return _add(op, replace).function
     return decorate
 
 
 def composite(name: str | None = None, *, samples: SampleFn | None, family: str = "user",
-              differentiable: bool = True, replace: bool = False
+              differentiable: bool = True, replace: bool = False, variadic: bool = False
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a function built from other ops (gradient for free)."""
+    """Decorator: register a function built from other ops (gradient for free).
+
+    ``variadic=True``: the function takes its tensors as one sequence (``stack``).
+    """
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        entry = Composite(name or function.__name__, function, samples, family, differentiable)
+        entry = Composite(name or function.__name__, function, samples, family, differentiable,
+                          variadic)
         _add(entry, replace)
         function.op = entry  # type: ignore[attr-defined]
         return function
     return decorate
+
+
+def call_sample(entry: Op | Composite, tensors: Sequence[Any], params: dict[str, Any]) -> Any:
+    """Call ``entry`` on a sample's tensors and params, as its signature wants them: the
+    tensors as one list for a variadic op, positional-only params (``tile``'s
+    ``repetitions``, ``moveaxis``'s axes) by position, the others by name."""
+    if entry.variadic:
+        return entry.function(list(tensors), **params)
+    P = inspect.Parameter
+    only = [p.name for p in inspect.signature(entry.function).parameters.values()
+            if p.kind is P.POSITIONAL_ONLY][len(tensors):]
+    params = dict(params)
+    by_position = [params.pop(name) for name in only if name in params]
+    return entry.function(*tensors, *by_position, **params)
 
 
 def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple] | None,
@@ -454,7 +495,7 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
 def _operand_names(op: Op, count: int) -> list[str]:
     """What error messages call an op's ``count`` operands (its forward's argument names)."""
     if op.variadic:
-        return [f"tensors[{i}]" for i in range(count)]
+        return [f"arrays[{i}]" for i in range(count)]
     last = op.arg_names[-1] if op.arg_names else "arg"
     return [op.arg_names[i] if i < len(op.arg_names) else f"{last}{i}" for i in range(count)]
 

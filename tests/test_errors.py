@@ -88,18 +88,18 @@ def test_item_of_a_big_tensor():
                                    [1.0, 1j]], ids=repr)
 def test_a_complex_operand_is_refused_not_lifted(backend, value):
     x = gk.tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(gk.DTypeError, match=r"multiply: argument y is complex; gradkit has no "
-                                             rf"complex dtypes.*x: {backend.name} float32 \(2,\)"):
+    with pytest.raises(gk.DTypeError, match=r"multiply: argument x2 is complex; gradkit has no "
+                                             rf"complex dtypes.*x1: {backend.name} float32 \(2,\)"):
         x * value
-    with pytest.raises(gk.DTypeError, match=r"^add: argument x is complex"):
+    with pytest.raises(gk.DTypeError, match=r"^add: argument x1 is complex"):
         value + x
-    with pytest.raises(gk.DTypeError, match=r"^multiply: argument y is complex"):
+    with pytest.raises(gk.DTypeError, match=r"^multiply: argument x2 is complex"):
         gk.grad(lambda v: gk.abs(v * value).sum())(x)
 
 
 def test_a_ragged_list_operand_names_the_op_and_argument(backend):
-    with pytest.raises(gk.ShapeError, match=r"^add: argument y \(list\) is not a rectangular "
-                                            r"array of numbers.*x: \w+ float32 \(2,\)"):
+    with pytest.raises(gk.ShapeError, match=r"^add: argument x2 \(list\) is not a rectangular "
+                                            r"array of numbers.*x1: \w+ float32 \(2,\)"):
         gk.tensor([1.0, 2.0]) + [[1], [2, 3]]
 
 
@@ -137,5 +137,5 @@ def test_reshape_infers_one_size_only():
 @pytest.mark.parametrize("call", [lambda: gk.eye(2.0), lambda: gk.eye(2, 1.5),
                                   lambda: gk.linspace(0.0, 1.0, 3.0)], ids=["eye n", "eye m", "linspace"])
 def test_sizes_take_integers_only(call):
-    with pytest.raises(gk.ArgumentError, match=r"^(eye: [nm]|linspace: num) must be an integer"):
+    with pytest.raises(gk.ArgumentError, match=r"^(eye: n_(rows|cols)|linspace: num) must be an integer"):
         call()

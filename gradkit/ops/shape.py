@@ -48,7 +48,8 @@ def check_reshape(x, *, shape, copy=None) -> None:
     as_shape(shape, "reshape", infer=True, operand=x)
 
 
-@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY, check=check_reshape)
+@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY, check=check_reshape,
+           positional=("shape",))
 def reshape(xp, x, *, shape, copy=None):
     """``x`` with a new shape of the same size (one entry may be -1).
 
@@ -77,7 +78,7 @@ def transpose_samples(rng):
             Sample(_draw(rng, (2, 3, 4)), axes=None)]
 
 
-@primitive(vjp=transpose_vjp, samples=transpose_samples, family=FAMILY)
+@primitive(vjp=transpose_vjp, samples=transpose_samples, family=FAMILY, positional=("axes",))
 def transpose(xp, x, *, axes=None):
     """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``.
 
@@ -131,7 +132,7 @@ def check_broadcast_to(x, *, shape) -> None:
 
 
 @primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY,
-           check=check_broadcast_to)
+           check=check_broadcast_to, positional=("shape",))
 def broadcast_to(xp, x, *, shape):
     """``x`` broadcast to ``shape``; the gradient sums back over the copies.
 
@@ -177,7 +178,7 @@ def squeeze_vjp(ctx, g):
 
 @primitive(vjp=squeeze_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 1, 3)), axis=None), Sample(_draw(rng, (1, 3, 1)), axis=0),
-    Sample(_draw(rng, (1, 3, 1)), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (1, 3, 1)), axis=(0, 2))], family=FAMILY, positional=("axis",))
 def squeeze(xp, x, *, axis=None):
     """Drop size-1 axes (all of them, or those named by ``axis``).
 
@@ -197,7 +198,7 @@ def expand_dims_vjp(ctx, g):
 
 @primitive(vjp=expand_dims_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), axis=0), Sample(_draw(rng, (2, 3)), axis=-1),
-    Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY, positional=("axis",))
 def expand_dims(xp, x, *, axis=0):
     """Insert size-1 axes at ``axis`` (an int or a tuple).
 
@@ -264,18 +265,18 @@ def _stack_samples(rng):
             Sample(_draw(rng, (3,)), _draw(rng, (3,)), _draw(rng, (3,)), axis=-1)]
 
 
-@composite(samples=_stack_samples, family=FAMILY)
-def stack(*tensors: Any, axis: int = 0) -> Tensor:
-    """Join same-shape tensors along a new axis.
-
-    Takes a sequence (``gk.stack([a, b])``) or the tensors themselves.
+@composite(samples=_stack_samples, family=FAMILY, variadic=True)
+def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Tensor:
+    """Join same-shape tensors (a list or tuple of them) along a new axis.
 
     >>> import gradkit as gk
     >>> gk.stack([gk.zeros((2,)), gk.ones((2,))], axis=0).shape
     (2, 2)
     """
-    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
-        tensors = tuple(tensors[0])
+    if not isinstance(arrays, (list, tuple)):
+        raise ArgumentError(f"stack: arrays must be a list or tuple of tensors, got "
+                            f"{type(arrays).__name__}")
+    tensors = tuple(arrays)
     if not tensors:
         raise ArgumentError("stack: needs at least one tensor")
     shapes = {tuple(getattr(t, "shape", ())) for t in tensors}
@@ -344,7 +345,8 @@ def roll_vjp(ctx, g):
 
 @primitive(vjp=roll_vjp, samples=lambda rng: [
     Sample(_draw(rng, (5,)), shift=2), Sample(_draw(rng, (2, 3)), shift=-1, axis=None),
-    Sample(_draw(rng, (2, 3, 4)), shift=(1, 3), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (2, 3, 4)), shift=(1, 3), axis=(0, 2))], family=FAMILY,
+    positional=("shift",))
 def roll(xp, x, *, shift, axis=None):
     """Shift elements along ``axis`` by ``shift``, wrapping around (flattened for None).
 
@@ -376,7 +378,7 @@ def tile_vjp(ctx, g):
 @primitive(vjp=tile_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), repetitions=(2, 1)), Sample(_draw(rng, (3,)), repetitions=(2, 2)),
     Sample(_draw(rng, (2, 1, 2)), repetitions=(3,)), Sample(_draw(rng, ()), repetitions=(2,))],
-    family=FAMILY)
+    family=FAMILY, positional=("repetitions", "/"))
 def tile(xp, x, *, repetitions):
     """``x`` repeated ``repetitions[k]`` times along each axis k (shorter of the two
     padded with leading 1s).
@@ -423,7 +425,8 @@ def repeat_vjp(ctx, g):
 @primitive(vjp=repeat_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), repeats=2, axis=1), Sample(_draw(rng, (2, 3)), repeats=3),
     Sample(_draw(rng, (3, 2)), repeats=[1, 0, 2], axis=0),
-    Sample(_draw(rng, (4,)), repeats=[2, 1, 1, 3], axis=-1)], family=FAMILY)
+    Sample(_draw(rng, (4,)), repeats=[2, 1, 1, 3], axis=-1)], family=FAMILY,
+    positional=("repeats", "/"))
 def repeat(xp, x, *, repeats, axis=None):
     """Each element repeated ``repeats`` times along ``axis`` (flattened for None);
     ``repeats`` is an int or one count per element along the axis.
@@ -449,7 +452,8 @@ def repeat(xp, x, *, repeats, axis=None):
 @composite(samples=lambda rng: [Sample(_draw(rng, (2, 3, 4)), source=0, destination=-1),
                                 Sample(_draw(rng, (2, 3, 4)), source=(0, 1), destination=(2, 0))],
            family=FAMILY)
-def moveaxis(x: Tensor, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+def moveaxis(x: Tensor, source: int | Sequence[int], destination: int | Sequence[int], /
+             ) -> Tensor:
     """``x`` with the axes ``source`` moved to the positions ``destination``.
 
     >>> import gradkit as gk
@@ -481,7 +485,7 @@ def normalize_axis_list(axis: int | Sequence[int], ndim: int, op: str, name: str
 
 @composite(samples=lambda rng: [Sample(_draw(rng, (3, 2))), Sample(_draw(rng, (2, 3, 2)), axis=1)],
            family=FAMILY)
-def unstack(x: Tensor, axis: int = 0) -> tuple[Tensor, ...]:
+def unstack(x: Tensor, /, *, axis: int = 0) -> tuple[Tensor, ...]:
     """The slices of ``x`` along ``axis``, as a tuple (the inverse of ``stack``).
 
     >>> import gradkit as gk
@@ -544,7 +548,8 @@ def _diff_samples(rng):
 
 
 @composite(samples=_diff_samples, family=FAMILY)
-def diff(x: Tensor, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Tensor:
+def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
+         append: Any = None) -> Tensor:
     """The ``n``-th forward difference along ``axis`` (after joining ``prepend`` and
     ``append``, converted to ``x``'s dtype, to ``x`` along it).
 
@@ -761,7 +766,7 @@ def _take_along_axis_samples(rng):
 
 
 @composite(samples=_take_along_axis_samples, family="indexing")
-def take_along_axis(x: Tensor, indices: Any, axis: int = -1) -> Tensor:
+def take_along_axis(x: Tensor, indices: Any, /, *, axis: int = -1) -> Tensor:
     """Elements of ``x`` picked along ``axis`` by ``indices`` (same number of axes as
     ``x``; the others broadcast); repeated indices add up in the gradient.
 
@@ -784,7 +789,7 @@ def _take_samples(rng):
 
 
 @composite(samples=_take_samples, family="indexing")
-def take(x: Tensor, indices: Any, axis: int | None = None) -> Tensor:
+def take(x: Tensor, indices: Any, /, *, axis: int | None = None) -> Tensor:
     """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (optional for
     1-D ``x``); repeated indices add up in the gradient.
 
