@@ -88,8 +88,7 @@ def test_inspection_api():
     assert defaults["real floating"] == gk.get_default_dtype() and defaults["indexing"] == gk.int64
     assert set(info.dtypes(kind="integral")) == {"int8", "int16", "int32", "int64", "uint8",
                                                   "uint16", "uint32", "uint64"}
-    assert set(info.dtypes(kind=("bool", "real floating"))) == {"bool", "float16", "float32",
-                                                                "float64"}
+    assert set(info.dtypes(kind=("bool", "real floating"))) == {"bool", "float32", "float64"}
 
 
 def test_hypothesis_can_draw_gradkit_arrays_through_the_namespace():
@@ -145,6 +144,8 @@ def test_finfo_and_iinfo_match_the_standard():
         ours, theirs = gk.finfo(dtype), xps.finfo(STRICT_DTYPE[dtype])
         for field in ("bits", "eps", "max", "min", "smallest_normal"):
             assert getattr(ours, field) == getattr(theirs, field), field
+            assert type(getattr(ours, field)) is (int if field == "bits" else float), field
+        assert ours.dtype == dtype
         assert gk.finfo(gk.zeros(1, dtype=dtype)).bits == ours.bits
     for dtype in INTS + [np.dtype("uint64")]:
         ours, theirs = gk.iinfo(dtype), xps.iinfo(STRICT_DTYPE[dtype])
@@ -484,3 +485,37 @@ def test_positional_params_of_the_standard_are_positional(backend):
     assert gk.tile(gk.arange(2), (2,)).tolist() == [0, 1, 0, 1]
     assert gk.repeat(gk.arange(2), 2).tolist() == [0, 0, 1, 1]
     assert gk.moveaxis(x, 0, 1).shape == (3, 2)
+
+
+def test_the_namespace_lists_the_standards_dtypes_only():
+    info = gk.__array_namespace_info__()
+    assert set(info.dtypes()) == {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                                  "uint32", "uint64", "float32", "float64"}
+    assert set(info.dtypes(kind="real floating")) == {"float32", "float64"}
+    assert gk.zeros(2, dtype="float16").dtype == np.float16  # still usable, as an extra
+
+
+@pytest.mark.parametrize("dtype", INTS + [np.dtype("uint64")])
+def test_vecdot_and_matmul_keep_an_integer_dtype(backend, dtype):
+    x1 = gk.asarray(np.array([[1, 2, 3], [4, 5, 6]], dtype=dtype))
+    x2 = gk.asarray(np.array([1, 0, 2], dtype=dtype))
+    assert gk.vecdot(x1, x2).dtype == dtype == gk.matmul(x1, x2).dtype
+    assert gk.vecdot(x1, x2).tolist() == [7, 16]
+    assert gk.linalg.vecdot(x1, x2, axis=-1).dtype == dtype
+
+
+@pytest.mark.parametrize("repeats", [2, [2], np.array([2]), np.array(2)], ids=repr)
+def test_repeat_broadcasts_a_single_count(backend, repeats):
+    x = gk.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    counts = gk.asarray(repeats) if isinstance(repeats, np.ndarray) else repeats
+    out = gk.repeat(x, counts, axis=1)
+    assert out.tolist() == [[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0]]
+    out.sum().backward()
+    assert x.grad.tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_repeat_counts_are_integers(backend):
+    with pytest.raises(gk.ArgumentError, match="repeat: repeats must be integers"):
+        gk.repeat(gk.zeros(2), [1.5, 2.0])
+    with pytest.raises(gk.ShapeError, match="repeat: repeats has 3 counts for 2 elements"):
+        gk.repeat(gk.zeros(2), [1, 2, 3])

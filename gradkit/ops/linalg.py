@@ -254,7 +254,8 @@ def vecdot(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
     if n1 != n2:
         raise ShapeError(f"vecdot: the vectors along axis {axis} have sizes {n1} and {n2}; "
                          f"operands: {describe(x1)}, {describe(x2)}")
-    return sum_(multiply(x1, x2), axis=rel)
+    products = multiply(x1, x2)
+    return sum_(products, axis=rel, dtype=products.dtype)  # int8 stays int8, as matmul
 
 
 # -- gk.linalg: inverse, solve, determinants ---------------------------------------------

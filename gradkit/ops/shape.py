@@ -397,11 +397,25 @@ def _host_ints(values: Any) -> np.ndarray:
         values = values.numpy()
     elif hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray):
         values = np.from_dlpack(values)
-    return np.asarray(values, dtype=np.int64)
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":  # never a count truncated from a float
+        raise ArgumentError(f"repeat: repeats must be integers, got {values.dtype} {values!r}")
+    return values.astype(np.int64)
+
+
+def _repeat_counts(n: int, repeats: Any) -> np.ndarray:
+    """How often each of ``n`` elements repeats: ``repeats`` holds one count per element,
+    or one count for all (a one-element array broadcasts, as the standard says)."""
+    counts = _host_ints(repeats)
+    if counts.size == 1:
+        counts = np.broadcast_to(counts.reshape(()), (n,))
+    if counts.shape != (n,):
+        raise ValueError(f"repeats has {counts.size} counts for {n} elements")
+    return counts
 
 
 def _repeat_index(n: int, repeats: Any) -> np.ndarray:
-    return np.repeat(np.arange(n), _host_ints(repeats))
+    return np.repeat(np.arange(n), _repeat_counts(n, repeats))
 
 
 def repeat_vjp(ctx, g):
@@ -441,11 +455,7 @@ def repeat(xp, x, *, repeats, axis=None):
         x, axis = xp.reshape(x, (-1,)), 0
     if isinstance(repeats, (int, np.integer)):
         return xp.repeat(x, int(repeats), axis=axis)
-    counts = _host_ints(repeats)
-    if counts.shape != (x.shape[axis],):
-        raise ValueError(f"repeats has {counts.size} counts for {x.shape[axis]} elements "
-                         f"along axis {axis}")
-    index = xp.asarray(_repeat_index(x.shape[axis], counts), dtype=xp.int64)
+    index = xp.asarray(_repeat_index(x.shape[axis], repeats), dtype=xp.int64)
     return xp.take(x, index, axis=axis)
 
 
