@@ -417,7 +417,14 @@ def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: 
         return Tensor(_number_array(value, dtype, backend), backend)
     if kind is int:
         dtype = like_dtype if like_dtype is not None and like_dtype.kind in "iuf" else np.dtype("int64")
-        return Tensor(_number_array(value, dtype, backend), backend)
+        try:
+            return Tensor(_number_array(value, dtype, backend), backend)
+        except OverflowError:  # -1 meeting uint8, 2 ** 70 meeting int64
+            names = _operand_names(op, len(args))
+            raise DTypeError(
+                f"{op.name}: argument {names[index]} ({value}) does not fit {dtype}, the "
+                f"dtype of the tensor it meets; pass it as a tensor of a wider dtype "
+                f"(operands: {describe_operands(names, list(args))})") from None
     if kind is bool:
         dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
         return Tensor(_number_array(value, dtype, backend), backend)

@@ -139,3 +139,11 @@ def test_reshape_infers_one_size_only():
 def test_sizes_take_integers_only(call):
     with pytest.raises(gk.ArgumentError, match=r"^(eye: n_(rows|cols)|linspace: num) must be an integer"):
         call()
+
+
+@pytest.mark.parametrize("value", [-1, 256, 2 ** 70], ids=repr)
+def test_a_python_int_that_does_not_fit_the_tensors_dtype_names_op_and_argument(backend, value):
+    x = gk.asarray(np.array([1, 2], dtype=np.uint8))
+    with pytest.raises(gk.DTypeError, match=rf"^add: argument x2 \({value}\) does not fit uint8.*"
+                                            rf"x1: {backend.name} uint8 \(2,\)"):
+        x + value
