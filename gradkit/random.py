@@ -19,8 +19,8 @@ import numpy as np
 
 from gradkit.device import resolve_backend
 from gradkit.dtypes import as_dtype, get_default_dtype
-from gradkit.errors import DTypeError
-from gradkit.registry import as_shape
+from gradkit.errors import ArgumentError, DTypeError, describe
+from gradkit.registry import as_shape, as_size
 from gradkit.tensor import Tensor
 
 __all__ = ["Generator", "default_rng"]
@@ -130,13 +130,14 @@ class Generator:
         [1.0, 1.0, 1.0]
         """
         if isinstance(x, (int, np.integer)):
-            return self._tensor(self.numpy_generator.permutation(int(x)), np.dtype("int64"),
-                                device)
+            n = as_size(x, "random.permutation", "x")
+            return self._tensor(self.numpy_generator.permutation(n), np.dtype("int64"), device)
         from gradkit.creation import asarray
         from gradkit.ops.shape import take
         x = asarray(x, device=device)
         if x.ndim == 0:
-            raise ValueError("permutation: x must be an int or have at least one axis")
+            raise ArgumentError(f"random.permutation: x must be an int or have at least one "
+                                f"axis, got {describe(x)}")
         order = self.numpy_generator.permutation(x.shape[0])
         return take(x, Tensor(x._backend.asarray(order), x._backend), axis=0)
 

@@ -465,7 +465,10 @@ def _signature_mismatches(ours, standard) -> list[str]:
 SIGNATURES = [(name, getattr(gk, name), getattr(xps, name)) for name in COVERED
               if callable(getattr(xps, name)) and not isinstance(getattr(xps, name), type)] + \
     [(f"linalg.{name}", getattr(gk.linalg, name), getattr(xps.linalg, name))
-     for name in LINALG_COVERED]
+     for name in LINALG_COVERED] + \
+    [(f"__array_namespace_info__().{name}", getattr(gk.__array_namespace_info__(), name),
+      getattr(xps.__array_namespace_info__(), name))
+     for name in ("capabilities", "default_device", "default_dtypes", "dtypes", "devices")]
 
 
 def test_every_function_has_the_standards_signature():

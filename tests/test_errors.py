@@ -134,10 +134,14 @@ def test_reshape_infers_one_size_only():
         gk.reshape(gk.zeros(6), (-1, -1))
 
 
-@pytest.mark.parametrize("call", [lambda: gk.eye(2.0), lambda: gk.eye(2, 1.5),
-                                  lambda: gk.linspace(0.0, 1.0, 3.0)], ids=["eye n", "eye m", "linspace"])
+@pytest.mark.parametrize("call", [
+    lambda: gk.eye(2.0), lambda: gk.eye(2, 1.5), lambda: gk.linspace(0.0, 1.0, 3.0),
+    lambda: gk.random.default_rng(0).permutation(-2),
+    lambda: gk.random.default_rng(0).permutation(2.5)],
+    ids=["eye n", "eye m", "linspace", "permutation negative", "permutation float"])
 def test_sizes_take_integers_only(call):
-    with pytest.raises(gk.ArgumentError, match=r"^(eye: n_(rows|cols)|linspace: num) must be an integer"):
+    with pytest.raises(gk.ArgumentError, match=r"^(eye: n_(rows|cols)|linspace: num|"
+                                               r"random.permutation: x) (must be an int|-2 has)"):
         call()
 
 
