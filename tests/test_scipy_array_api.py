@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gradkit as gk
@@ -52,7 +53,6 @@ def test_gradients_through_scipy_in_array_api_mode(backend):
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout.splitlines()[-1])
 
-    import numpy as np
     x = np.array([0.5, -1.0, 2.0])
     softmax = np.exp(x) / np.exp(x).sum()
     weights = np.array([1.0, 2.0, 3.0])
