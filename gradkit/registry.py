@@ -420,11 +420,9 @@ def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: 
         try:
             return Tensor(_number_array(value, dtype, backend), backend)
         except OverflowError:  # -1 meeting uint8, 2 ** 70 meeting int64
-            names = _operand_names(op, len(args))
-            raise DTypeError(
-                f"{op.name}: argument {names[index]} ({value}) does not fit {dtype}, the "
-                f"dtype of the tensor it meets; pass it as a tensor of a wider dtype "
-                f"(operands: {describe_operands(names, list(args))})") from None
+            raise _argument_error(DTypeError, op, index, args,
+                                  f"({value}) does not fit {dtype}, the dtype of the tensor it "
+                                  "meets; pass it as a tensor of a wider dtype") from None
     if kind is bool:
         dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
         return Tensor(_number_array(value, dtype, backend), backend)
@@ -435,17 +433,19 @@ def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: 
     return _lift_array(value, backend, op, index, args)
 
 
+def _argument_error(cls: type, op: Op, index: int, args: tuple, why: str) -> GradkitError:
+    """``cls``: ``op``'s argument ``index`` ``why``, naming every operand."""
+    names = _operand_names(op, len(args))
+    return cls(f"{op.name}: argument {names[index]} {why} (operands: "
+               f"{describe_operands(names, list(args))})")
+
+
 def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Tensor:
     """An array-like operand (NumPy array or scalar, list) as a constant Tensor.
 
     Complex values (gradkit has no complex dtypes), ragged lists and non-numeric
     data are refused, naming the op, the argument and every operand.
     """
-    def refuse(cls: type, why: str) -> GradkitError:
-        names = _operand_names(op, len(args))
-        return cls(f"{op.name}: argument {names[index]} {why} (operands: "
-                   f"{describe_operands(names, list(args))})")
-
     if hasattr(value, "dtype"):
         array = value
     else:
@@ -454,8 +454,9 @@ def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Te
         except GradkitError:  # a list holding a tensor that refuses to leave the graph
             raise
         except (ValueError, TypeError) as exc:
-            raise refuse(ShapeError, f"({type(value).__name__}) is not a rectangular array "
-                         f"of numbers: {exc}") from exc
+            raise _argument_error(ShapeError, op, index, args,
+                                  f"({type(value).__name__}) is not a rectangular array of "
+                                  f"numbers: {exc}") from exc
         if array.dtype == np.float64:
             array = array.astype(get_default_dtype())
     kind = to_numpy_dtype(array.dtype).kind
@@ -463,7 +464,7 @@ def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Te
         what = ("is complex; gradkit has no complex dtypes (use the real and imaginary "
                 "parts as two real tensors)") if kind == "c" else \
             f"has dtype {array.dtype}, which is not numeric"
-        raise refuse(DTypeError, what)
+        raise _argument_error(DTypeError, op, index, args, what)
     try:
         return Tensor(backend.asarray(array), backend)
     except Exception as exc:
