@@ -20,7 +20,7 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.device import Device, devices, resolve_backend
-from gradkit.dtypes import _SUPPORTED, as_dtype, get_default_dtype, int64, isdtype
+from gradkit.dtypes import _SUPPORTED, as_dtype, float16, get_default_dtype, int64, isdtype
 from gradkit.ops.elementwise import astype as _astype_op
 from gradkit.ops.elementwise import clip as _clip_op
 from gradkit.ops.elementwise import where
@@ -30,7 +30,7 @@ from gradkit.tensor import Tensor
 __array_api_version__ = "2023.12"
 
 
-def astype(x: Tensor, dtype: Any, *, copy: bool = True, device: Any = None) -> Tensor:
+def astype(x: Tensor, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Tensor:
     """``x`` converted to ``dtype`` (and moved to ``device``); the gradient converts back.
 
     ``copy=False`` returns ``x`` itself when nothing changes.
@@ -114,10 +114,13 @@ class ArrayNamespaceInfo:
 
         >>> import gradkit as gk
         >>> sorted(gk.__array_namespace_info__().dtypes(kind="real floating"))
-        ['float16', 'float32', 'float64']
+        ['float32', 'float64']
+
+        float16 works in gradkit but is not one of the standard's dtypes, so it is not
+        listed.
         """
         resolve_backend(device)
-        chosen = [d for d in _SUPPORTED if kind is None or isdtype(d, kind)]
+        chosen = [d for d in _SUPPORTED if d != float16 and (kind is None or isdtype(d, kind))]
         return {d.name: d for d in sorted(chosen, key=lambda d: (d.kind, d.itemsize))}
 
     def devices(self) -> list[Device]:

@@ -315,6 +315,58 @@ def backward(out: Tensor, grad: Any = None, retain_graph: bool = False,
 
 # -- functional transforms ---------------------------------------------------------
 
+# The tensors the enclosing gk.grad / vjp / jvp / jacobian / hessian calls differentiate
+# (this thread / task): a host copy of one of them, or of anything computed from one,
+# carries no gradient, so the transform would silently return zeros.
+_differentiated: contextvars.ContextVar[tuple[Tensor, ...]] = contextvars.ContextVar(
+    "gradkit_differentiated", default=())
+
+
+class _Differentiating:
+    """Inside the block, ``wrt`` are among the tensors the transforms differentiate."""
+
+    def __init__(self, wrt: Sequence[Tensor]) -> None:
+        self.wrt = tuple(wrt)
+
+    def __enter__(self) -> None:
+        self._token = _differentiated.set(_differentiated.get() + self.wrt)
+
+    def __exit__(self, *exc: Any) -> None:
+        _differentiated.reset(self._token)
+
+
+def _depends_on(t: Tensor, leaves: set[int]) -> bool:
+    """Whether ``t`` is one of ``leaves`` (ids) or was computed from one (walks the tape)."""
+    stack, seen = [t], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in leaves:
+            return True
+        node = current.node
+        if node is None or node.inputs is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(i for i in node.inputs if i._requires_grad)
+    return False
+
+
+def check_stays_in_graph(t: Tensor, where: str) -> None:
+    """Raise GraphError if ``t`` leaves the graph of a transform that differentiates it.
+
+    ``.numpy()``, ``.item()`` and ``gk.tensor(t)`` copy the values out of the graph;
+    inside ``gk.grad(f)`` that is a silent zero gradient unless it is what the user
+    means, which they say with ``.detach()``.
+    """
+    differentiated = _differentiated.get()
+    if not differentiated or not t._requires_grad:
+        return
+    if _depends_on(t, {id(d) for d in differentiated}):
+        raise GraphError(
+            f"{where}: this tensor ({describe(t)}) depends on an input that gk.grad/vjp/jvp/"
+            "jacobian/hessian differentiates; a host copy of it carries no gradient, so the "
+            "transform would silently return zeros. Compute with gradkit ops instead, or "
+            "call .detach() first if you mean to leave the graph")
+
 def _as_input_tensor(value: Any) -> Tensor:
     if isinstance(value, Tensor):
         return value
@@ -389,7 +441,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         new_args, wrt, outer = _prepare(args, nums, "grad")
-        with _GradMode(True):
+        with _GradMode(True), _Differentiating(wrt):
             out = _as_output(f(*new_args, **kwargs), "grad")
         cotangent = _root_cotangent(out, None, "grad")
         grads = _gradients_of(out, wrt, cotangent, create_graph=outer, retain_graph=outer)
@@ -427,7 +479,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
     [3.0, 30.0]
     """
     args, wrt, outer = _prepare(primals, range(len(primals)), "vjp")
-    with _GradMode(True):
+    with _GradMode(True), _Differentiating(wrt):
         out = _as_output(f(*args), "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
@@ -463,7 +515,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             raise ShapeError(f"jvp: tangent {i} has shape {t.shape} but its primal has "
                              f"shape {p.shape}")
         tangent_tensors.append(t.astype(p.dtype) if t.dtype != p.dtype else t)
-    with _GradMode(True):
+    with _GradMode(True), _Differentiating(wrt):
         out = _as_output(f(*args), "jvp")
         u = _zeros_like(out).requires_grad_(True)
         if not out._requires_grad:
@@ -515,7 +567,7 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callabl
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         new_args, wrt, outer = _prepare(args, nums, "jacobian")
-        with _GradMode(True):
+        with _GradMode(True), _Differentiating(wrt):
             result = f(*new_args, **kwargs)
         outputs = result if isinstance(result, (tuple, list)) else (result,)
         per_output = []

@@ -842,32 +842,39 @@ class CapturedFunction:
         self.definitions = _registry().definitions_changed
         functools.update_wrapper(self, function)
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Replay, or record a call. Keyword arguments are arguments like positional
+        ones: tensors are read afresh on every replay, other values are guarded (part
+        of what a recording is valid for), and so are the keywords' names."""
         if recording.get() is not None:  # inside another capture: be part of its recording
-            return _detached(self.function(*args))
+            return _detached(self.function(*args, **kwargs))
         if self.definitions != _registry().definitions_changed:  # an op was redefined since
             self.reset()
             self.definitions = _registry().definitions_changed
-        key = _signature(args)
+        names = tuple(sorted(kwargs))
+        flat = args + tuple([kwargs[name] for name in names]) if kwargs else args
+        key = _signature(flat, names)
         plan = self.plans.get(key)
         if plan is not None:
             if plan.still_valid():
                 self.replays += 1
-                return plan.run(args)
+                return plan.run(flat)
             del self.plans[key]  # a parameter's layout or a hyperparameter changed
-        return self._record(key, args)
+        return self._record(key, flat, args, kwargs)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         """``@gk.capture`` on a method: the instance is a (hashable) argument."""
         return self if instance is None else functools.partial(self, instance)
 
-    def _record(self, key: tuple, args: tuple) -> Any:
+    def _record(self, key: tuple, flat: tuple, args: tuple, kwargs: dict) -> Any:
+        """Run the function eagerly, recording; ``flat`` is ``args`` then the keyword
+        arguments' values in name order, the arguments a replay reads."""
         global active_recordings
-        recorder = Recorder(args)
+        recorder = Recorder(flat)
         token = recording.set(recorder)
         active_recordings += 1
         try:
-            result = self.function(*args)
+            result = self.function(*args, **kwargs)
             template = _output_template(result, recorder)
             recorder.finish()
             recorder.check_untracked_writes()
@@ -924,9 +931,10 @@ MAX_PENDING = 8  # first recordings kept while waiting for a second call like th
 MAX_PLANS = 32  # plans kept per captured function (one per signature)
 
 
-def _signature(args: tuple) -> tuple:
-    """What a recording is valid for: each tensor's layout, each other argument's value."""
-    key: list[Any] = [_backends.get_backend(), _grad_enabled.get()]
+def _signature(args: tuple, keywords: tuple[str, ...] = ()) -> tuple:
+    """What a recording is valid for: each tensor's layout, each other argument's value,
+    and the names of the keyword arguments (the last ``len(keywords)`` of ``args``)."""
+    key: list[Any] = [_backends.get_backend(), _grad_enabled.get(), keywords]
     first_with_array: dict[int, int] = {}
     for index, value in enumerate(args):
         if type(value) is Tensor:
@@ -939,8 +947,11 @@ def _signature(args: tuple) -> tuple:
             try:
                 hash(value)
             except TypeError:
+                positional = len(args) - len(keywords)
+                which = f"argument {index}" if index < positional else \
+                    f"keyword argument {keywords[index - positional]!r}"
                 raise CaptureError(
-                    f"capture: argument {index} is a {type(value).__name__}; pass arrays as "
+                    f"capture: {which} is a {type(value).__name__}; pass arrays as "
                     "gradkit Tensors (other arguments must be hashable: they are part of "
                     "what a recording is valid for)") from None
             key.append((type(value), value))

@@ -26,6 +26,7 @@ from gradkit.device import resolve_backend
 from gradkit.dtypes import (as_dtype, get_default_dtype, native_dtype, result_type,
                             to_numpy_dtype)
 from gradkit.errors import BackendError, DTypeError
+from gradkit.registry import as_shape, as_size
 from gradkit.tensor import Tensor, tensor
 
 
@@ -50,47 +51,50 @@ def _make(build: Any, dtype: Any, requires_grad: bool, backend: Any, where: str,
     return t
 
 
-def _shape(shape: Any) -> tuple[int, ...]:
-    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+def _like(x: Tensor, dtype: Any, device: Any, requires_grad: bool) -> dict[str, Any]:
+    """A ``*_like`` function's keyword arguments for its plain form: ``x``'s dtype and
+    device unless given."""
+    backend = x._backend if isinstance(x, Tensor) and device is None else None
+    return {"dtype": x.dtype if dtype is None else dtype, "device": device,
+            "requires_grad": requires_grad, "backend": backend}
 
 
-def _backend_of(x: Any) -> Any:
-    return x._backend if isinstance(x, Tensor) else None
-
-
-def zeros(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-          device: Any = None) -> Tensor:
+def zeros(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          backend: Any = None) -> Tensor:
     """A tensor of zeros.
 
     >>> import gradkit as gk
     >>> gk.zeros(2).numpy().tolist()
     [0.0, 0.0]
     """
-    return _make(lambda xp, d: xp.zeros(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "zeros")
+    return _make(lambda xp, d: xp.zeros(shape, dtype=d), dtype, requires_grad, backend,
                  "zeros", device)
 
 
-def ones(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-         device: Any = None) -> Tensor:
+def ones(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+         backend: Any = None) -> Tensor:
     """A tensor of ones.
 
     >>> import gradkit as gk
     >>> gk.ones((1, 2)).numpy().tolist()
     [[1.0, 1.0]]
     """
-    return _make(lambda xp, d: xp.ones(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "ones")
+    return _make(lambda xp, d: xp.ones(shape, dtype=d), dtype, requires_grad, backend,
                  "ones", device)
 
 
-def empty(shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None, *,
-          device: Any = None) -> Tensor:
+def empty(shape: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+          backend: Any = None) -> Tensor:
     """A tensor whose values are not to be relied on (gradkit fills it with zeros).
 
     >>> import gradkit as gk
     >>> gk.empty((2, 2)).shape
     (2, 2)
     """
-    return _make(lambda xp, d: xp.zeros(_shape(shape), dtype=d), dtype, requires_grad, backend,
+    shape = as_shape(shape, "empty")
+    return _make(lambda xp, d: xp.zeros(shape, dtype=d), dtype, requires_grad, backend,
                  "empty", device)
 
 
@@ -106,8 +110,8 @@ def _fill_dtype(fill_value: Any) -> np.dtype:
                      f"{type(fill_value).__name__}")
 
 
-def full(shape: Any, fill_value: bool | int | float, dtype: Any = None,
-         requires_grad: bool = False, backend: Any = None, *, device: Any = None) -> Tensor:
+def full(shape: Any, fill_value: bool | int | float, *, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False, backend: Any = None) -> Tensor:
     """A tensor filled with ``fill_value``; by default its dtype follows the value
     (bool, int64, or the default float).
 
@@ -115,61 +119,58 @@ def full(shape: Any, fill_value: bool | int | float, dtype: Any = None,
     >>> gk.full(2, 7.0).numpy().tolist(), gk.full(2, True).dtype
     ([7.0, 7.0], dtype('bool'))
     """
+    shape = as_shape(shape, "full")
     dtype = _fill_dtype(fill_value) if dtype is None else dtype
-    return _make(lambda xp, d: xp.full(_shape(shape), fill_value, dtype=d), dtype,
+    return _make(lambda xp, d: xp.full(shape, fill_value, dtype=d), dtype,
                  requires_grad, backend, "full", device)
 
 
-def zeros_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-               device: Any = None) -> Tensor:
+def zeros_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
     """Zeros with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.zeros_like(gk.ones((2, 2), dtype="float64")).dtype
     dtype('float64')
     """
-    return zeros(x.shape, dtype or x.dtype, requires_grad, _backend_of(x) if device is None else None,
-                 device=device)
+    return zeros(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def ones_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-              device: Any = None) -> Tensor:
+def ones_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
     """Ones with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.ones_like(gk.zeros(2)).numpy().tolist()
     [1.0, 1.0]
     """
-    return ones(x.shape, dtype or x.dtype, requires_grad, _backend_of(x) if device is None else None,
-                device=device)
+    return ones(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def empty_like(x: Tensor, dtype: Any = None, requires_grad: bool = False, *,
-               device: Any = None) -> Tensor:
+def empty_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
     """An uninitialized-by-contract tensor like ``x`` (gradkit fills it with zeros).
 
     >>> import gradkit as gk
     >>> gk.empty_like(gk.zeros((2, 3), dtype="int32")).dtype
     dtype('int32')
     """
-    return empty(x.shape, dtype or x.dtype, requires_grad,
-                 _backend_of(x) if device is None else None, device=device)
+    return empty(x.shape, **_like(x, dtype, device, requires_grad))
 
 
-def full_like(x: Tensor, fill_value: bool | int | float, dtype: Any = None,
-              requires_grad: bool = False, *, device: Any = None) -> Tensor:
+def full_like(x: Tensor, /, fill_value: bool | int | float, *, dtype: Any = None,
+              device: Any = None, requires_grad: bool = False) -> Tensor:
     """``fill_value`` with ``x``'s shape, dtype and device (unless given).
 
     >>> import gradkit as gk
     >>> gk.full_like(gk.zeros(2), 3).numpy().tolist()
     [3.0, 3.0]
     """
-    return full(x.shape, fill_value, dtype or x.dtype, requires_grad,
-                _backend_of(x) if device is None else None, device=device)
+    return full(x.shape, fill_value, **_like(x, dtype, device, requires_grad))
 
 
-def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
-           backend: Any = None, *, device: Any = None) -> Tensor:
+def arange(start: float, /, stop: float | None = None, step: float = 1, *, dtype: Any = None,
+           device: Any = None, backend: Any = None) -> Tensor:
     """Evenly spaced values in ``[start, stop)``; integer inputs give int64.
 
     >>> import gradkit as gk
@@ -184,8 +185,8 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
                  "arange", device)
 
 
-def linspace(start: float, stop: float, num: int, dtype: Any = None, backend: Any = None, *,
-             device: Any = None, endpoint: bool = True) -> Tensor:
+def linspace(start: float, stop: float, /, num: int, *, dtype: Any = None, device: Any = None,
+             endpoint: bool = True, backend: Any = None) -> Tensor:
     """``num`` evenly spaced values from ``start`` to ``stop`` (inclusive unless
     ``endpoint=False``).
 
@@ -193,18 +194,21 @@ def linspace(start: float, stop: float, num: int, dtype: Any = None, backend: An
     >>> gk.linspace(0.0, 1.0, 3).numpy().tolist(), gk.linspace(0, 1, 2, endpoint=False).numpy().tolist()
     ([0.0, 0.5, 1.0], [0.0, 0.5])
     """
+    num = as_size(num, "linspace", "num")
     return _make(lambda xp, d: xp.linspace(start, stop, num, dtype=d, endpoint=endpoint), dtype,
                  False, backend, "linspace", device)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, backend: Any = None, *, k: int = 0,
-        device: Any = None) -> Tensor:
+def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = None,
+        device: Any = None, backend: Any = None) -> Tensor:
     """The ``n`` by ``m`` (default square) matrix with ones on diagonal ``k``.
 
     >>> import gradkit as gk
     >>> gk.eye(2).numpy().tolist(), gk.eye(2, 3, k=1).numpy().tolist()
     ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
+    n = as_size(n_rows, "eye", "n_rows")
+    m = None if n_cols is None else as_size(n_cols, "eye", "n_cols")
     return _make(lambda xp, d: xp.eye(n, m, k=k, dtype=d), dtype, False, backend, "eye", device)
 
 
@@ -274,7 +278,7 @@ def _stack_nested(obj: Any, dtype: Any, target: Any) -> Tensor:
     return stack([asarray(p, dtype=common, device=target) for p in parts], axis=0)
 
 
-def asarray(obj: Any, /, dtype: Any = None, *, device: Any = None, copy: bool | None = None,
+def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | None = None,
             requires_grad: bool = False) -> Tensor:
     """``obj`` as a tensor: a Tensor (returned as it is where nothing must change, so
     gradients flow through), Python data, or another library's array.

@@ -12,7 +12,7 @@ The Array API standard's data type functions live here too: :func:`isdtype`,
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -210,18 +210,30 @@ def can_cast(from_: Any, to: Any, /) -> bool:
     return promoted is not None and promoted == target  # (np.dtype == None compares to float64)
 
 
-def finfo(type: Any, /) -> np.finfo:
-    """Machine limits of a float dtype (or of a Tensor's dtype): ``bits``, ``eps``,
-    ``max``, ``min``, ``smallest_normal``, ``dtype``.
+class FInfo(NamedTuple):
+    """Machine limits of a float dtype, as the standard gives them: Python numbers."""
+    bits: int
+    eps: float
+    max: float
+    min: float
+    smallest_normal: float
+    dtype: np.dtype
+
+
+def finfo(type: Any, /) -> FInfo:
+    """Machine limits of a float dtype (or of a Tensor's dtype): ``bits`` (an int),
+    ``eps``, ``max``, ``min``, ``smallest_normal`` (Python floats), ``dtype``.
 
     >>> import gradkit as gk
-    >>> gk.finfo(gk.float32).bits, float(gk.finfo(gk.float64).eps)
+    >>> gk.finfo(gk.float32).bits, gk.finfo(gk.float64).eps
     (32, 2.220446049250313e-16)
     """
     dtype = _dtype_of(type, "finfo")
     if dtype.kind != "f":
         raise DTypeError(f"finfo: expected a floating dtype, got {dtype}; use iinfo for integers")
-    return np.finfo(dtype)
+    info = np.finfo(dtype)
+    return FInfo(int(info.bits), float(info.eps), float(info.max), float(info.min),
+                 float(info.smallest_normal), dtype)
 
 
 def iinfo(type: Any, /) -> np.iinfo:

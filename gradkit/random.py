@@ -19,7 +19,8 @@ import numpy as np
 
 from gradkit.device import resolve_backend
 from gradkit.dtypes import as_dtype, get_default_dtype
-from gradkit.errors import DTypeError
+from gradkit.errors import ArgumentError, DTypeError, describe
+from gradkit.registry import as_shape, as_size
 from gradkit.tensor import Tensor
 
 __all__ = ["Generator", "default_rng"]
@@ -28,6 +29,11 @@ __all__ = ["Generator", "default_rng"]
 def _host(value: Any) -> Any:
     """A parameter (number, array, Tensor) as something NumPy's Generator takes."""
     return value.numpy() if isinstance(value, Tensor) else value
+
+
+def _size(size: Any, where: str) -> tuple[int, ...] | None:
+    """A ``size`` argument: None (one draw, a 0-d tensor) or a shape."""
+    return None if size is None else as_shape(size, f"random.{where}", "size")
 
 
 class Generator:
@@ -59,6 +65,7 @@ class Generator:
         True
         """
         dtype = self._float_dtype(dtype, "normal")
+        size = _size(size, "normal")
         return self._tensor(self.numpy_generator.normal(_host(loc), _host(scale), size), dtype,
                             device)
 
@@ -82,6 +89,7 @@ class Generator:
         True
         """
         dtype = self._float_dtype(dtype, "uniform")
+        size = _size(size, "uniform")
         return self._tensor(self.numpy_generator.uniform(_host(low), _host(high), size), dtype,
                             device)
 
@@ -106,6 +114,7 @@ class Generator:
         resolved = as_dtype(dtype, "integers")
         if resolved.kind not in "iu":
             raise DTypeError(f"integers: dtype must be an integer dtype, got {resolved}")
+        size = _size(size, "integers")
         return self._tensor(self.numpy_generator.integers(_host(low), _host(high), size,
                                                           dtype=resolved, endpoint=endpoint),
                             resolved, device)
@@ -121,13 +130,14 @@ class Generator:
         [1.0, 1.0, 1.0]
         """
         if isinstance(x, (int, np.integer)):
-            return self._tensor(self.numpy_generator.permutation(int(x)), np.dtype("int64"),
-                                device)
+            n = as_size(x, "random.permutation", "x")
+            return self._tensor(self.numpy_generator.permutation(n), np.dtype("int64"), device)
         from gradkit.creation import asarray
         from gradkit.ops.shape import take
         x = asarray(x, device=device)
         if x.ndim == 0:
-            raise ValueError("permutation: x must be an int or have at least one axis")
+            raise ArgumentError(f"random.permutation: x must be an int or have at least one "
+                                f"axis, got {describe(x)}")
         order = self.numpy_generator.permutation(x.shape[0])
         return take(x, Tensor(x._backend.asarray(order), x._backend), axis=0)
 

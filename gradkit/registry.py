@@ -98,13 +98,13 @@ class Composite:
     """
 
     def __init__(self, name: str, function: Callable[..., Any], samples: SampleFn | None,
-                 family: str, differentiable: bool = True) -> None:
+                 family: str, differentiable: bool = True, variadic: bool = False) -> None:
         self.name = name
         self.function = function
         self.samples = samples
         self.family = family
         self.differentiable = differentiable
-        self.variadic = False
+        self.variadic = variadic  # takes its tensors as one sequence (stack)
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return self.function(*args, **params)
@@ -176,26 +176,48 @@ def unregister_op(name: str) -> None:
         entry.registered = False
 
 
-def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
+def _shown_signature(op: Op, signature: inspect.Signature, array_params: list,
+                     keyword_params: list, positional: Sequence[str]) -> inspect.Signature:
+    """The public function's signature, as the Array API standard writes it: the arrays
+    positional-only; the params in ``positional`` next (positional-only when listed
+    before a ``"/"`` entry, else positional-or-keyword); every other param keyword-only."""
+    P = inspect.Parameter
+    only = positional[:positional.index("/")] if "/" in positional else ()
+    named = [name for name in positional if name != "/"]
+    if [p.name for p in keyword_params[:len(named)]] != named:
+        raise ValueError(f"{op.name}: positional params {named} must come first among the "
+                         f"forward's keyword-only params {[p.name for p in keyword_params]}")
+    if op.variadic:
+        arrays = [P("arrays", P.POSITIONAL_ONLY)]
+    else:
+        arrays = [p.replace(kind=P.POSITIONAL_ONLY) for p in array_params]
+    shown = arrays + [p.replace(kind=P.POSITIONAL_ONLY if p.name in only else P.POSITIONAL_OR_KEYWORD)
+                      for p in keyword_params[:len(named)]] + keyword_params[len(named):]
+    return signature.replace(parameters=shown)
+
+
+def _public_function(op: Op, forward: Callable[..., Any],
+                     positional: Sequence[str] = ()) -> Callable[..., Any]:
     """A real Python function for ``op``: its name, docstring and signature minus ``xp``.
 
     The forward's positional parameters are the array inputs; its keyword-only
     parameters are the op's params, which callers may also pass positionally
     after the arrays (``gk.sum(x, 0)``). Trailing optional arrays passed as None
-    (``linear(x, W, None)``) are dropped.
+    (``linear(x, W, None)``) are dropped. The signature shown is the standard's
+    (see ``_shown_signature``).
     """
     P = inspect.Parameter
     signature = inspect.signature(forward)
     after_xp = list(signature.parameters.values())[1:]
     array_params = [p for p in after_xp if p.kind is P.POSITIONAL_OR_KEYWORD]
-    param_names = [p.name for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    keyword_params = [p for p in after_xp if p.kind is P.KEYWORD_ONLY]
+    param_names = [p.name for p in keyword_params]
     array_names = {p.name: i for i, p in enumerate(array_params)}
     op.arg_names = list(array_names)
     known = set(param_names)
     # Every call records its params complete, defaults included, so a VJP reads
     # ctx.params["axis"] without repeating the op's defaults.
-    defaults = {p.name: p.default for p in after_xp
-                if p.kind is P.KEYWORD_ONLY and p.default is not P.empty}
+    defaults = {p.name: p.default for p in keyword_params if p.default is not P.empty}
     n_required = sum(p.default is P.empty for p in array_params)
 
     def bind(args: tuple, params: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
@@ -224,10 +246,10 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
         return args, params
 
     if op.variadic:
-        def function(tensors: Sequence[Any], **params: Any) -> Tensor:
+        def function(arrays: Sequence[Any], /, **params: Any) -> Tensor:
             if params.keys() - known:
                 bind((), params)
-            return dispatch(op, tuple(tensors), {**defaults, **params})
+            return dispatch(op, tuple(arrays), {**defaults, **params})
     else:
         def function(*args: Any, **params: Any) -> Tensor:
             if params or len(args) != len(array_params):
@@ -235,12 +257,8 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
             return dispatch(op, args, {**defaults, **params} if defaults else params)
     functools.update_wrapper(function, forward)
     del function.__wrapped__
-    if op.variadic:
-        shown = [P("tensors", P.POSITIONAL_ONLY)] + [
-            p for p in after_xp if p.kind is P.KEYWORD_ONLY]
-    else:
-        shown = array_params + [p for p in after_xp if p.kind is P.KEYWORD_ONLY]
-    function.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    function.__signature__ = _shown_signature(  # type: ignore[attr-defined]
+        op, signature, array_params, keyword_params, positional)
     function.op = op  # type: ignore[attr-defined]
     return function
 
@@ -248,7 +266,7 @@ def _public_function(op: Op, forward: Callable[..., Any]) -> Callable[..., Any]:
 def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               samples: SampleFn | None, family: str = "user", variadic: bool = False,
               check: Callable[..., None] | None = None, check_values: bool = False,
-              replace: bool = False
+              replace: bool = False, positional: Sequence[str] = ()
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
 
@@ -256,27 +274,50 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     ``check_values=True`` says it reads their values (not only shapes and dtypes),
     so :func:`gradkit.capture` runs it again on every replay.
 
+    ``positional`` names the first params, which the public signature shows after the
+    arrays without ``*``, as the Array API standard does: ``("shape",)`` for
+    ``reshape(x, /, shape, *, copy=None)``; a ``"/"`` entry makes the names before it
+    positional-only: ``("repetitions", "/")`` for ``tile(x, repetitions, /)``.
+
     Returns the public function (dispatching to the op); the :class:`Op` is its
     ``.op`` attribute and sits in the registry under ``name``.
     """
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
                 check_values)
-        op.function = _public_function(op, forward)
+        op.function = _public_function(op, forward, positional)
         return _add(op, replace).function
     return decorate
 
 
 def composite(name: str | None = None, *, samples: SampleFn | None, family: str = "user",
-              differentiable: bool = True, replace: bool = False
+              differentiable: bool = True, replace: bool = False, variadic: bool = False
               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a function built from other ops (gradient for free)."""
+    """Decorator: register a function built from other ops (gradient for free).
+
+    ``variadic=True``: the function takes its tensors as one sequence (``stack``).
+    """
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        entry = Composite(name or function.__name__, function, samples, family, differentiable)
+        entry = Composite(name or function.__name__, function, samples, family, differentiable,
+                          variadic)
         _add(entry, replace)
         function.op = entry  # type: ignore[attr-defined]
         return function
     return decorate
+
+
+def call_sample(entry: Op | Composite, tensors: Sequence[Any], params: dict[str, Any]) -> Any:
+    """Call ``entry`` on a sample's tensors and params, as its signature wants them: the
+    tensors as one list for a variadic op, positional-only params (``tile``'s
+    ``repetitions``, ``moveaxis``'s axes) by position, the others by name."""
+    if entry.variadic:
+        return entry.function(list(tensors), **params)
+    P = inspect.Parameter
+    only = [p.name for p in inspect.signature(entry.function).parameters.values()
+            if p.kind is P.POSITIONAL_ONLY][len(tensors):]
+    params = dict(params)
+    by_position = [params.pop(name) for name in only if name in params]
+    return entry.function(*tensors, *by_position, **params)
 
 
 def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple] | None,
@@ -304,6 +345,47 @@ def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple
     return primitive(name, vjp=vjp, samples=samples, family="user", replace=replace)(forward)
 
 
+# -- arguments every op checks the same way ---------------------------------------
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_shape(shape: Any, where: str, argument: str = "shape", *, infer: bool = False,
+             operand: Any = None) -> tuple[int, ...]:
+    """``shape`` (an integer or a tuple/list of integers, Python or NumPy) as a tuple of
+    Python ints.
+
+    Anything else (floats, strings, bools, negative sizes) is an ArgumentError naming
+    ``where``, ``argument`` and ``operand`` (the tensor being reshaped), never a size
+    truncated from a float. ``infer=True`` lets one entry be -1 (reshape).
+
+    >>> as_shape((2, 3), "zeros"), as_shape(4, "zeros")
+    ((2, 3), (4,))
+    >>> as_shape((2.9, 1), "zeros")
+    Traceback (most recent call last):
+    gradkit.errors.ArgumentError: zeros: shape must be an integer or a tuple of integers, got (2.9, 1)
+    """
+    entries = (shape,) if _is_integer(shape) else shape
+    suffix = "" if operand is None else f" (operand: {describe_operands(['x'], [operand])})"
+    if not isinstance(entries, (tuple, list)) or not all(_is_integer(n) for n in entries):
+        raise ArgumentError(f"{where}: {argument} must be an integer or a tuple of integers, "
+                            f"got {shape!r}{suffix}")
+    result = tuple([int(n) for n in entries])
+    negative = [n for n in result if n < 0]
+    if negative and not (infer and negative == [-1]):
+        allowed = "; one entry may be -1" if infer else ""
+        raise ArgumentError(f"{where}: {argument} {shape!r} has a negative size{allowed}{suffix}")
+    return result
+
+
+def as_size(value: Any, where: str, argument: str) -> int:
+    """A single non-negative integer ``value`` (a count, a matrix size) as a Python int."""
+    if not _is_integer(value):
+        raise ArgumentError(f"{where}: {argument} must be an integer, got {value!r}")
+    return as_shape(value, where, argument)[0]
+
+
 # -- dispatch: the hot path ----------------------------------------------------
 
 # Python numbers met by ops, as read-only 0-d arrays: (type, value, dtype, backend) ->
@@ -326,8 +408,9 @@ def _number_array(value: int | float, dtype: np.dtype, backend: Any) -> Any:
     return array
 
 
-def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int) -> Tensor:
-    """A non-Tensor operand as a constant Tensor on ``backend``.
+def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: int,
+          args: tuple) -> Tensor:
+    """A non-Tensor operand (``args[index]``) as a constant Tensor on ``backend``.
 
     Python scalars are weakly typed, as in NumPy 2 and JAX: they take the dtype of
     the tensor they meet (a float meeting an int tensor takes the default float).
@@ -338,22 +421,54 @@ def _lift(value: Any, backend: Any, like_dtype: np.dtype | None, op: Op, index: 
         return Tensor(_number_array(value, dtype, backend), backend)
     if kind is int:
         dtype = like_dtype if like_dtype is not None and like_dtype.kind in "iuf" else np.dtype("int64")
-        return Tensor(_number_array(value, dtype, backend), backend)
+        try:
+            return Tensor(_number_array(value, dtype, backend), backend)
+        except OverflowError:  # -1 meeting uint8, 2 ** 70 meeting int64
+            raise _argument_error(DTypeError, op, index, args,
+                                  f"({value}) does not fit {dtype}, the dtype of the tensor it "
+                                  "meets; pass it as a tensor of a wider dtype") from None
     if kind is bool:
         dtype = np.dtype(bool) if like_dtype is None or like_dtype.kind == "b" else like_dtype
         return Tensor(_number_array(value, dtype, backend), backend)
     if isinstance(value, (int, float)):  # subclasses (np.float64 is a float): weak too
         plain = bool(value) if isinstance(value, bool) else (
             int(value) if isinstance(value, int) else float(value))
-        return _lift(plain, backend, like_dtype, op, index)
-    return _lift_array(value, backend, op, index)
+        return _lift(plain, backend, like_dtype, op, index, args)
+    return _lift_array(value, backend, op, index, args)
 
 
-def _lift_array(value: Any, backend: Any, op: Op, index: int) -> Tensor:
-    """An array-like operand (NumPy array or scalar, list) as a constant Tensor."""
-    array = np.asarray(value) if not hasattr(value, "dtype") else value
-    if not hasattr(value, "dtype") and array.dtype == np.float64:
-        array = array.astype(get_default_dtype())
+def _argument_error(cls: type, op: Op, index: int, args: tuple, why: str) -> GradkitError:
+    """``cls``: ``op``'s argument ``index`` ``why``, naming every operand."""
+    names = _operand_names(op, len(args))
+    return cls(f"{op.name}: argument {names[index]} {why} (operands: "
+               f"{describe_operands(names, list(args))})")
+
+
+def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Tensor:
+    """An array-like operand (NumPy array or scalar, list) as a constant Tensor.
+
+    Complex values (gradkit has no complex dtypes), ragged lists and non-numeric
+    data are refused, naming the op, the argument and every operand.
+    """
+    if hasattr(value, "dtype"):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except GradkitError:  # a list holding a tensor that refuses to leave the graph
+            raise
+        except (ValueError, TypeError) as exc:
+            raise _argument_error(ShapeError, op, index, args,
+                                  f"({type(value).__name__}) is not a rectangular array of "
+                                  f"numbers: {exc}") from exc
+        if array.dtype == np.float64:
+            array = array.astype(get_default_dtype())
+    kind = to_numpy_dtype(array.dtype).kind
+    if kind not in "biuf":
+        what = ("is complex; gradkit has no complex dtypes (use the real and imaginary "
+                "parts as two real tensors)") if kind == "c" else \
+            f"has dtype {array.dtype}, which is not numeric"
+        raise _argument_error(DTypeError, op, index, args, what)
     try:
         return Tensor(backend.asarray(array), backend)
     except Exception as exc:
@@ -385,14 +500,21 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
         if type(value) is Tensor:
             dtype = value.dtype
             like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
-    return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i)
+    return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i, args)
                   for i, v in enumerate(args)])
+
+
+def _operand_names(op: Op, count: int) -> list[str]:
+    """What error messages call an op's ``count`` operands (its forward's argument names)."""
+    if op.variadic:
+        return [f"arrays[{i}]" for i in range(count)]
+    last = op.arg_names[-1] if op.arg_names else "arg"
+    return [op.arg_names[i] if i < len(op.arg_names) else f"{last}{i}" for i in range(count)]
 
 
 def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
     """A library's exception from a kernel, as a gradkit error naming op and operands."""
-    names = [op.arg_names[i] if i < len(op.arg_names) else f"{op.arg_names[-1] if op.arg_names else 'arg'}{i}"
-             for i in range(len(tensors))] if not op.variadic else [f"tensors[{i}]" for i in range(len(tensors))]
+    names = _operand_names(op, len(tensors))
     operands = describe_operands(names, list(tensors))
     cls = (DTypeError if isinstance(exc, TypeError) else
            IndexingError if isinstance(exc, IndexError) else

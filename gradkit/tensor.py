@@ -115,6 +115,7 @@ class Tensor:
         A tensor that requires a gradient holds read-only data; consumers of DLPack
         1.0 get it flagged read-only, older ones are refused by NumPy.
         """
+        self._leaving_graph("__dlpack__")
         kwargs = {name: value for name, value in (("stream", stream), ("max_version", max_version),
                                                   ("dl_device", dl_device), ("copy", copy))
                   if value is not None}
@@ -169,25 +170,46 @@ class Tensor:
         return self
 
     # -- conversion ---------------------------------------------------------------
+    def _leaving_graph(self, where: str) -> None:
+        """Inside gk.grad & co., a tensor being differentiated (or computed from one)
+        refuses to be copied out of the graph: the copy would carry no gradient."""
+        if self._requires_grad:
+            from gradkit.autodiff import check_stays_in_graph
+            check_stays_in_graph(self, where)
+
+    def _host_data(self, where: str) -> Any:
+        """The data as a NumPy array, for an explicit copy out of the graph."""
+        self._leaving_graph(where)
+        return self._backend.to_numpy(self.data)
+
     def numpy(self) -> np.ndarray:
         """A NumPy copy of the data (safe to modify)."""
-        return np.array(self._backend.to_numpy(self.data), copy=True)
+        return np.array(self._host_data("numpy"), copy=True)
 
     def item(self) -> Any:
         """The single element as a Python number."""
         if self.size != 1:
             raise ValueError(f"item: only size-1 tensors have an item, got {describe(self)}")
-        return self._backend.to_numpy(self.data).reshape(()).item()
+        return self._host_data("item").reshape(()).item()
 
     def tolist(self) -> Any:
-        return self._backend.to_numpy(self.data).tolist()
+        return self._host_data("tolist").tolist()
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """A NumPy copy (``np.asarray(x)``); with ``copy=False``, a read-only view.
 
-        On a backend off the host (CUDA) this raises :class:`HostConversionError`:
-        the copy to the host is asked for explicitly, with ``x.numpy()``.
+        A tensor that requires a gradient refuses with :class:`HostConversionError`:
+        the NumPy array would carry no gradient, so code falling back to NumPy would
+        silently differentiate to zero. ``x.detach()`` converts (the user's choice to
+        leave the graph), ``x.numpy()`` copies. On a backend off the host (CUDA) every
+        tensor refuses: the copy to the host is asked for explicitly, with ``x.numpy()``.
         """
+        if self._requires_grad:
+            raise HostConversionError(
+                f"__array__: this tensor ({describe(self)}) requires a gradient, and the "
+                "NumPy array it would convert to carries none (a function falling back to "
+                "NumPy would silently give zero gradients); compute it with gradkit ops, or "
+                "convert x.detach() if leaving the graph is what you mean")
         if not self._backend.host_conversion_allowed:
             raise HostConversionError(
                 f"__array__: this tensor ({describe(self)}) lives on the {self.backend} "
@@ -499,7 +521,7 @@ class Tensor:
     def mT(self) -> "Tensor":
         return _ops.matrix_transpose(self)
 
-    def broadcast_to(self, shape: Any) -> "Tensor": return _ops.broadcast_to(self, shape=tuple(shape))
+    def broadcast_to(self, shape: Any) -> "Tensor": return _ops.broadcast_to(self, shape=shape)
     def squeeze(self, axis: Any = None) -> "Tensor": return _ops.squeeze(self, axis=axis)
     def expand_dims(self, axis: Any) -> "Tensor": return _ops.expand_dims(self, axis=axis)
     def flatten(self) -> "Tensor": return _ops.reshape(self, shape=(-1,))
@@ -543,6 +565,7 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     target = _backends.get(backend) if backend is not None else _backends.get_backend()
     wanted = None if dtype is None else as_dtype(dtype, "tensor")
     if isinstance(data, Tensor):
+        data._leaving_graph("tensor")
         if data._backend is target:
             array = target.copy(data.data)
         else:
@@ -555,6 +578,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
             # guessed dtype first, large uint64 values would round through float64.
             direct = wanted if wanted is not None and isinstance(data, (list, tuple, int)) else None
             host = np.array(data, copy=True, dtype=direct)
+        except HostConversionError:  # a list holding a tensor that requires a gradient
+            raise
         except (ValueError, TypeError, OverflowError) as exc:
             raise ValueError(f"tensor: cannot make a tensor from {type(data).__name__}: {exc}") from exc
         if host.dtype == object or host.dtype.kind in "USV":

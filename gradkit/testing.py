@@ -18,6 +18,7 @@ import numpy as np
 
 from gradkit.autodiff import _GradMode, run_backward
 from gradkit.errors import GradkitError
+from gradkit.registry import call_sample
 from gradkit.tensor import Tensor, tensor
 
 
@@ -226,9 +227,8 @@ def _on(backend: Any, sample: Any, dtype: str) -> list[Tensor]:
 
 def _run(entry: Any, sample: Any, xs: list[Tensor], cotangent: np.ndarray | None
          ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    call = entry.function
     with _GradMode(True):
-        out = call(list(xs), **sample.params) if entry.variadic else call(*xs, **sample.params)
+        out = call_sample(entry, xs, sample.params)
     if isinstance(out, (list, tuple)):
         from gradkit.ops import concatenate, reshape
         out = concatenate([reshape(o, (-1,)) for o in out], axis=0)

@@ -8,6 +8,7 @@ same inputs; hypothesis draws shapes and dtypes.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import array_api_strict as xps
@@ -87,8 +88,7 @@ def test_inspection_api():
     assert defaults["real floating"] == gk.get_default_dtype() and defaults["indexing"] == gk.int64
     assert set(info.dtypes(kind="integral")) == {"int8", "int16", "int32", "int64", "uint8",
                                                   "uint16", "uint32", "uint64"}
-    assert set(info.dtypes(kind=("bool", "real floating"))) == {"bool", "float16", "float32",
-                                                                "float64"}
+    assert set(info.dtypes(kind=("bool", "real floating"))) == {"bool", "float32", "float64"}
 
 
 def test_hypothesis_can_draw_gradkit_arrays_through_the_namespace():
@@ -144,6 +144,8 @@ def test_finfo_and_iinfo_match_the_standard():
         ours, theirs = gk.finfo(dtype), xps.finfo(STRICT_DTYPE[dtype])
         for field in ("bits", "eps", "max", "min", "smallest_normal"):
             assert getattr(ours, field) == getattr(theirs, field), field
+            assert type(getattr(ours, field)) is (int if field == "bits" else float), field
+        assert ours.dtype == dtype
         assert gk.finfo(gk.zeros(1, dtype=dtype)).bits == ours.bits
     for dtype in INTS + [np.dtype("uint64")]:
         ours, theirs = gk.iinfo(dtype), xps.iinfo(STRICT_DTYPE[dtype])
@@ -424,3 +426,101 @@ def test_gk_grad_differentiates_generic_code():
         (pairwise_table, (rng.standard_normal(4), rng.standard_normal(4)))]
     for function, arrays_ in checks:
         gk.testing.gradcheck(function, *[gk.asarray(a) for a in arrays_], order=2)
+
+
+# -- signatures --------------------------------------------------------------------------
+
+def _standard_default(value):
+    """array-api-strict marks 'not given' with its own sentinel where the standard says None."""
+    return None if type(value).__name__ == "Undef" else value
+
+
+def _signature_mismatches(ours, standard) -> list[str]:
+    """How ``ours`` departs from the standard's signature: each of its parameters must be
+    there with its name, kind and (where the standard fixes one) default; gradkit's own
+    extra parameters must be keyword-only with a default, so no standard call changes."""
+    P = inspect.Parameter
+    theirs = list(inspect.signature(standard).parameters.values())
+    mine = list(inspect.signature(ours).parameters.values())
+    problems = []
+    by_name = {p.name: p for p in mine}
+    for position, p in enumerate(theirs):
+        q = by_name.get(p.name)
+        if q is None:
+            problems.append(f"no parameter {p.name!r}")
+            continue
+        if q.kind is not p.kind:
+            problems.append(f"{p.name!r} is {q.kind.description}, the standard says "
+                            f"{p.kind.description}")
+        if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD) and mine.index(q) != position:
+            problems.append(f"{p.name!r} at position {mine.index(q)}, the standard's {position}")
+        default = _standard_default(p.default)
+        if p.default is not P.empty and (q.default is P.empty or q.default != default):
+            problems.append(f"{p.name!r} defaults to {q.default!r}, the standard's {default!r}")
+    standard_names = {p.name for p in theirs}
+    for q in mine:
+        if q.name not in standard_names and (q.kind is not P.KEYWORD_ONLY or q.default is P.empty):
+            problems.append(f"extra parameter {q.name!r} must be keyword-only with a default")
+    return problems
+
+
+SIGNATURES = [(name, getattr(gk, name), getattr(xps, name)) for name in COVERED
+              if callable(getattr(xps, name)) and not isinstance(getattr(xps, name), type)] + \
+    [(f"linalg.{name}", getattr(gk.linalg, name), getattr(xps.linalg, name))
+     for name in LINALG_COVERED] + \
+    [(f"__array_namespace_info__().{name}", getattr(gk.__array_namespace_info__(), name),
+      getattr(xps.__array_namespace_info__(), name))
+     for name in ("capabilities", "default_device", "default_dtypes", "dtypes", "devices")]
+
+
+def test_every_function_has_the_standards_signature():
+    mismatches = {name: problems for name, ours, standard in SIGNATURES
+                  if (problems := _signature_mismatches(ours, standard))}
+    assert not mismatches, "\n".join(f"{name}{inspect.signature(ours)}: {mismatches[name]}"
+                                     for name, ours, _ in SIGNATURES if name in mismatches)
+
+
+def test_positional_params_of_the_standard_are_positional(backend):
+    x = gk.reshape(gk.arange(6), (2, 3))
+    assert gk.broadcast_to(gk.zeros(3), (2, 3)).shape == (2, 3)
+    assert gk.expand_dims(x, 0).shape == (1, 2, 3)
+    assert gk.permute_dims(x, (1, 0)).shape == (3, 2)
+    assert gk.roll(gk.arange(3), 1).tolist() == [2, 0, 1]
+    assert gk.squeeze(gk.zeros((1, 2)), 0).shape == (2,)
+    assert gk.tile(gk.arange(2), (2,)).tolist() == [0, 1, 0, 1]
+    assert gk.repeat(gk.arange(2), 2).tolist() == [0, 0, 1, 1]
+    assert gk.moveaxis(x, 0, 1).shape == (3, 2)
+
+
+def test_the_namespace_lists_the_standards_dtypes_only():
+    info = gk.__array_namespace_info__()
+    assert set(info.dtypes()) == {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                                  "uint32", "uint64", "float32", "float64"}
+    assert set(info.dtypes(kind="real floating")) == {"float32", "float64"}
+    assert gk.zeros(2, dtype="float16").dtype == np.float16  # still usable, as an extra
+
+
+@pytest.mark.parametrize("dtype", INTS + [np.dtype("uint64")])
+def test_vecdot_and_matmul_keep_an_integer_dtype(backend, dtype):
+    x1 = gk.asarray(np.array([[1, 2, 3], [4, 5, 6]], dtype=dtype))
+    x2 = gk.asarray(np.array([1, 0, 2], dtype=dtype))
+    assert gk.vecdot(x1, x2).dtype == dtype == gk.matmul(x1, x2).dtype
+    assert gk.vecdot(x1, x2).tolist() == [7, 16]
+    assert gk.linalg.vecdot(x1, x2, axis=-1).dtype == dtype
+
+
+@pytest.mark.parametrize("repeats", [2, [2], np.array([2]), np.array(2)], ids=repr)
+def test_repeat_broadcasts_a_single_count(backend, repeats):
+    x = gk.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    counts = gk.asarray(repeats) if isinstance(repeats, np.ndarray) else repeats
+    out = gk.repeat(x, counts, axis=1)
+    assert out.tolist() == [[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0]]
+    out.sum().backward()
+    assert x.grad.tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_repeat_counts_are_integers(backend):
+    with pytest.raises(gk.ArgumentError, match="repeat: repeats must be integers"):
+        gk.repeat(gk.zeros(2), [1.5, 2.0])
+    with pytest.raises(gk.ShapeError, match="repeat: repeats has 3 counts for 2 elements"):
+        gk.repeat(gk.zeros(2), [1, 2, 3])

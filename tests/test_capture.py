@@ -707,3 +707,34 @@ def test_capture_on_a_method():
 
     model = Model()
     assert [model.forward(gk.tensor([float(k)])).item() for k in range(4)] == [0, 2, 4, 6]
+
+
+def test_keyword_arguments_are_arguments_recorded_and_replayed(rng):
+    batches = _batches(rng, 5)
+    optimizer = lambda ps: gk.optim.SGD(ps, lr=0.1, momentum=0.9)  # noqa: E731
+    _, _, eager_step = _trainer(optimizer)
+    _, _, step = _trainer(optimizer)
+    captured = gk.capture(step)
+    by_keyword = [captured(gk.tensor(x), labels=gk.tensor(y)).item() for x, y in batches]
+    assert by_keyword == _train(eager_step, batches)  # bit for bit
+    assert captured.recordings == 2 and captured.replays == 3
+
+
+def test_keyword_arguments_are_guarded_by_name_and_value():
+    calls = []
+
+    @gk.capture
+    def scaled(x, *, y=None, scale=1.0):
+        calls.append(scale)
+        return x * scale + (0.0 if y is None else y)
+
+    x, y = gk.tensor([1.0, 2.0]), gk.tensor([10.0, 20.0])
+    for _ in range(3):
+        assert scaled(x, y=y, scale=2.0).tolist() == [12.0, 24.0]
+    assert scaled.replays == 1 and calls == [2.0, 2.0]
+    assert scaled(x, y=gk.tensor([0.0, 1.0]), scale=2.0).tolist() == [2.0, 5.0]  # replayed
+    assert scaled(x, scale=3.0).tolist() == [3.0, 6.0]  # another keyword value: recorded
+    assert scaled(x, scale=2.0, y=y).tolist() == [12.0, 24.0]  # keyword order is no matter
+    assert scaled.replays == 3 and calls == [2.0, 2.0, 3.0]
+    with pytest.raises(gk.CaptureError, match="keyword argument 'scale' is a ndarray"):
+        scaled(x, scale=np.ones(1))

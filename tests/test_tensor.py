@@ -168,3 +168,23 @@ def test_public_namespace_holds_ops_not_module_internals():
         assert not hasattr(gk, leaked), leaked
     for name in gk.registry.OPS:
         assert callable(getattr(gk, name)), name
+
+
+def test_implicit_host_conversion_of_a_tensor_that_requires_grad_is_refused(backend):
+    x = gk.tensor([1.0, 2.0], requires_grad=True)
+    for convert in (np.asarray, np.array, lambda t: np.asarray(t, copy=False),
+                    lambda t: np.add(t.detach(), np.asarray(t * 2))):
+        with pytest.raises(gk.HostConversionError, match=r"requires a gradient.*x\.detach\(\)") as info:
+            convert(x)
+        assert isinstance(info.value, TypeError) and isinstance(info.value, gk.GradkitError)
+    if backend.host_conversion_allowed:
+        assert np.asarray(x.detach()).tolist() == [1.0, 2.0] == x.numpy().tolist()
+
+
+def test_a_list_holding_a_tensor_that_requires_grad_is_not_copied_silently(backend):
+    a = gk.tensor(1.0, requires_grad=True)
+    for convert in (lambda: gk.tensor([a, a]), lambda: gk.ones(2) + [a, a]):
+        with pytest.raises(gk.HostConversionError, match=r"requires a gradient.*x\.detach\(\)"):
+            convert()
+    assert gk.asarray([a, a]).requires_grad  # stacked: the gradient reaches each element
+    assert gk.tensor([a.detach(), a.detach()]).tolist() == [1.0, 1.0]

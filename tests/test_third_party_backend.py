@@ -157,3 +157,14 @@ def test_entry_point_registers_a_backend(tmp_path):
         print(type(x.data).__module__.split(".")[0], gk.backends.available()["plugin"])
     """, PYTHONPATH=os.pathsep.join([str(tmp_path), tests_dir, os.environ.get("PYTHONPATH", "")]))
     assert result.stdout.split() == ["array_api_strict", "None"], result.stderr
+
+
+@pytest.mark.parametrize("spec", [",", "numba,,numpy", "numpy,", " "])
+def test_gradkit_backend_with_an_empty_entry_says_what_it_holds_and_what_is_allowed(
+        monkeypatch, spec):
+    monkeypatch.setenv("GRADKIT_BACKEND", spec)
+    with pytest.raises(gk.BackendError) as info:
+        backends._from_environment()
+    message = str(info.value)
+    assert f"GRADKIT_BACKEND={spec!r}" in message and "empty entry" in message
+    assert "'numba'" in message and "'numpy'" in message

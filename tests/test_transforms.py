@@ -124,3 +124,50 @@ def test_jvp_checks_tangent_shapes():
 def test_grad_of_integer_argument_is_an_error():
     with pytest.raises(gk.DTypeError, match="argument 0.*int64"):
         gk.grad(lambda x: x.sum())(gk.tensor([1, 2]))
+
+
+LEAVING_THE_GRAPH = {
+    "numpy": lambda v: gk.tensor(v.numpy() ** 2).sum(),
+    "item": lambda v: v.sum() * v.sum().item(),
+    "tolist": lambda v: gk.tensor(v.tolist()).sum(),
+    "tensor": lambda v: gk.tensor(v * 2).sum(),
+    "__dlpack__": lambda v: gk.tensor(np.from_dlpack(v * 2)).sum(),
+}
+TRANSFORMS = {
+    "grad": lambda f, x: gk.grad(f)(x),
+    "value_and_grad": lambda f, x: gk.value_and_grad(f)(x),
+    "vjp": lambda f, x: gk.vjp(f, x),
+    "jvp": lambda f, x: gk.jvp(f, (x,), (gk.ones_like(x),)),
+    "jacobian": lambda f, x: gk.jacobian(f)(x),
+    "hessian": lambda f, x: gk.hessian(f)(x),
+}
+
+
+@pytest.mark.parametrize("how", sorted(LEAVING_THE_GRAPH))
+@pytest.mark.parametrize("transform", sorted(TRANSFORMS))
+def test_a_host_copy_of_a_differentiated_tensor_is_refused_inside_a_transform(
+        backend, transform, how):
+    if how == "__dlpack__" and not backend.host_conversion_allowed:
+        pytest.skip("np.from_dlpack reads host memory only")
+    x = gk.tensor([1.0, 2.0], dtype="float64")
+    with pytest.raises(gk.GraphError, match=rf"^{how}: .*differentiates.*\.detach\(\)"):
+        TRANSFORMS[transform](LEAVING_THE_GRAPH[how], x)
+
+
+def test_values_outside_the_differentiated_graph_still_leave_it(backend):
+    x = gk.tensor([1.0, 2.0], dtype="float64")
+    w = gk.tensor([3.0, 4.0], dtype="float64", requires_grad=True)  # not differentiated here
+    scale = gk.tensor(2.0, dtype="float64")
+
+    def f(v):
+        factor = scale.item() + w.numpy()[0] + float(gk.tensor(w).sum())
+        return (v * v).sum() * factor + (v * gk.tensor(v.detach().numpy())).sum()
+
+    np.testing.assert_allclose(gk.grad(f)(x).numpy(), [2 * 12 + 1, 4 * 12 + 2])
+    assert gk.tensor(w).requires_grad is False and w.numpy().tolist() == [3.0, 4.0]
+
+
+def test_a_copy_through_asarray_keeps_the_gradient(backend):
+    x = gk.tensor([1.0, 2.0], dtype="float64")
+    g = gk.grad(lambda v: (gk.asarray(v, copy=True) ** 2).sum())(x)
+    np.testing.assert_allclose(g.numpy(), [2.0, 4.0])

@@ -122,7 +122,12 @@ def available() -> dict[str, str | None]:
 
 def _from_environment() -> Backend:
     spec = os.environ.get("GRADKIT_BACKEND", "numpy") or "numpy"
-    choices = [c for c in spec.split(",") if c.strip()]
+    choices = spec.split(",")
+    if not all(c.strip() for c in choices):
+        _load_entry_points()
+        raise BackendError(f"GRADKIT_BACKEND={spec!r} has an empty entry; set it to a backend "
+                           f"name or a comma list of names tried in order, from "
+                           f"{sorted(_factories)} (e.g. 'numba,numpy'), or unset it for numpy")
     if len(choices) == 1:
         return get(choices[0])
     reasons = []

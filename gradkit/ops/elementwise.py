@@ -35,14 +35,14 @@ def add_vjp(ctx, g):
 
 
 @primitive(vjp=add_vjp, samples=binary_samples(), family=FAMILY)
-def add(xp, x, y):
-    """``x + y`` with broadcasting.
+def add(xp, x1, x2):
+    """``x1 + x2`` with broadcasting.
 
     >>> import gradkit as gk
     >>> gk.add(gk.tensor([1.0, 2.0]), 1.0).numpy().tolist()
     [2.0, 3.0]
     """
-    return xp.add(x, y)
+    return xp.add(x1, x2)
 
 
 def subtract_vjp(ctx, g):
@@ -52,14 +52,14 @@ def subtract_vjp(ctx, g):
 
 
 @primitive(vjp=subtract_vjp, samples=binary_samples(), family=FAMILY)
-def subtract(xp, x, y):
-    """``x - y`` with broadcasting.
+def subtract(xp, x1, x2):
+    """``x1 - x2`` with broadcasting.
 
     >>> import gradkit as gk
     >>> gk.subtract(1.0, gk.tensor([1.0, 2.0])).numpy().tolist()
     [0.0, -1.0]
     """
-    return xp.subtract(x, y)
+    return xp.subtract(x1, x2)
 
 
 def multiply_vjp(ctx, g):
@@ -69,14 +69,14 @@ def multiply_vjp(ctx, g):
 
 
 @primitive(vjp=multiply_vjp, samples=binary_samples(), family=FAMILY)
-def multiply(xp, x, y):
-    """``x * y`` with broadcasting.
+def multiply(xp, x1, x2):
+    """``x1 * x2`` with broadcasting.
 
     >>> import gradkit as gk
     >>> gk.multiply(gk.tensor([1.0, 2.0]), 3.0).numpy().tolist()
     [3.0, 6.0]
     """
-    return xp.multiply(x, y)
+    return xp.multiply(x1, x2)
 
 
 def divide_vjp(ctx, g):
@@ -86,14 +86,14 @@ def divide_vjp(ctx, g):
 
 
 @primitive(vjp=divide_vjp, samples=binary_samples(low=0.5), family=FAMILY)
-def divide(xp, x, y):
-    """``x / y`` with broadcasting (true division).
+def divide(xp, x1, x2):
+    """``x1 / x2`` with broadcasting (true division).
 
     >>> import gradkit as gk
     >>> gk.divide(gk.tensor([1.0, 2.0]), 4.0).numpy().tolist()
     [0.25, 0.5]
     """
-    return xp.divide(x, y)
+    return xp.divide(x1, x2)
 
 
 def power_vjp(ctx, g):
@@ -113,14 +113,14 @@ def power_vjp(ctx, g):
 
 
 @primitive(vjp=power_vjp, samples=binary_samples(low=0.5), family=FAMILY)
-def power(xp, x, y):
-    """``x ** y`` with broadcasting. The gradient in ``y`` is 0 where ``x <= 0``.
+def power(xp, x1, x2):
+    """``x1 ** x2`` with broadcasting. The gradient in ``x2`` is 0 where ``x1 <= 0``.
 
     >>> import gradkit as gk
     >>> gk.power(gk.tensor([2.0, 3.0]), 2.0).numpy().tolist()
     [4.0, 9.0]
     """
-    return xp.pow(x, y)
+    return xp.pow(x1, x2)
 
 
 def negative_vjp(ctx, g):
@@ -218,7 +218,7 @@ def sqrt(xp, x):
 
 
 @composite(samples=unary_samples(), family=FAMILY)
-def square(x: Any) -> Tensor:
+def square(x: Any, /) -> Tensor:
     """``x * x``.
 
     >>> import gradkit as gk
@@ -244,14 +244,14 @@ def maximum_vjp(ctx, g):
 
 
 @primitive(vjp=maximum_vjp, samples=distinct_pairs, family=FAMILY)
-def maximum(xp, x, y):
-    """Elementwise larger of ``x`` and ``y``; ties split the gradient evenly.
+def maximum(xp, x1, x2):
+    """Elementwise larger of ``x1`` and ``x2``; ties split the gradient evenly.
 
     >>> import gradkit as gk
     >>> gk.maximum(gk.tensor([1.0, 5.0]), 2.0).numpy().tolist()
     [2.0, 5.0]
     """
-    return xp.maximum(x, y)
+    return xp.maximum(x1, x2)
 
 
 def minimum_vjp(ctx, g):
@@ -259,14 +259,14 @@ def minimum_vjp(ctx, g):
 
 
 @primitive(vjp=minimum_vjp, samples=distinct_pairs, family=FAMILY)
-def minimum(xp, x, y):
-    """Elementwise smaller of ``x`` and ``y``; ties split the gradient evenly.
+def minimum(xp, x1, x2):
+    """Elementwise smaller of ``x1`` and ``x2``; ties split the gradient evenly.
 
     >>> import gradkit as gk
     >>> gk.minimum(gk.tensor([1.0, 5.0]), 2.0).numpy().tolist()
     [1.0, 2.0]
     """
-    return xp.minimum(x, y)
+    return xp.minimum(x1, x2)
 
 
 def where_vjp(ctx, g):
@@ -286,15 +286,15 @@ def where_samples(rng):
 
 
 @primitive(vjp=where_vjp, samples=where_samples, family=FAMILY)
-def where(xp, condition, x, y):
-    """``x`` where ``condition`` is true, else ``y`` (all three broadcast).
+def where(xp, condition, x1, x2):
+    """``x1`` where ``condition`` is true, else ``x2`` (all three broadcast).
 
     >>> import gradkit as gk
     >>> x = gk.tensor([1.0, -2.0])
     >>> gk.where(x > 0, x, 0.0).numpy().tolist()
     [1.0, 0.0]
     """
-    return xp.where(condition, x, y)
+    return xp.where(condition, x1, x2)
 
 
 def clip_vjp(ctx, g):
@@ -354,7 +354,7 @@ def astype(xp, x, *, dtype):
     """``x`` converted to ``dtype``; the gradient converts back.
 
     >>> import gradkit as gk
-    >>> gk.astype(gk.tensor([1.5]), dtype="float64").dtype
+    >>> gk.astype(gk.tensor([1.5]), "float64").dtype
     dtype('float64')
     """
     return xp.astype(x, native_dtype(xp, dtype))
@@ -365,49 +365,49 @@ def _comparison_samples(rng):
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def equal(xp, x, y):
-    """``x == y`` as a bool tensor (no gradient).
+def equal(xp, x1, x2):
+    """``x1 == x2`` as a bool tensor (no gradient).
 
     >>> import gradkit as gk
     >>> gk.equal(gk.tensor([1.0, 2.0]), 2.0).numpy().tolist()
     [False, True]
     """
-    return xp.equal(x, y)
+    return xp.equal(x1, x2)
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def not_equal(xp, x, y):
-    """``x != y`` as a bool tensor (no gradient)."""
-    return xp.not_equal(x, y)
+def not_equal(xp, x1, x2):
+    """``x1 != x2`` as a bool tensor (no gradient)."""
+    return xp.not_equal(x1, x2)
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def less(xp, x, y):
-    """``x < y`` as a bool tensor (no gradient)."""
-    return xp.less(x, y)
+def less(xp, x1, x2):
+    """``x1 < x2`` as a bool tensor (no gradient)."""
+    return xp.less(x1, x2)
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def less_equal(xp, x, y):
-    """``x <= y`` as a bool tensor (no gradient)."""
-    return xp.less_equal(x, y)
+def less_equal(xp, x1, x2):
+    """``x1 <= x2`` as a bool tensor (no gradient)."""
+    return xp.less_equal(x1, x2)
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def greater(xp, x, y):
-    """``x > y`` as a bool tensor (no gradient).
+def greater(xp, x1, x2):
+    """``x1 > x2`` as a bool tensor (no gradient).
 
     >>> import gradkit as gk
     >>> gk.greater(gk.tensor([1.0, 3.0]), 2.0).numpy().tolist()
     [False, True]
     """
-    return xp.greater(x, y)
+    return xp.greater(x1, x2)
 
 
 @primitive(vjp=None, samples=_comparison_samples, family=FAMILY)
-def greater_equal(xp, x, y):
-    """``x >= y`` as a bool tensor (no gradient)."""
-    return xp.greater_equal(x, y)
+def greater_equal(xp, x1, x2):
+    """``x1 >= x2`` as a bool tensor (no gradient)."""
+    return xp.greater_equal(x1, x2)
 
 
 @primitive(vjp=None, samples=unary_samples(), family=FAMILY)

@@ -16,6 +16,7 @@ allows it.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -86,14 +87,14 @@ def matmul_samples(rng):
 
 
 @primitive(vjp=matmul_vjp, samples=matmul_samples, family=FAMILY, check=check_matmul)
-def matmul(xp, x, y):
-    """Matrix product ``x @ y`` with NumPy's rules for 1-D and batched operands.
+def matmul(xp, x1, x2):
+    """Matrix product ``x1 @ x2`` with NumPy's rules for 1-D and batched operands.
 
     >>> import gradkit as gk
     >>> (gk.tensor([[1.0, 2.0]]) @ gk.tensor([[3.0], [4.0]])).numpy().tolist()
     [[11.0]]
     """
-    return xp.matmul(x, y)
+    return xp.matmul(x1, x2)
 
 
 def check_linear(x, weight, bias=None) -> None:
@@ -174,7 +175,7 @@ def _tensordot_samples(rng):
 
 
 @composite(samples=_tensordot_samples, family=FAMILY)
-def tensordot(x1: Tensor, x2: Tensor, axes: Any = 2) -> Tensor:
+def tensordot(x1: Tensor, x2: Tensor, /, *, axes: Any = 2) -> Tensor:
     """Sum of products over the axes ``axes`` names: an int n (the last n of ``x1``
     with the first n of ``x2``) or a pair of axis sequences. Free axes of ``x1``
     come first in the result, then those of ``x2``.
@@ -222,7 +223,7 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
 @composite(samples=lambda rng: [Sample(away_from_zero(rng, (3,)), away_from_zero(rng, (2,))),
                                 Sample(away_from_zero(rng, (2, 2)), away_from_zero(rng, ()))],
            family=FAMILY)
-def outer(x1: Tensor, x2: Tensor) -> Tensor:
+def outer(x1: Tensor, x2: Tensor, /) -> Tensor:
     """``x1[i] * x2[j]`` for every pair (inputs are flattened, as in NumPy).
 
     >>> import gradkit as gk
@@ -235,7 +236,7 @@ def outer(x1: Tensor, x2: Tensor) -> Tensor:
 @composite(samples=lambda rng: [Sample(away_from_zero(rng, (2, 3)), away_from_zero(rng, (3,))),
                                 Sample(away_from_zero(rng, (3, 2)), away_from_zero(rng, (3, 1)),
                                        axis=0)], family=FAMILY)
-def vecdot(x1: Tensor, x2: Tensor, axis: int = -1) -> Tensor:
+def vecdot(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
     """Dot products of vectors along ``axis`` (of the broadcast shape); the other axes
     broadcast.
 
@@ -253,7 +254,8 @@ def vecdot(x1: Tensor, x2: Tensor, axis: int = -1) -> Tensor:
     if n1 != n2:
         raise ShapeError(f"vecdot: the vectors along axis {axis} have sizes {n1} and {n2}; "
                          f"operands: {describe(x1)}, {describe(x2)}")
-    return sum_(multiply(x1, x2), axis=rel)
+    products = multiply(x1, x2)
+    return sum_(products, axis=rel, dtype=products.dtype)  # int8 stays int8, as matmul
 
 
 # -- gk.linalg: inverse, solve, determinants ---------------------------------------------
@@ -409,7 +411,7 @@ class SlogdetResult(NamedTuple):
 
 
 @composite("linalg.slogdet", samples=_square_samples, family=FAMILY)
-def slogdet(x: Tensor) -> SlogdetResult:
+def slogdet(x: Tensor, /) -> SlogdetResult:
     """The sign and ``log|det|`` of each square matrix (the gradient flows through
     ``logabsdet``, the sign has none).
 
@@ -469,7 +471,8 @@ def _vector_norm_samples(rng):
 
 
 @composite("linalg.vector_norm", samples=_vector_norm_samples, family=FAMILY)
-def vector_norm(x: Tensor, axis: Any = None, keepdims: bool = False, ord: float = 2) -> Tensor:
+def vector_norm(x: Tensor, /, *, axis: Any = None, keepdims: bool = False,
+                ord: float = 2) -> Tensor:
     """The ``ord``-norm of vectors along ``axis`` (all elements for None): 2
     (Euclidean), 1, inf (largest magnitude), -inf, 0 (count of nonzeros, no gradient)
     or any other p, ``sum(|x|**p)**(1/p)``. The 2-norm's gradient ``x / norm`` is nan
@@ -502,7 +505,7 @@ def _matrix_norm_samples(rng):
 
 
 @composite("linalg.matrix_norm", samples=_matrix_norm_samples, family=FAMILY)
-def matrix_norm(x: Tensor, keepdims: bool = False, ord: Any = "fro") -> Tensor:
+def matrix_norm(x: Tensor, /, *, keepdims: bool = False, ord: Any = "fro") -> Tensor:
     """The norm of each matrix (last two axes): ``"fro"`` (Frobenius), 1 / -1
     (largest / smallest column sum of magnitudes), inf / -inf (row sums). The 2-norm
     and nuclear norm need singular values, which gradkit does not compute.
@@ -569,7 +572,7 @@ def _diagonal_index(shape: tuple[int, ...], offset: int) -> tuple:
 @composite("linalg.diagonal", samples=lambda rng: [
     Sample(away_from_zero(rng, (3, 4))), Sample(away_from_zero(rng, (2, 3, 3)), offset=1),
     Sample(away_from_zero(rng, (4, 3)), offset=-2)], family=FAMILY)
-def diagonal(x: Tensor, offset: int = 0) -> Tensor:
+def diagonal(x: Tensor, /, *, offset: int = 0) -> Tensor:
     """Diagonal ``offset`` (above the main one when positive) of each matrix.
 
     >>> import gradkit as gk
@@ -584,7 +587,7 @@ def diagonal(x: Tensor, offset: int = 0) -> Tensor:
 @composite("linalg.trace", samples=lambda rng: [
     Sample(away_from_zero(rng, (3, 3))), Sample(away_from_zero(rng, (2, 3, 4)), offset=1)],
     family=FAMILY)
-def trace(x: Tensor, offset: int = 0, dtype: Any = None) -> Tensor:
+def trace(x: Tensor, /, *, offset: int = 0, dtype: Any = None) -> Tensor:
     """The sum of diagonal ``offset`` of each matrix (last two axes).
 
     >>> import gradkit as gk
@@ -598,7 +601,7 @@ def trace(x: Tensor, offset: int = 0, dtype: Any = None) -> Tensor:
     Sample(away_from_zero(rng, (3,)), away_from_zero(rng, (3,))),
     Sample(away_from_zero(rng, (2, 3)), away_from_zero(rng, (3,))),
     Sample(away_from_zero(rng, (3, 2)), away_from_zero(rng, (3, 2)), axis=0)], family=FAMILY)
-def cross(x1: Tensor, x2: Tensor, axis: int = -1) -> Tensor:
+def cross(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
     """Cross products of 3-vectors along ``axis``; the other axes broadcast.
 
     >>> import gradkit as gk
@@ -617,9 +620,9 @@ def cross(x1: Tensor, x2: Tensor, axis: int = -1) -> Tensor:
 
 
 @composite("linalg.matrix_power", samples=lambda rng: [
-    Sample(_conditioned(rng, (3, 3)) / 3, n=3), Sample(_conditioned(rng, (2, 2, 2)) / 2, n=-2),
-    Sample(_conditioned(rng, (2, 2)), n=1)], family=FAMILY)
-def matrix_power(x: Tensor, n: int) -> Tensor:
+    Sample(_conditioned(rng, (3, 3)) / 3, 3), Sample(_conditioned(rng, (2, 2, 2)) / 2, -2),
+    Sample(_conditioned(rng, (2, 2)), 1)], family=FAMILY)
+def matrix_power(x: Tensor, n: int, /) -> Tensor:
     """``x`` multiplied by itself ``n`` times (``n < 0``: of its inverse; ``n = 0``: the
     identity), for each square matrix.
 
@@ -628,6 +631,10 @@ def matrix_power(x: Tensor, n: int) -> Tensor:
     [[1.0, 3.0], [0.0, 1.0]]
     """
     _square_check("linalg.matrix_power")(x)
+    try:
+        n = operator.index(n)  # a Python or NumPy int, or an integer 0-d tensor
+    except TypeError:
+        raise ArgumentError(f"linalg.matrix_power: n must be an integer, got {n!r}") from None
     if n < 0:
         x, n = inv(x), -n
     if n == 0:

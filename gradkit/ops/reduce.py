@@ -208,8 +208,8 @@ def _var_samples(rng):
 
 
 @composite(samples=_var_samples, family=FAMILY)
-def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
-        correction: float | None = None) -> Tensor:
+def var(x: Tensor, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False,
+        ddof: float | None = None) -> Tensor:
     """Variance over ``axis``, dividing by ``N - correction`` (``ddof`` is NumPy's name).
 
     >>> import gradkit as gk
@@ -219,8 +219,11 @@ def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
     1.6666666269302368
     """
     from gradkit.ops.elementwise import multiply
-    if correction is not None:
+    if ddof is None:
         ddof = correction
+    elif correction != 0.0 and correction != ddof:
+        raise ArgumentError(f"var: correction={correction} and ddof={ddof} disagree; pass one "
+                            "(ddof is NumPy's name for correction)")
     centered = x - mean(x, axis=axis, keepdims=True)
     count = _reduced_count(x.shape, axis)
     if count - ddof <= 0:
@@ -230,8 +233,8 @@ def var(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
 
 
 @composite(samples=_var_samples, family=FAMILY)
-def std(x: Tensor, axis: Any = None, keepdims: bool = False, ddof: float = 0, *,
-        correction: float | None = None) -> Tensor:
+def std(x: Tensor, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False,
+        ddof: float | None = None) -> Tensor:
     """Standard deviation over ``axis``: ``sqrt(var(...))``; its gradient is infinite
     where all the elements of a slice are equal.
 

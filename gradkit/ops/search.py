@@ -62,7 +62,7 @@ def argsort(xp, x, *, axis=-1, descending=False, stable=True):
 
 
 @composite(samples=_sort_samples, family=FAMILY)
-def sort(x: Tensor, axis: int = -1, descending: bool = False, stable: bool = True) -> Tensor:
+def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True) -> Tensor:
     """``x`` sorted along ``axis``; the gradient follows each element to its place.
 
     >>> import gradkit as gk
@@ -134,7 +134,7 @@ def argwhere(xp, x):
 @composite(samples=lambda rng: [Sample(np.array([[0.0, 1.5], [-2.0, 0.0]])),
                                 Sample(rng.integers(0, 2, size=(5,)))],
            family=FAMILY, differentiable=False)
-def nonzero(x: Tensor) -> tuple[Tensor, ...]:
+def nonzero(x: Tensor, /) -> tuple[Tensor, ...]:
     """The indices of the nonzero elements as one int64 tensor per axis.
 
     >>> import gradkit as gk

@@ -17,7 +17,7 @@ from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
-from gradkit.registry import Sample, composite, primitive
+from gradkit.registry import Sample, as_shape, composite, primitive
 from gradkit.tensor import Tensor
 
 FAMILY = "shape"
@@ -25,6 +25,11 @@ FAMILY = "shape"
 
 def _draw(rng, shape):
     return away_from_zero(rng, shape)
+
+
+def _as_tuple(shape: Any) -> tuple:
+    """A shape param (checked by ``as_shape``: an integer or a sequence) as a tuple."""
+    return (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
 
 
 # -- reshape family ----------------------------------------------------------------
@@ -39,7 +44,12 @@ def reshape_samples(rng):
             Sample(_draw(rng, (4,)), shape=(2, 1, 2)), Sample(_draw(rng, ()), shape=(1, 1))]
 
 
-@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY)
+def check_reshape(x, *, shape, copy=None) -> None:
+    as_shape(shape, "reshape", infer=True, operand=x)
+
+
+@primitive(vjp=reshape_vjp, samples=reshape_samples, family=FAMILY, check=check_reshape,
+           positional=("shape",))
 def reshape(xp, x, *, shape, copy=None):
     """``x`` with a new shape of the same size (one entry may be -1).
 
@@ -50,9 +60,10 @@ def reshape(xp, x, *, shape, copy=None):
     >>> gk.reshape(gk.tensor([1.0, 2.0, 3.0, 4.0]), shape=(2, 2)).shape
     (2, 2)
     """
+    shape = _as_tuple(shape)
     if copy is None:
-        return xp.reshape(x, tuple(shape))
-    return xp.reshape(x, tuple(shape), copy=copy)
+        return xp.reshape(x, shape)
+    return xp.reshape(x, shape, copy=copy)
 
 
 def transpose_vjp(ctx, g):
@@ -67,7 +78,7 @@ def transpose_samples(rng):
             Sample(_draw(rng, (2, 3, 4)), axes=None)]
 
 
-@primitive(vjp=transpose_vjp, samples=transpose_samples, family=FAMILY)
+@primitive(vjp=transpose_vjp, samples=transpose_samples, family=FAMILY, positional=("axes",))
 def transpose(xp, x, *, axes=None):
     """Permute the axes (reverse them when ``axes`` is None), like ``np.transpose``.
 
@@ -116,7 +127,12 @@ def broadcast_to_samples(rng):
             Sample(_draw(rng, ()), shape=(2, 2)), Sample(_draw(rng, (1, 3)), shape=(2, 2, 3))]
 
 
-@primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY)
+def check_broadcast_to(x, *, shape) -> None:
+    as_shape(shape, "broadcast_to", operand=x)
+
+
+@primitive(vjp=broadcast_to_vjp, samples=broadcast_to_samples, family=FAMILY,
+           check=check_broadcast_to, positional=("shape",))
 def broadcast_to(xp, x, *, shape):
     """``x`` broadcast to ``shape``; the gradient sums back over the copies.
 
@@ -124,7 +140,7 @@ def broadcast_to(xp, x, *, shape):
     >>> gk.broadcast_to(gk.tensor([1.0, 2.0]), shape=(3, 2)).shape
     (3, 2)
     """
-    return xp.broadcast_to(x, tuple(shape))
+    return xp.broadcast_to(x, _as_tuple(shape))
 
 
 def sum_to_vjp(ctx, g):
@@ -162,7 +178,7 @@ def squeeze_vjp(ctx, g):
 
 @primitive(vjp=squeeze_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 1, 3)), axis=None), Sample(_draw(rng, (1, 3, 1)), axis=0),
-    Sample(_draw(rng, (1, 3, 1)), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (1, 3, 1)), axis=(0, 2))], family=FAMILY, positional=("axis",))
 def squeeze(xp, x, *, axis=None):
     """Drop size-1 axes (all of them, or those named by ``axis``).
 
@@ -182,7 +198,7 @@ def expand_dims_vjp(ctx, g):
 
 @primitive(vjp=expand_dims_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), axis=0), Sample(_draw(rng, (2, 3)), axis=-1),
-    Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (3,)), axis=(0, 2))], family=FAMILY, positional=("axis",))
 def expand_dims(xp, x, *, axis=0):
     """Insert size-1 axes at ``axis`` (an int or a tuple).
 
@@ -249,18 +265,18 @@ def _stack_samples(rng):
             Sample(_draw(rng, (3,)), _draw(rng, (3,)), _draw(rng, (3,)), axis=-1)]
 
 
-@composite(samples=_stack_samples, family=FAMILY)
-def stack(*tensors: Any, axis: int = 0) -> Tensor:
-    """Join same-shape tensors along a new axis.
-
-    Takes a sequence (``gk.stack([a, b])``) or the tensors themselves.
+@composite(samples=_stack_samples, family=FAMILY, variadic=True)
+def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Tensor:
+    """Join same-shape tensors (a list or tuple of them) along a new axis.
 
     >>> import gradkit as gk
     >>> gk.stack([gk.zeros((2,)), gk.ones((2,))], axis=0).shape
     (2, 2)
     """
-    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
-        tensors = tuple(tensors[0])
+    if not isinstance(arrays, (list, tuple)):
+        raise ArgumentError(f"stack: arrays must be a list or tuple of tensors, got "
+                            f"{type(arrays).__name__}")
+    tensors = tuple(arrays)
     if not tensors:
         raise ArgumentError("stack: needs at least one tensor")
     shapes = {tuple(getattr(t, "shape", ())) for t in tensors}
@@ -329,7 +345,8 @@ def roll_vjp(ctx, g):
 
 @primitive(vjp=roll_vjp, samples=lambda rng: [
     Sample(_draw(rng, (5,)), shift=2), Sample(_draw(rng, (2, 3)), shift=-1, axis=None),
-    Sample(_draw(rng, (2, 3, 4)), shift=(1, 3), axis=(0, 2))], family=FAMILY)
+    Sample(_draw(rng, (2, 3, 4)), shift=(1, 3), axis=(0, 2))], family=FAMILY,
+    positional=("shift",))
 def roll(xp, x, *, shift, axis=None):
     """Shift elements along ``axis`` by ``shift``, wrapping around (flattened for None).
 
@@ -361,7 +378,7 @@ def tile_vjp(ctx, g):
 @primitive(vjp=tile_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), repetitions=(2, 1)), Sample(_draw(rng, (3,)), repetitions=(2, 2)),
     Sample(_draw(rng, (2, 1, 2)), repetitions=(3,)), Sample(_draw(rng, ()), repetitions=(2,))],
-    family=FAMILY)
+    family=FAMILY, positional=("repetitions", "/"))
 def tile(xp, x, *, repetitions):
     """``x`` repeated ``repetitions[k]`` times along each axis k (shorter of the two
     padded with leading 1s).
@@ -380,11 +397,25 @@ def _host_ints(values: Any) -> np.ndarray:
         values = values.numpy()
     elif hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray):
         values = np.from_dlpack(values)
-    return np.asarray(values, dtype=np.int64)
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":  # never a count truncated from a float
+        raise ArgumentError(f"repeat: repeats must be integers, got {values.dtype} {values!r}")
+    return values.astype(np.int64)
+
+
+def _repeat_counts(n: int, repeats: Any) -> np.ndarray:
+    """How often each of ``n`` elements repeats: ``repeats`` holds one count per element,
+    or one count for all (a one-element array broadcasts, as the standard says)."""
+    counts = _host_ints(repeats)
+    if counts.size == 1:
+        counts = np.broadcast_to(counts.reshape(()), (n,))
+    if counts.shape != (n,):
+        raise ValueError(f"repeats has {counts.size} counts for {n} elements")
+    return counts
 
 
 def _repeat_index(n: int, repeats: Any) -> np.ndarray:
-    return np.repeat(np.arange(n), _host_ints(repeats))
+    return np.repeat(np.arange(n), _repeat_counts(n, repeats))
 
 
 def repeat_vjp(ctx, g):
@@ -408,7 +439,8 @@ def repeat_vjp(ctx, g):
 @primitive(vjp=repeat_vjp, samples=lambda rng: [
     Sample(_draw(rng, (2, 3)), repeats=2, axis=1), Sample(_draw(rng, (2, 3)), repeats=3),
     Sample(_draw(rng, (3, 2)), repeats=[1, 0, 2], axis=0),
-    Sample(_draw(rng, (4,)), repeats=[2, 1, 1, 3], axis=-1)], family=FAMILY)
+    Sample(_draw(rng, (4,)), repeats=[2, 1, 1, 3], axis=-1)], family=FAMILY,
+    positional=("repeats", "/"))
 def repeat(xp, x, *, repeats, axis=None):
     """Each element repeated ``repeats`` times along ``axis`` (flattened for None);
     ``repeats`` is an int or one count per element along the axis.
@@ -423,18 +455,15 @@ def repeat(xp, x, *, repeats, axis=None):
         x, axis = xp.reshape(x, (-1,)), 0
     if isinstance(repeats, (int, np.integer)):
         return xp.repeat(x, int(repeats), axis=axis)
-    counts = _host_ints(repeats)
-    if counts.shape != (x.shape[axis],):
-        raise ValueError(f"repeats has {counts.size} counts for {x.shape[axis]} elements "
-                         f"along axis {axis}")
-    index = xp.asarray(_repeat_index(x.shape[axis], counts), dtype=xp.int64)
+    index = xp.asarray(_repeat_index(x.shape[axis], repeats), dtype=xp.int64)
     return xp.take(x, index, axis=axis)
 
 
 @composite(samples=lambda rng: [Sample(_draw(rng, (2, 3, 4)), source=0, destination=-1),
                                 Sample(_draw(rng, (2, 3, 4)), source=(0, 1), destination=(2, 0))],
            family=FAMILY)
-def moveaxis(x: Tensor, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+def moveaxis(x: Tensor, source: int | Sequence[int], destination: int | Sequence[int], /
+             ) -> Tensor:
     """``x`` with the axes ``source`` moved to the positions ``destination``.
 
     >>> import gradkit as gk
@@ -466,7 +495,7 @@ def normalize_axis_list(axis: int | Sequence[int], ndim: int, op: str, name: str
 
 @composite(samples=lambda rng: [Sample(_draw(rng, (3, 2))), Sample(_draw(rng, (2, 3, 2)), axis=1)],
            family=FAMILY)
-def unstack(x: Tensor, axis: int = 0) -> tuple[Tensor, ...]:
+def unstack(x: Tensor, /, *, axis: int = 0) -> tuple[Tensor, ...]:
     """The slices of ``x`` along ``axis``, as a tuple (the inverse of ``stack``).
 
     >>> import gradkit as gk
@@ -529,7 +558,8 @@ def _diff_samples(rng):
 
 
 @composite(samples=_diff_samples, family=FAMILY)
-def diff(x: Tensor, axis: int = -1, n: int = 1, prepend: Any = None, append: Any = None) -> Tensor:
+def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
+         append: Any = None) -> Tensor:
     """The ``n``-th forward difference along ``axis`` (after joining ``prepend`` and
     ``append``, converted to ``x``'s dtype, to ``x`` along it).
 
@@ -746,7 +776,7 @@ def _take_along_axis_samples(rng):
 
 
 @composite(samples=_take_along_axis_samples, family="indexing")
-def take_along_axis(x: Tensor, indices: Any, axis: int = -1) -> Tensor:
+def take_along_axis(x: Tensor, indices: Any, /, *, axis: int = -1) -> Tensor:
     """Elements of ``x`` picked along ``axis`` by ``indices`` (same number of axes as
     ``x``; the others broadcast); repeated indices add up in the gradient.
 
@@ -769,7 +799,7 @@ def _take_samples(rng):
 
 
 @composite(samples=_take_samples, family="indexing")
-def take(x: Tensor, indices: Any, axis: int | None = None) -> Tensor:
+def take(x: Tensor, indices: Any, /, *, axis: int | None = None) -> Tensor:
     """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (optional for
     1-D ``x``); repeated indices add up in the gradient.
 

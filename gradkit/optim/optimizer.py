@@ -140,7 +140,7 @@ class Optimizer:
                         state[name] = zeros_like(param)
                 if self.uses_step:  # a 0-d tensor counted up in place (gk.capture replays it)
                     if "step" not in state:
-                        state["step"] = zeros((), "int64", device=param._backend)
+                        state["step"] = zeros((), dtype="int64", device=param._backend)
                     state["step"] += 1
                 install(param, self.update(param, param.grad, state))
 
