@@ -349,6 +349,75 @@ def test_tiny_grid_runs_grid_stride_loops_but_breaks_one_element_per_thread(monk
     np.testing.assert_array_equal(out, np.arange(n))
 
 
+OUT_OF_BOUNDS = r"""
+extern "C" __global__ void shifted(const float* x, float* y, int n, int shift) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i + shift];
+}
+extern "C" __global__ void spill(float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) y[i] = 1.0f;  // one too many
+}
+extern "C" __global__ void dynamic(float* y) {
+    extern __shared__ float s[];
+    s[threadIdx.x] = 1.0f;
+    y[threadIdx.x] = s[threadIdx.x];
+}
+extern "C" __global__ void recurse(int* out, int depth) {
+    volatile char frame[4096];
+    frame[0] = (char)depth;
+    if (depth > 0) recurse(out, depth - 1);
+    out[0] += frame[0];
+}
+extern "C" __global__ void wild(float* y) { y[0] = *(float*)0x10; }
+"""
+
+
+def test_reads_and_writes_past_an_array_are_reported_with_the_argument():
+    module = ce.RawModule(code=OUT_OF_BOUNDS)
+    x, y = np.arange(100, dtype=np.float32), np.zeros(100, np.float32)
+    module.get_function("shifted")(4, 32, (x, y, np.int32(100), np.int32(0)))
+    np.testing.assert_array_equal(y, x)  # written through the guarded copy, copied back
+    with pytest.raises(ce.EmulatorKernelError, match=r"shifted: read past the end of argument 1 "
+                       r"\(const float\*, 100 elements of float32\): byte 400 of a 400-byte"):
+        module.get_function("shifted")(4, 32, (x, y, np.int32(100), np.int32(1)))
+    with pytest.raises(ce.EmulatorKernelError, match=r"wrote past the end of argument 1 "
+                       r"\(float\*, 100 elements"):
+        module.get_function("spill")(4, 32, (y, np.int32(100)))
+    with pytest.raises(ce.EmulatorKernelError, match="past the end of argument 1 .*0 elements"):
+        module.get_function("spill")(1, 32, (y[:0], np.int32(0)))
+
+
+def test_dynamic_shared_memory_past_shared_mem_is_reported():
+    dynamic = ce.RawModule(code=OUT_OF_BOUNDS).get_function("dynamic")
+    dynamic(1, 32, (np.zeros(32, np.float32),), shared_mem=32 * 4)
+    with pytest.raises(ce.EmulatorKernelError, match="past the end of the dynamic shared memory"):
+        dynamic(1, 32, (np.zeros(32, np.float32),), shared_mem=16 * 4)
+
+
+def test_stack_overflow_and_wild_pointers_are_reported():
+    module = ce.RawModule(code=OUT_OF_BOUNDS)
+    with pytest.raises(ce.EmulatorKernelError, match="recurse: stack overflow"):
+        module.get_function("recurse")(1, 1, (np.zeros(1, np.int32), np.int32(1000)))
+    with pytest.raises(ce.EmulatorKernelError, match="wild: segmentation fault: read address 0x10"):
+        module.get_function("wild")(1, 1, (np.zeros(1, np.float32),))
+    module.get_function("recurse")(1, 1, (np.zeros(1, np.int32), np.int32(3)))  # still usable
+
+
+def test_the_same_array_twice_shares_one_guarded_copy_and_overlaps_keep_aliasing():
+    code = r'''extern "C" __global__ void inc(float* a, float* b) {
+        a[threadIdx.x] += 1.0f;
+        b[threadIdx.x] += 1.0f;
+    }'''
+    inc = ce.RawModule(code=code).get_function("inc")
+    same = np.zeros(32, np.float32)
+    inc(1, 32, (same, same))
+    assert (same == 2).all()
+    overlapping = np.zeros(64, np.float32)
+    inc(1, 32, (overlapping, overlapping[16:48]))
+    np.testing.assert_array_equal(overlapping, np.repeat([1, 2, 1, 0], 16))
+
+
 # ---- compiling as NVRTC would ----------------------------------------------------------
 
 @pytest.mark.parametrize("expression, missing", [

@@ -57,13 +57,26 @@ int cuda_emu_register_shared(void* address, unsigned long size);
 }
 #pragma GCC visibility pop
 
+// An array argument copied to just before a PROT_NONE guard region: an access to the
+// guard is reported with this label ("argument 2 (float*, 1000 elements)").
+struct cuda_emu_guard {
+    const void* start;
+    unsigned long size;
+    const char* label;
+};
+
 extern "C" {
 
 // Runs a whole grid: thunk(context) once per thread. dims = grid x, y, z, block x, y, z.
 // Returns 0, or nonzero with cuda_emu_last_error() saying why.
 int cuda_emu_run_grid(const unsigned int* dims, unsigned long dynamic_shared_bytes,
-                      void (*thunk)(void*), void* context);
+                      void (*thunk)(void*), void* context, const cuda_emu_guard* guards,
+                      int guard_count);
 const char* cuda_emu_last_error(void);
+// size bytes ending right at a guard region (the start aligned to `align`); release
+// with cuda_emu_guarded_free. size 0 gives a pointer into the guard itself.
+void* cuda_emu_guarded_alloc(unsigned long size, unsigned long align);
+void cuda_emu_guarded_free(void* start);
 }
 
 #endif

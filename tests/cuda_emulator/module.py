@@ -23,6 +23,7 @@ import os
 from typing import Any, Sequence
 
 from cuda_emulator import source as sources
+from cuda_emulator import guards
 from cuda_emulator.arguments import Parameter, pack
 from cuda_emulator.build import build_library
 from cuda_emulator.errors import EmulatorKernelError, EmulatorLaunchError
@@ -47,19 +48,23 @@ class RawModule:
     ``name_expressions`` are instantiated and exported, as NVRTC does; without any, the
     source's ``extern "C" __global__`` kernels are. ``tiny_grid``: True or False fixes
     the mode for every launch from this module; None follows the environment variable.
+    ``guard_pages``: run each launch on copies of its arrays that end at a guard page,
+    so reads and writes past an array's end are reported (guards.py).
     """
 
     def __init__(self, code: str, options: Sequence[str] = (),
                  name_expressions: Sequence[str] | None = None, *,
-                 tiny_grid: bool | None = None) -> None:
+                 tiny_grid: bool | None = None, guard_pages: bool = True) -> None:
         self.code = code
         self.options = tuple(options)
         names = list(name_expressions or ()) or sources.extern_c_kernels(code)
         self.name_expressions = tuple(names)
         self.tiny_grid = tiny_grid
+        self.guard_pages = guard_pages
         unit = sources.translation_unit(code, names)
         self.library_path = build_library(unit, self.options)
         self._library = ctypes.CDLL(str(self.library_path))
+        guards.declare(self._library)
         self._kernels: dict[str, Kernel] = {}
 
     def get_function(self, name: str) -> Kernel:
@@ -81,7 +86,8 @@ class Kernel:
         self.name = name
         self._launch = getattr(module._library, f"cuda_emu_launch_{index}")
         self._launch.restype = ctypes.c_int
-        self._launch.argtypes = (ctypes.POINTER(ctypes.c_uint), ctypes.c_ulong, ctypes.c_void_p)
+        self._launch.argtypes = (ctypes.POINTER(ctypes.c_uint), ctypes.c_ulong, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_int)
         signature = getattr(module._library, f"cuda_emu_signature_{index}")
         signature.restype = ctypes.POINTER(ctypes.c_char_p)
         self.parameters = [Parameter(t.decode()) for t in _until_null(signature())]
@@ -99,12 +105,15 @@ class Kernel:
         block3 = self._extents("block", block, MAX_BLOCK)
         self._check_block_size(block3)
         shared = self._shared_bytes(shared_mem)
-        values, pointers = pack(self.name, self.parameters, args)
+        values, pointers, arrays = pack(self.name, self.parameters, args)
         if self._tiny(tiny_grid):
             grid3 = tuple(min(extent, TINY_GRID_BLOCKS) for extent in grid3)
         dims = (ctypes.c_uint * 6)(*grid3, *block3)
-        status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p))
-        del values  # kept alive through the launch
+        guarded = guards.GuardedArrays(self.module._library,
+                                       arrays if self.module.guard_pages else [], values)
+        with guarded as (table, count):
+            status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p),
+                                  ctypes.cast(table, ctypes.c_void_p), count)
         if status != 0:
             raise EmulatorKernelError(f"{self.name}: {self._last_error().decode()}")
 

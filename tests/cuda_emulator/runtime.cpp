@@ -7,12 +7,21 @@
 // thread waits at the same __syncthreads(), the barrier. Anything else is a
 // divergent barrier or a deadlock, reported through cuda_emu_last_error().
 //
+// Array arguments (copied by the launcher) and the dynamic shared memory end right at a
+// PROT_NONE guard region, and every fiber stack starts above one: a kernel touching a
+// guard raises SIGSEGV, which the runtime's handler (installed for the launch only, on
+// the launching thread only) turns into an error naming the argument.
+//
 // Compiled once per runtime version as its own translation unit (host headers are
 // fine here), then linked into every kernel module.
 #include "cuda_emulator_abi.h"
 
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -24,7 +33,8 @@
 namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;
-constexpr size_t kGuardBytes = 4096;
+constexpr size_t kGuardBytes = 4096;            // below each fiber stack
+constexpr size_t kArrayGuardBytes = 64 * 1024;  // after each guarded array
 constexpr size_t kSharedLimit = 48 * 1024;  // static + dynamic, per block (sm_90 default)
 constexpr unsigned kWarpSize = 32;
 
@@ -62,13 +72,16 @@ struct Launch {
     size_t static_bytes = 0;
     unsigned long long block_serial = 0;
     std::unordered_map<void*, StaticShared> statics;
+    const cuda_emu_guard* guards = nullptr;
+    int guard_count = 0;
 };
 
 std::mutex launch_mutex;  // one launch at a time: static shared memory is module-wide
 Launch* active = nullptr;
 std::string last_error;
 std::vector<char*> stacks;  // kStackBytes each, a PROT_NONE guard page below
-std::vector<unsigned char> dynamic_storage;
+std::mutex allocation_mutex;
+std::unordered_map<void*, std::pair<void*, size_t>> guarded_regions;  // start -> mapping
 std::vector<std::pair<void*, size_t>> file_scope_shared;  // cuda_emu_register_shared
 
 // ---- fibers ------------------------------------------------------------------------------
@@ -317,14 +330,103 @@ bool run_block(Launch& launch, uint3 block, const unsigned* dims) {
 }
 
 int run_grid(Launch& launch, const unsigned* dims) {
-    std::vector<Fiber> fibers(launch.nthreads);
-    launch.fibers = &fibers;
     for (unsigned z = 0; z < dims[2]; ++z)
         for (unsigned y = 0; y < dims[1]; ++y)
             for (unsigned x = 0; x < dims[0]; ++x)
                 if (!run_block(launch, uint3{x, y, z}, dims)) return 1;
     return 0;
 }
+
+// ---- faults ---------------------------------------------------------------------------------
+
+sigjmp_buf fault_jump;
+pthread_t launch_thread;
+struct sigaction previous_segv, previous_bus;
+stack_t previous_signal_stack;
+char signal_stack[64 * 1024];
+char fault_message[512];
+
+// What the faulting address is: a guard after an argument, a stack guard, or neither.
+void describe_fault(const char* address, bool write) {
+    const char* verb = write ? "wrote" : "read";
+    for (int i = 0; i < active->guard_count; ++i) {
+        const cuda_emu_guard& g = active->guards[i];
+        const char* end = static_cast<const char*>(g.start) + g.size;
+        if (address >= end && address < end + kArrayGuardBytes) {
+            std::snprintf(fault_message, sizeof fault_message,
+                          "%s past the end of %s: byte %ld of a %lu-byte array (%s)", verb,
+                          g.label, static_cast<long>(address - static_cast<const char*>(g.start)),
+                          g.size, active->current ? where(*active->current).c_str() : "");
+            return;
+        }
+    }
+    for (char* stack : stacks) {
+        if (address >= stack - kGuardBytes && address < stack) {
+            std::snprintf(fault_message, sizeof fault_message,
+                          "stack overflow: a thread used more than %zu KiB of stack (%s)",
+                          kStackBytes / 1024, where(*active->current).c_str());
+            return;
+        }
+    }
+    std::snprintf(fault_message, sizeof fault_message,
+                  "segmentation fault: %s address %p, which is no argument's guard (a wild or "
+                  "null pointer, or an access before an array's start) (%s)", verb,
+                  static_cast<const void*>(address),
+                  active->current ? where(*active->current).c_str() : "");
+}
+
+void on_fault(int signal, siginfo_t* info, void* context) {
+    if (active == nullptr || !pthread_equal(pthread_self(), launch_thread)) {
+        // not ours: put the previous handler back and let the access fault again
+        sigaction(signal, signal == SIGSEGV ? &previous_segv : &previous_bus, nullptr);
+        return;
+    }
+    bool write = false;
+#if defined(__x86_64__)
+    write = (static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#else
+    (void)context;
+#endif
+    describe_fault(static_cast<const char*>(info->si_addr), write);
+    siglongjmp(fault_jump, 1);
+}
+
+void catch_faults() {
+    launch_thread = pthread_self();
+    stack_t alternate{};
+    alternate.ss_sp = signal_stack;
+    alternate.ss_size = sizeof signal_stack;
+    sigaltstack(&alternate, &previous_signal_stack);
+    struct sigaction action{};
+    action.sa_sigaction = on_fault;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &previous_segv);
+    sigaction(SIGBUS, &action, &previous_bus);
+}
+
+void stop_catching_faults() {
+    sigaction(SIGSEGV, &previous_segv, nullptr);
+    sigaction(SIGBUS, &previous_bus, nullptr);
+    sigaltstack(&previous_signal_stack, nullptr);
+}
+
+// Runs the grid with faults caught; a fault ends it (the fibers are abandoned).
+int run_grid_catching_faults(Launch& launch, const unsigned* dims) {
+    catch_faults();
+    int status;
+    if (sigsetjmp(fault_jump, 1) == 0) {
+        status = run_grid(launch, dims);
+    } else {
+        cuda_emu_self = nullptr;
+        fail(fault_message);
+        status = 1;
+    }
+    stop_catching_faults();
+    return status;
+}
+
+size_t page_size() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 
 }  // namespace
 
@@ -401,28 +503,67 @@ void cuda_emu_fail(const char* message, int line) {
 
 __attribute__((visibility("default"))) int cuda_emu_run_grid(
         const unsigned int* dims, unsigned long dynamic_shared_bytes, void (*thunk)(void*),
-        void* context) {
+        void* context, const cuda_emu_guard* guards, int guard_count) {
     std::lock_guard<std::mutex> lock(launch_mutex);
     Launch launch;
     launch.nthreads = dims[3] * dims[4] * dims[5];
     launch.thunk = thunk;
     launch.context = context;
-    dynamic_storage.resize(dynamic_shared_bytes + 16);
-    launch.dynamic_shared = dynamic_storage.data();
     launch.dynamic_bytes = dynamic_shared_bytes;
+    launch.dynamic_shared = static_cast<unsigned char*>(
+        cuda_emu_guarded_alloc(dynamic_shared_bytes, 16));
+    cuda_emu_guard shared_guard{launch.dynamic_shared, dynamic_shared_bytes,
+                                "the dynamic shared memory (shared_mem bytes)"};
+    std::vector<cuda_emu_guard> all_guards(guards, guards + guard_count);
+    all_guards.push_back(shared_guard);
+    launch.guards = all_guards.data();
+    launch.guard_count = static_cast<int>(all_guards.size());
+    std::vector<Fiber> fibers(launch.nthreads);
+    launch.fibers = &fibers;
     for (auto& variable : file_scope_shared) launch.static_bytes += variable.second;
-    if (launch.static_bytes + launch.dynamic_bytes > kSharedLimit) {
-        last_error = "too much shared memory: " + std::to_string(launch.static_bytes) +
-                     " bytes in file-scope __shared__ variables + " +
-                     std::to_string(launch.dynamic_bytes) +
-                     " bytes dynamic > 49152 bytes (48 KiB) per block";
-        return 1;
+    int status = 1;
+    if (launch.dynamic_shared == nullptr) {
+        launch.error = "out of memory for the dynamic shared memory";
+    } else if (launch.static_bytes + launch.dynamic_bytes > kSharedLimit) {
+        launch.error = "too much shared memory: " + std::to_string(launch.static_bytes) +
+                       " bytes in file-scope __shared__ variables + " +
+                       std::to_string(launch.dynamic_bytes) +
+                       " bytes dynamic > 49152 bytes (48 KiB) per block";
+    } else {
+        active = &launch;
+        status = run_grid_catching_faults(launch, dims);
+        active = nullptr;
     }
-    active = &launch;
-    int status = run_grid(launch, dims);
-    active = nullptr;
+    if (launch.dynamic_shared) cuda_emu_guarded_free(launch.dynamic_shared);
     last_error = launch.error;
     return status;
+}
+
+__attribute__((visibility("default"))) void* cuda_emu_guarded_alloc(unsigned long size,
+                                                                    unsigned long align) {
+    const size_t page = page_size();
+    const size_t data_pages = (size + align + page - 1) / page;
+    const size_t length = data_pages * page + kArrayGuardBytes;
+    char* base = static_cast<char*>(mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (base == MAP_FAILED) return nullptr;
+    char* guard = base + data_pages * page;
+    mprotect(guard, kArrayGuardBytes, PROT_NONE);
+    // the start is aligned to `align` (a power of two); when size is not a multiple of
+    // it, up to align - 1 bytes between the end and the guard go unnoticed
+    const size_t rounded = align > 1 ? (size + align - 1) / align * align : size;
+    char* start = guard - rounded;
+    std::lock_guard<std::mutex> lock(allocation_mutex);
+    guarded_regions[start] = {base, length};
+    return start;
+}
+
+__attribute__((visibility("default"))) void cuda_emu_guarded_free(void* start) {
+    std::lock_guard<std::mutex> lock(allocation_mutex);
+    auto found = guarded_regions.find(start);
+    if (found == guarded_regions.end()) return;
+    munmap(found->second.first, found->second.second);
+    guarded_regions.erase(found);
 }
 
 __attribute__((visibility("default"))) const char* cuda_emu_last_error(void) {
