@@ -1,7 +1,7 @@
 // The emulator's runtime: runs a grid of CUDA threads as fibers on one host thread.
 //
-// Blocks run one after another. Inside a block every thread is a ucontext fiber with
-// its own stack; the scheduler resumes the runnable fibers in thread order until each
+// Blocks run one after another. Inside a block every thread is a fiber with its own
+// stack (switched by a few lines of assembly on x86-64, by ucontext elsewhere); the scheduler resumes the runnable fibers in thread order until each
 // one exits or blocks (at __syncthreads() or a warp-wide operation). When none can
 // run, it releases a warp operation whose mask has fully arrived or, once every live
 // thread waits at the same __syncthreads(), the barrier. Anything else is a
@@ -32,6 +32,77 @@
 
 namespace {
 
+// ---- stack switching --------------------------------------------------------------------
+
+#if defined(__x86_64__) && !defined(CUDA_EMU_UCONTEXT)
+// A context is the saved stack pointer; the stack holds the callee-saved registers and
+// the SSE/x87 control words (the System V ABI's callee-saved state), then the return
+// address. No signal mask is saved: that is what makes it fast (no system call).
+struct Context {
+    void* sp = nullptr;
+};
+extern "C" void cuda_emu_switch_stack(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .globl cuda_emu_switch_stack
+    .hidden cuda_emu_switch_stack
+    .type cuda_emu_switch_stack, @function
+cuda_emu_switch_stack:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size cuda_emu_switch_stack, .-cuda_emu_switch_stack
+)");
+
+// Prepares `context` so that switching to it calls entry() on the given stack.
+void context_start(Context& context, char* stack, size_t size, void (*entry)()) {
+    auto top = reinterpret_cast<unsigned long>(stack + size) & ~15ul;
+    auto* slot = reinterpret_cast<unsigned long*>(top);
+    *--slot = 0;                                       // entry() sees rsp % 16 == 8
+    *--slot = reinterpret_cast<unsigned long>(entry);  // "returned" to by the switch
+    for (int i = 0; i < 6; ++i) *--slot = 0;           // rbp rbx r12 r13 r14 r15
+    unsigned int control[2];
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
+    *--slot = control[0] | static_cast<unsigned long>(control[1] & 0xffff) << 32;
+    context.sp = slot;
+}
+
+void context_switch(Context& from, Context& to) { cuda_emu_switch_stack(&from.sp, to.sp); }
+#else
+struct Context {
+    ucontext_t uc;
+};
+
+void context_start(Context& context, char* stack, size_t size, void (*entry)()) {
+    getcontext(&context.uc);
+    context.uc.uc_stack.ss_sp = stack;
+    context.uc.uc_stack.ss_size = size;
+    context.uc.uc_link = nullptr;  // entry() never returns
+    makecontext(&context.uc, entry, 0);
+}
+
+void context_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr size_t kGuardBytes = 4096;            // below each fiber stack
 constexpr size_t kArrayGuardBytes = 64 * 1024;  // after each guarded array
@@ -41,7 +112,7 @@ constexpr unsigned kWarpSize = 32;
 enum class State { Ready, AtBarrier, AtWarpOp, Exited };
 
 struct Fiber {
-    ucontext_t context;
+    Context context;
     cuda_emu_thread info;
     State state = State::Exited;
     int line = 0;  // source line of the barrier or warp operation it waits at
@@ -63,7 +134,7 @@ struct Launch {
     unsigned nthreads = 0;
     void (*thunk)(void*) = nullptr;
     void* context = nullptr;
-    ucontext_t scheduler;
+    Context scheduler;
     Fiber* current = nullptr;
     bool failed = false;
     std::string error;
@@ -100,17 +171,17 @@ char* stack_for(size_t index) {
 void fiber_main() {
     active->thunk(active->context);
     active->current->state = State::Exited;
-    // returning resumes uc_link, the scheduler
+    context_switch(active->current->context, active->scheduler);  // never resumed
 }
 
 void resume(Fiber& fiber) {
     active->current = &fiber;
     cuda_emu_self = &fiber.info;
-    swapcontext(&active->scheduler, &fiber.context);
+    context_switch(active->scheduler, fiber.context);
     cuda_emu_self = nullptr;
 }
 
-void yield_to_scheduler() { swapcontext(&active->current->context, &active->scheduler); }
+void yield_to_scheduler() { context_switch(active->current->context, active->scheduler); }
 
 std::string where(const Fiber& fiber) {
     const cuda_emu_thread& t = fiber.info;
@@ -301,11 +372,7 @@ bool start_fibers(Launch& launch, uint3 block, const unsigned* dims) {
             fail("out of memory for thread stacks");
             return false;
         }
-        getcontext(&f.context);
-        f.context.uc_stack.ss_sp = stack;
-        f.context.uc_stack.ss_size = kStackBytes;
-        f.context.uc_link = &launch.scheduler;
-        makecontext(&f.context, fiber_main, 0);
+        context_start(f.context, stack, kStackBytes, fiber_main);
     }
     return true;
 }
