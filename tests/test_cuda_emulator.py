@@ -174,6 +174,56 @@ def test_atomics_of_each_type():
     assert f[0] == 150.0 and d[0] == 75.0
 
 
+def test_shuffle_width_and_partial_masks():
+    code = r"""
+    extern "C" __global__ void segments(int* idx, int* down, int* up, int* low_half) {
+        int i = threadIdx.x;
+        idx[i] = __shfl_sync(0xffffffff, i, 1, 8);       // lane 1 of each 8-lane segment
+        down[i] = __shfl_down_sync(0xffffffff, i, 2, 8);  // own value past the segment end
+        up[i] = __shfl_up_sync(0xffffffff, i, 3, 16);
+        low_half[i] = -1;
+        if (i < 16) low_half[i] = __shfl_xor_sync(0x0000ffff, i, 1);
+        __syncwarp(0xffffffff);
+    }"""
+    outs = [np.zeros(32, np.int32) for _ in range(4)]
+    ce.RawModule(code=code).get_function("segments")(1, 32, tuple(outs))
+    lanes = np.arange(32)
+    np.testing.assert_array_equal(outs[0], lanes // 8 * 8 + 1)
+    np.testing.assert_array_equal(outs[1], np.where(lanes % 8 < 6, lanes + 2, lanes))
+    np.testing.assert_array_equal(outs[2], np.where(lanes % 16 >= 3, lanes - 3, lanes))
+    np.testing.assert_array_equal(outs[3], np.where(lanes < 16, lanes ^ 1, -1))
+
+
+def test_device_math_and_bit_casts(rng):
+    code = r"""
+    extern "C" __global__ void math(const float* x, float* f, double* d, int* flags) {
+        int i = threadIdx.x;
+        float v = x[i];
+        f[5 * i] = expf(v) + expm1(v) + log1pf(fabsf(v)) + tanh(v);
+        f[5 * i + 1] = rsqrtf(fabs(v) + 1.0f) * sqrt(fabs(v)) + pow(fabs(v), 1.5f);
+        f[5 * i + 2] = fmaxf(v, 0.0f) + fmin(v, 0.0f) + copysignf(2.0f, v) + max(v, 0.5f);
+        f[5 * i + 3] = __int_as_float(__float_as_int(v));
+        f[5 * i + 4] = __int_as_float(0xff800000);
+        d[i] = exp((double)v) + log(fabs((double)v) + 1.0) + __longlong_as_double(
+            __double_as_longlong(1.5));
+        flags[i] = isinf(f[5 * i + 4]) * 1 + isnan(v / 0.0f - v / 0.0f) * 2 +
+                   isfinite(v) * 4 + signbit(v) * 8 + min(-1, 2u) * 0 + (max(-1, 2u) == 4294967295u) * 16;
+    }"""
+    x = rng.normal(size=32).astype(np.float32)
+    f, d, flags = np.zeros(5 * 32, np.float32), np.zeros(32), np.zeros(32, np.int32)
+    ce.RawModule(code=code).get_function("math")(1, 32, (x, f, d, flags))
+    f = f.reshape(32, 5).astype(np.float64)
+    a = np.abs(x.astype(np.float64))
+    np.testing.assert_allclose(f[:, 0], np.exp(x) + np.expm1(x) + np.log1p(a) + np.tanh(x), rtol=1e-5)
+    np.testing.assert_allclose(f[:, 1], np.sqrt(a) / np.sqrt(a + 1) + a ** 1.5, rtol=1e-5)
+    np.testing.assert_allclose(f[:, 2], np.maximum(x, 0) + np.minimum(x, 0) + np.copysign(2, x)
+                               + np.maximum(x, 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(f[:, 3], x)
+    assert (f[:, 4] == -np.inf).all()
+    np.testing.assert_allclose(d, np.exp(x.astype(np.float64)) + np.log(a + 1) + 1.5, rtol=1e-6)
+    np.testing.assert_array_equal(flags, 1 + 2 + 4 + 8 * (x < 0) + 16)
+
+
 def test_uninitialised_shared_memory_reads_as_nan():
     code = r"""
     extern "C" __global__ void peek(float* out, int* bits) {
@@ -471,6 +521,13 @@ def test_defines_and_std_options_are_honoured():
     ce.RawModule(code=code, options=("--std=c++14", "-D", "SCALE=3", "--use_fast_math")
                  ).get_function("k")(1, 1, (out,))
     assert out[0] == 42
+
+
+def test_missing_compiler_is_reported_as_no_cpp_compiler(monkeypatch):
+    monkeypatch.setenv("GRADKIT_EMULATOR_CXX", "no-such-g++")
+    assert ce.compiler_available().startswith("no C++ compiler: no-such-g++ is not on PATH")
+    with pytest.raises(ce.EmulatorCompileError, match="no C\\+\\+ compiler"):
+        ce.RawModule(code=ONE_PER_THREAD + "// not cached")
 
 
 def test_modules_are_built_once():

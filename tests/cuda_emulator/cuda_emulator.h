@@ -257,7 +257,21 @@ CUDA_EMU_MIN_MAX(long)
 CUDA_EMU_MIN_MAX(unsigned long)
 CUDA_EMU_MIN_MAX(long long)
 CUDA_EMU_MIN_MAX(unsigned long long)
+#define CUDA_EMU_MIXED_MIN_MAX(A, B, R)                                            \
+    inline R min(A a, B b) { return (R)b < (R)a ? (R)b : (R)a; }                    \
+    inline R max(A a, B b) { return (R)a < (R)b ? (R)b : (R)a; }
+CUDA_EMU_MIXED_MIN_MAX(int, unsigned int, unsigned int)
+CUDA_EMU_MIXED_MIN_MAX(unsigned int, int, unsigned int)
+CUDA_EMU_MIXED_MIN_MAX(long long, unsigned long long, unsigned long long)
+CUDA_EMU_MIXED_MIN_MAX(unsigned long long, long long, unsigned long long)
+#undef CUDA_EMU_MIXED_MIN_MAX
 #undef CUDA_EMU_MIN_MAX
+inline unsigned int umin(unsigned int a, unsigned int b) { return b < a ? b : a; }
+inline unsigned int umax(unsigned int a, unsigned int b) { return a < b ? b : a; }
+inline long long llmin(long long a, long long b) { return b < a ? b : a; }
+inline long long llmax(long long a, long long b) { return a < b ? b : a; }
+inline unsigned long long ullmin(unsigned long long a, unsigned long long b) { return b < a ? b : a; }
+inline unsigned long long ullmax(unsigned long long a, unsigned long long b) { return a < b ? b : a; }
 inline float min(float a, float b) { return __builtin_fminf(a, b); }
 inline float max(float a, float b) { return __builtin_fmaxf(a, b); }
 inline double min(double a, double b) { return __builtin_fmin(a, b); }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import operator
 import os
+import threading
 from typing import Any, Sequence
 
 from cuda_emulator import source as sources
@@ -35,6 +36,10 @@ MAX_BLOCK = (1024, 1024, 64)
 MAX_THREADS_PER_BLOCK = 1024
 MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_SHARED_BYTES = 48 * 1024
+
+# One launch at a time in the whole process: each launch owns the SIGSEGV handler
+# and the host thread's alternate signal stack while it runs.
+_LAUNCH_LOCK = threading.Lock()
 
 
 def tiny_grid_from_env() -> bool:
@@ -111,7 +116,7 @@ class Kernel:
         dims = (ctypes.c_uint * 6)(*grid3, *block3)
         guarded = guards.GuardedArrays(self.module._library,
                                        arrays if self.module.guard_pages else [], values)
-        with guarded as (table, count):
+        with _LAUNCH_LOCK, guarded as (table, count):
             status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p),
                                   ctypes.cast(table, ctypes.c_void_p), count)
         if status != 0:
