@@ -105,7 +105,11 @@ class Kernel:
         return tuple(p.ctype for p in self.parameters)
 
     def __call__(self, grid: Any, block: Any, args: Any, *, shared_mem: int = 0,
-                 stream: Any = None, tiny_grid: bool | None = None) -> None:
+                 stream: Any = None, enable_cooperative_groups: bool = False,
+                 tiny_grid: bool | None = None) -> None:
+        """Checks the launch and runs it to completion (``stream`` is ignored)."""
+        if enable_cooperative_groups:
+            raise EmulatorLaunchError(f"{self.name}: cooperative launches are not emulated")
         grid3 = self._extents("grid", grid, MAX_GRID)
         block3 = self._extents("block", block, MAX_BLOCK)
         self._check_block_size(block3)
