@@ -229,6 +229,20 @@ def test_device_math_and_bit_casts(rng):
     np.testing.assert_array_equal(flags, 1 + 2 + 4 + 8 * (x < 0) + 16)
 
 
+def test_barrier_reductions():
+    code = r"""
+    extern "C" __global__ void votes(const int* x, int* out) {
+        int v = x[threadIdx.x];
+        int count = __syncthreads_count(v > 0);
+        int all = __syncthreads_and(v > -5);
+        int any = __syncthreads_or(v > 8);
+        if (threadIdx.x == 0) { out[0] = count; out[1] = all; out[2] = any; }
+    }"""
+    x, out = np.arange(-3, 61, dtype=np.int32), np.zeros(3, np.int32)
+    ce.RawModule(code=code).get_function("votes")(1, 64, (x, out))
+    np.testing.assert_array_equal(out, [60, 1, 1])
+
+
 def test_uninitialised_shared_memory_reads_as_nan():
     code = r"""
     extern "C" __global__ void peek(float* out, int* bits) {

@@ -46,7 +46,10 @@ typedef decltype((char*)0 - (char*)0) ptrdiff_t;
 #define gridDim (cuda_emu_self->gridDim)
 #define warpSize 32
 
-#define __syncthreads() cuda_emu_syncthreads(__LINE__)
+#define __syncthreads() ((void)cuda_emu_syncthreads(0, __LINE__, 0))
+#define __syncthreads_count(predicate) cuda_emu_syncthreads(1, __LINE__, (predicate) ? 1 : 0)
+#define __syncthreads_and(predicate) cuda_emu_syncthreads(2, __LINE__, (predicate) ? 1 : 0)
+#define __syncthreads_or(predicate) cuda_emu_syncthreads(3, __LINE__, (predicate) ? 1 : 0)
 #define __trap() cuda_emu_fail("__trap() called", __LINE__)
 inline void __threadfence() {}
 inline void __threadfence_block() {}

@@ -40,8 +40,9 @@ enum cuda_emu_warp_op {
 extern "C" {
 extern const cuda_emu_thread* cuda_emu_self;
 
-// Blocks the calling thread at __syncthreads() of source line `line`.
-void cuda_emu_syncthreads(int line);
+// Blocks the calling thread at the barrier of source line `line`: op 0 __syncthreads(),
+// 1 __syncthreads_count(predicate), 2 _and, 3 _or; returns that reduction.
+int cuda_emu_syncthreads(int op, int line, int predicate);
 // One lane's part in a warp-wide operation; returns the lane's result bits.
 unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned long long value,
                                  int arg, int width);

@@ -205,13 +205,20 @@ const char* op_name(int op) {
     return (op >= 0 && op < 8) ? names[op] : "warp operation";
 }
 
+const char* barrier_name(int op) {
+    static const char* names[] = {"__syncthreads", "__syncthreads_count", "__syncthreads_and",
+                                  "__syncthreads_or"};
+    return (op >= 0 && op < 4) ? names[op] : "barrier";
+}
+
 std::string activity(const Fiber& f) {
     char text[120];
     switch (f.state) {
         case State::Exited: return "exited";
         case State::Ready: return "runnable";
         case State::AtBarrier:
-            std::snprintf(text, sizeof text, "wait at __syncthreads() on line %d", f.line);
+            std::snprintf(text, sizeof text, "wait at %s() on line %d", barrier_name(f.op),
+                          f.line);
             return text;
         case State::AtWarpOp:
             std::snprintf(text, sizeof text, "wait at %s(mask 0x%08x) on line %d", op_name(f.op),
@@ -328,22 +335,30 @@ bool release_warps(Launch& launch) {
 
 // ---- barriers ------------------------------------------------------------------------------
 
-// Releases __syncthreads() when every thread waits at the same one; otherwise reports.
+// Releases __syncthreads() (or _count/_and/_or) when every thread waits at the same one;
+// otherwise reports.
 bool release_barrier(Launch& launch) {
     std::vector<Fiber>& fibers = *launch.fibers;
     bool any_waiting = false, uniform = true, someone_exited = false, warp_waiting = false;
-    int line = -1;
+    int line = -1, op = 0;
     for (unsigned i = 0; i < launch.nthreads; ++i) {
         const Fiber& f = fibers[i];
         if (f.state == State::Exited) someone_exited = true;
         if (f.state == State::AtWarpOp) warp_waiting = true;
         if (f.state != State::AtBarrier) continue;
-        if (any_waiting && f.line != line) uniform = false;
+        if (any_waiting && (f.line != line || f.op != op)) uniform = false;
         any_waiting = true;
         line = f.line;
+        op = f.op;
     }
     if (any_waiting && uniform && !someone_exited && !warp_waiting) {
-        for (unsigned i = 0; i < launch.nthreads; ++i) fibers[i].state = State::Ready;
+        unsigned long long count = 0;
+        for (unsigned i = 0; i < launch.nthreads; ++i) count += fibers[i].value != 0;
+        const unsigned long long results[] = {0, count, count == launch.nthreads, count != 0};
+        for (unsigned i = 0; i < launch.nthreads; ++i) {
+            fibers[i].result = results[op];
+            fibers[i].state = State::Ready;
+        }
         return true;
     }
     std::string block = where(fibers[0]);
@@ -503,11 +518,14 @@ extern "C" {
 
 __attribute__((visibility("hidden"))) const cuda_emu_thread* cuda_emu_self = nullptr;
 
-void cuda_emu_syncthreads(int line) {
+int cuda_emu_syncthreads(int op, int line, int predicate) {
     Fiber& f = *active->current;
     f.state = State::AtBarrier;
+    f.op = op;
     f.line = line;
+    f.value = predicate != 0;
     yield_to_scheduler();
+    return static_cast<int>(f.result);
 }
 
 unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned long long value,
