@@ -243,6 +243,27 @@ def test_barrier_reductions():
     np.testing.assert_array_equal(out, [60, 1, 1])
 
 
+SPIN_LOCK = r"""
+extern "C" __global__ void locked_increment(int* lock, int* counter, int hold_forever) {
+    while (atomicCAS(lock, 0, 1) != 0) {}
+    int seen = *counter;  // not atomic: the lock makes it safe
+    *counter = seen + 1;
+    if (hold_forever && threadIdx.x == 0) { __syncthreads(); return; }
+    atomicExch(lock, 0);
+}
+"""
+
+
+def test_a_spin_lock_lets_the_holder_go_on_and_a_lost_lock_is_reported():
+    module = ce.RawModule(code=SPIN_LOCK)
+    lock, counter = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    module.get_function("locked_increment")((3,), (64,), (lock, counter, np.int32(0)))
+    assert counter[0] == 3 * 64 and lock[0] == 0
+    with pytest.raises(ce.EmulatorKernelError, match="livelock in block .*threads 1-63 spin at "
+                       "an atomic"):
+        module.get_function("locked_increment")(1, 64, (lock * 0, counter, np.int32(1)))
+
+
 def test_uninitialised_shared_memory_reads_as_nan():
     code = r"""
     extern "C" __global__ void peek(float* out, int* bits) {

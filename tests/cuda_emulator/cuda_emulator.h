@@ -126,12 +126,16 @@ struct SyncWarp {
 };
 }  // namespace cuda_emu
 
-// ---- atomics: fibers never interleave inside a call, so plain read-modify-write ------
+// ---- atomics --------------------------------------------------------------------------
+// Fibers never interleave inside a call, so a plain read-modify-write is atomic; after
+// it the thread lets the others run, as threads interleave on a GPU (and so that a
+// thread spinning on an atomic lets the one it waits for make progress).
 // The overload set is CUDA's (sm_60 and later): e.g. no atomicAdd(long long*, ...).
 #define CUDA_EMU_ATOMIC(name, T, update)         \
     inline T name(T* address, T val) {           \
         T old = *address;                        \
         *address = (update);                     \
+        cuda_emu_atomic_done();                  \
         return old;                              \
     }
 #define CUDA_EMU_WRAP(T, U, op) (T)((U)old op (U)val)  // no signed-overflow UB
@@ -172,6 +176,7 @@ CUDA_EMU_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 
     inline T atomicCAS(T* address, T compare, T val) {     \
         T old = *address;                                  \
         if (old == compare) *address = val;                \
+        cuda_emu_atomic_done();                            \
         return old;                                        \
     }
 CUDA_EMU_ATOMIC_CAS(int)

@@ -43,6 +43,9 @@ extern const cuda_emu_thread* cuda_emu_self;
 // Blocks the calling thread at the barrier of source line `line`: op 0 __syncthreads(),
 // 1 __syncthreads_count(predicate), 2 _and, 3 _or; returns that reduction.
 int cuda_emu_syncthreads(int op, int line, int predicate);
+// After each atomic: lets the other threads of the block run (a thread spinning on an
+// atomic lets the one it waits for go on; endless spinning is reported).
+void cuda_emu_atomic_done(void);
 // One lane's part in a warp-wide operation; returns the lane's result bits.
 unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned long long value,
                                  int arg, int width);

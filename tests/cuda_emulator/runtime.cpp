@@ -108,6 +108,8 @@ constexpr size_t kGuardBytes = 4096;            // below each fiber stack
 constexpr size_t kArrayGuardBytes = 64 * 1024;  // after each guarded array
 constexpr size_t kSharedLimit = 48 * 1024;  // static + dynamic, per block (sm_90 default)
 constexpr unsigned kWarpSize = 32;
+// Atomics in a row, with no thread exiting or blocking, taken for a spin that never ends.
+constexpr unsigned long long kSpinLimit = 1ull << 24;
 
 enum class State { Ready, AtBarrier, AtWarpOp, Exited };
 
@@ -142,6 +144,7 @@ struct Launch {
     size_t dynamic_bytes = 0;
     size_t static_bytes = 0;
     unsigned long long block_serial = 0;
+    unsigned long long atomics_without_progress = 0;
     std::unordered_map<void*, StaticShared> statics;
     const cuda_emu_guard* guards = nullptr;
     int guard_count = 0;
@@ -171,6 +174,7 @@ char* stack_for(size_t index) {
 void fiber_main() {
     active->thunk(active->context);
     active->current->state = State::Exited;
+    active->atomics_without_progress = 0;
     context_switch(active->current->context, active->scheduler);  // never resumed
 }
 
@@ -215,7 +219,7 @@ std::string activity(const Fiber& f) {
     char text[120];
     switch (f.state) {
         case State::Exited: return "exited";
-        case State::Ready: return "runnable";
+        case State::Ready: return "spin at an atomic";
         case State::AtBarrier:
             std::snprintf(text, sizeof text, "wait at %s() on line %d", barrier_name(f.op),
                           f.line);
@@ -392,6 +396,15 @@ bool start_fibers(Launch& launch, uint3 block, const unsigned* dims) {
     return true;
 }
 
+bool report_spinning(Launch& launch) {
+    std::string block = where((*launch.fibers)[0]);
+    block = block.substr(0, block.find(", thread"));
+    fail("livelock in " + block + ": " + std::to_string(kSpinLimit) + " atomic operations in a "
+         "row while no thread exited or reached a barrier; a thread spinning on an atomic "
+         "waits for one that cannot run: " + describe_block(launch));
+    return false;
+}
+
 bool run_block(Launch& launch, uint3 block, const unsigned* dims) {
     launch.block_serial++;
     if (launch.dynamic_bytes) std::memset(launch.dynamic_shared, 0xFF, launch.dynamic_bytes);
@@ -399,13 +412,19 @@ bool run_block(Launch& launch, uint3 block, const unsigned* dims) {
     if (!start_fibers(launch, block, dims)) return false;
     std::vector<Fiber>& fibers = *launch.fibers;
     for (;;) {
-        bool live = false;
+        bool live = false, runnable = false;
         for (unsigned i = 0; i < launch.nthreads; ++i) {
             if (fibers[i].state == State::Ready) resume(fibers[i]);
             if (launch.failed) return false;
             live = live || fibers[i].state != State::Exited;
+            runnable = runnable || fibers[i].state == State::Ready;  // yielded at an atomic
         }
         if (!live) return true;
+        if (runnable) {
+            if (launch.atomics_without_progress > kSpinLimit) return report_spinning(launch);
+            continue;
+        }
+        launch.atomics_without_progress = 0;
         if (!release_warps(launch) && !release_barrier(launch)) return false;
         if (launch.failed) return false;
     }
@@ -518,8 +537,14 @@ extern "C" {
 
 __attribute__((visibility("hidden"))) const cuda_emu_thread* cuda_emu_self = nullptr;
 
+void cuda_emu_atomic_done(void) {
+    active->atomics_without_progress++;
+    yield_to_scheduler();  // stays Ready: the other threads run before it goes on
+}
+
 int cuda_emu_syncthreads(int op, int line, int predicate) {
     Fiber& f = *active->current;
+    active->atomics_without_progress = 0;
     f.state = State::AtBarrier;
     f.op = op;
     f.line = line;
@@ -542,6 +567,7 @@ unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned l
              std::to_string(width) + " is not a power of two from 1 to 32");
         yield_to_scheduler();
     }
+    active->atomics_without_progress = 0;
     f.state = State::AtWarpOp;
     f.line = line;
     f.op = op;
