@@ -1,10 +1,11 @@
 // The emulator's runtime: runs a grid of CUDA threads as fibers on one host thread.
 //
 // Blocks run one after another. Inside a block every thread is a fiber with its own
-// stack (switched by a few lines of assembly on x86-64, by ucontext elsewhere); the scheduler resumes the runnable fibers in thread order until each
-// one exits or blocks (at __syncthreads() or a warp-wide operation). When none can
-// run, it releases a warp operation whose mask has fully arrived or, once every live
-// thread waits at the same __syncthreads(), the barrier. Anything else is a
+// stack (switched by a few lines of assembly on x86-64, by ucontext elsewhere). The
+// scheduler passes over the threads in order, resuming each runnable one until it
+// exits, blocks (at a barrier or a warp-wide operation) or yields after an atomic.
+// When none can run, it releases a warp operation whose mask has fully arrived or,
+// once every live thread waits at the same barrier, the barrier. Anything else is a
 // divergent barrier or a deadlock, reported through cuda_emu_last_error().
 //
 // Array arguments (copied by the launcher) and the dynamic shared memory end right at a
