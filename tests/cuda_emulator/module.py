@@ -123,8 +123,9 @@ class Kernel:
         with _LAUNCH_LOCK, guarded as (table, count):
             status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p),
                                   ctypes.cast(table, ctypes.c_void_p), count)
-        if status != 0:
-            raise EmulatorKernelError(f"{self.name}: {self._last_error().decode()}")
+            problem = self._last_error().decode() if status != 0 else ""
+        if problem:
+            raise EmulatorKernelError(f"{self.name}: {problem}")
 
     def _tiny(self, launch_choice: bool | None) -> bool:
         for choice in (launch_choice, self.module.tiny_grid):
