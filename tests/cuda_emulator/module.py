@@ -123,7 +123,7 @@ class Kernel:
         with _LAUNCH_LOCK, guarded as (table, count):
             status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p),
                                   ctypes.cast(table, ctypes.c_void_p), count)
-            problem = self._last_error().decode() if status != 0 else ""
+            problem = (self._last_error().decode() or "the launch failed") if status else ""
         if problem:
             raise EmulatorKernelError(f"{self.name}: {problem}")
 
