@@ -18,8 +18,12 @@ pytestmark = [pytest.mark.cuda_kernels,
 
 
 @pytest.fixture(autouse=True)
-def backend():
-    """The emulator tests do not depend on gradkit's default backend: run them once."""
+def backend(monkeypatch):
+    """The emulator tests do not depend on gradkit's default backend: run them once.
+
+    They ask for tiny grids themselves where they want them, whatever the environment.
+    """
+    monkeypatch.delenv(ce.TINY_GRID_ENV, raising=False)
     yield None
 
 
@@ -174,6 +178,92 @@ def test_atomics_of_each_type():
     assert f[0] == 150.0 and d[0] == 75.0
 
 
+def test_shuffle_width_and_partial_masks():
+    code = r"""
+    extern "C" __global__ void segments(int* idx, int* down, int* up, int* low_half) {
+        int i = threadIdx.x;
+        idx[i] = __shfl_sync(0xffffffff, i, 1, 8);       // lane 1 of each 8-lane segment
+        down[i] = __shfl_down_sync(0xffffffff, i, 2, 8);  // own value past the segment end
+        up[i] = __shfl_up_sync(0xffffffff, i, 3, 16);
+        low_half[i] = -1;
+        if (i < 16) low_half[i] = __shfl_xor_sync(0x0000ffff, i, 1);
+        __syncwarp(0xffffffff);
+    }"""
+    outs = [np.zeros(32, np.int32) for _ in range(4)]
+    ce.RawModule(code=code).get_function("segments")(1, 32, tuple(outs))
+    lanes = np.arange(32)
+    np.testing.assert_array_equal(outs[0], lanes // 8 * 8 + 1)
+    np.testing.assert_array_equal(outs[1], np.where(lanes % 8 < 6, lanes + 2, lanes))
+    np.testing.assert_array_equal(outs[2], np.where(lanes % 16 >= 3, lanes - 3, lanes))
+    np.testing.assert_array_equal(outs[3], np.where(lanes < 16, lanes ^ 1, -1))
+
+
+def test_device_math_and_bit_casts(rng):
+    code = r"""
+    extern "C" __global__ void math(const float* x, float* f, double* d, int* flags) {
+        int i = threadIdx.x;
+        float v = x[i];
+        f[5 * i] = expf(v) + expm1(v) + log1pf(fabsf(v)) + tanh(v);
+        f[5 * i + 1] = rsqrtf(fabs(v) + 1.0f) * sqrt(fabs(v)) + pow(fabs(v), 1.5f);
+        f[5 * i + 2] = fmaxf(v, 0.0f) + fmin(v, 0.0f) + copysignf(2.0f, v) + max(v, 0.5f);
+        f[5 * i + 3] = __int_as_float(__float_as_int(v));
+        f[5 * i + 4] = __int_as_float(0xff800000);
+        d[i] = exp((double)v) + log(fabs((double)v) + 1.0) + __longlong_as_double(
+            __double_as_longlong(1.5));
+        flags[i] = isinf(f[5 * i + 4]) * 1 + isnan(v / 0.0f - v / 0.0f) * 2 +
+                   isfinite(v) * 4 + signbit(v) * 8 + (max(-1, 2u) == 4294967295u) * 16;
+    }"""
+    x = rng.normal(size=32).astype(np.float32)
+    f, d, flags = np.zeros(5 * 32, np.float32), np.zeros(32), np.zeros(32, np.int32)
+    ce.RawModule(code=code).get_function("math")(1, 32, (x, f, d, flags))
+    f = f.reshape(32, 5).astype(np.float64)
+    a = np.abs(x.astype(np.float64))
+    np.testing.assert_allclose(f[:, 0], np.exp(x) + np.expm1(x) + np.log1p(a) + np.tanh(x),
+                               rtol=1e-5)
+    np.testing.assert_allclose(f[:, 1], np.sqrt(a) / np.sqrt(a + 1) + a ** 1.5, rtol=1e-5)
+    np.testing.assert_allclose(f[:, 2], np.maximum(x, 0) + np.minimum(x, 0) + np.copysign(2, x)
+                               + np.maximum(x, 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(f[:, 3], x)
+    assert (f[:, 4] == -np.inf).all()
+    np.testing.assert_allclose(d, np.exp(x.astype(np.float64)) + np.log(a + 1) + 1.5, rtol=1e-6)
+    np.testing.assert_array_equal(flags, 1 + 2 + 4 + 8 * (x < 0) + 16)
+
+
+def test_barrier_reductions():
+    code = r"""
+    extern "C" __global__ void votes(const int* x, int* out) {
+        int v = x[threadIdx.x];
+        int count = __syncthreads_count(v > 0);
+        int all = __syncthreads_and(v > -5);
+        int any = __syncthreads_or(v > 8);
+        if (threadIdx.x == 0) { out[0] = count; out[1] = all; out[2] = any; }
+    }"""
+    x, out = np.arange(-3, 61, dtype=np.int32), np.zeros(3, np.int32)
+    ce.RawModule(code=code).get_function("votes")(1, 64, (x, out))
+    np.testing.assert_array_equal(out, [60, 1, 1])
+
+
+SPIN_LOCK = r"""
+extern "C" __global__ void locked_increment(int* lock, int* counter, int hold_forever) {
+    while (atomicCAS(lock, 0, 1) != 0) {}
+    int seen = *counter;  // not atomic: the lock makes it safe
+    *counter = seen + 1;
+    if (hold_forever && threadIdx.x == 0) { __syncthreads(); return; }
+    atomicExch(lock, 0);
+}
+"""
+
+
+def test_a_spin_lock_lets_the_holder_go_on_and_a_lost_lock_is_reported():
+    module = ce.RawModule(code=SPIN_LOCK)
+    lock, counter = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    module.get_function("locked_increment")((3,), (64,), (lock, counter, np.int32(0)))
+    assert counter[0] == 3 * 64 and lock[0] == 0
+    with pytest.raises(ce.EmulatorKernelError, match="livelock in block .*threads 1-63 spin at "
+                       "an atomic"):
+        module.get_function("locked_increment")(1, 64, (lock * 0, counter, np.int32(1)))
+
+
 def test_uninitialised_shared_memory_reads_as_nan():
     code = r"""
     extern "C" __global__ void peek(float* out, int* bits) {
@@ -218,7 +308,8 @@ def test_file_scope_extern_shared_and_static_shared():
     ("if (threadIdx.x < 16) __syncthreads();", "divergent __syncthreads()"),
     ("if (threadIdx.x >= 40) return;\n __syncthreads();", "threads 40-63 exited"),
     ("if (threadIdx.x % 2) { __syncthreads(); }\n else { out[0] = 1; __syncthreads(); }",
-     "thread 0 wait at __syncthreads[(][)] on line 3; thread 1 wait at __syncthreads[(][)] on line 2"),
+     "thread 0 wait at __syncthreads[(][)] on line 3; "
+     "thread 1 wait at __syncthreads[(][)] on line 2"),
     ("if (threadIdx.x != 5) out[0] = __shfl_sync(0xffffffff, 1, 0);", "deadlock"),
     ("__trap();", "__trap() called"),
     ("out[0] = __shfl_sync(0x0000ffff, 1, 0);", "does not name the calling lane"),
@@ -349,6 +440,75 @@ def test_tiny_grid_runs_grid_stride_loops_but_breaks_one_element_per_thread(monk
     np.testing.assert_array_equal(out, np.arange(n))
 
 
+OUT_OF_BOUNDS = r"""
+extern "C" __global__ void shifted(const float* x, float* y, int n, int shift) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i + shift];
+}
+extern "C" __global__ void spill(float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) y[i] = 1.0f;  // one too many
+}
+extern "C" __global__ void dynamic(float* y) {
+    extern __shared__ float s[];
+    s[threadIdx.x] = 1.0f;
+    y[threadIdx.x] = s[threadIdx.x];
+}
+extern "C" __global__ void recurse(int* out, int depth) {
+    volatile char frame[4096];
+    frame[0] = (char)depth;
+    if (depth > 0) recurse(out, depth - 1);
+    out[0] += frame[0];
+}
+extern "C" __global__ void wild(float* y) { y[0] = *(float*)0x10; }
+"""
+
+
+def test_reads_and_writes_past_an_array_are_reported_with_the_argument():
+    module = ce.RawModule(code=OUT_OF_BOUNDS)
+    x, y = np.arange(100, dtype=np.float32), np.zeros(100, np.float32)
+    module.get_function("shifted")(4, 32, (x, y, np.int32(100), np.int32(0)))
+    np.testing.assert_array_equal(y, x)  # written through the guarded copy, copied back
+    with pytest.raises(ce.EmulatorKernelError, match=r"shifted: read past the end of argument 1 "
+                       r"\(const float\*, 100 elements of float32\): byte 400 of a 400-byte"):
+        module.get_function("shifted")(4, 32, (x, y, np.int32(100), np.int32(1)))
+    with pytest.raises(ce.EmulatorKernelError, match=r"wrote past the end of argument 1 "
+                       r"\(float\*, 100 elements"):
+        module.get_function("spill")(4, 32, (y, np.int32(100)))
+    with pytest.raises(ce.EmulatorKernelError, match="past the end of argument 1 .*0 elements"):
+        module.get_function("spill")(1, 32, (y[:0], np.int32(0)))
+
+
+def test_dynamic_shared_memory_past_shared_mem_is_reported():
+    dynamic = ce.RawModule(code=OUT_OF_BOUNDS).get_function("dynamic")
+    dynamic(1, 32, (np.zeros(32, np.float32),), shared_mem=32 * 4)
+    with pytest.raises(ce.EmulatorKernelError, match="past the end of the dynamic shared memory"):
+        dynamic(1, 32, (np.zeros(32, np.float32),), shared_mem=16 * 4)
+
+
+def test_stack_overflow_and_wild_pointers_are_reported():
+    module = ce.RawModule(code=OUT_OF_BOUNDS)
+    with pytest.raises(ce.EmulatorKernelError, match="recurse: stack overflow"):
+        module.get_function("recurse")(1, 1, (np.zeros(1, np.int32), np.int32(1000)))
+    with pytest.raises(ce.EmulatorKernelError, match="wild: segmentation fault: read address 0x10"):
+        module.get_function("wild")(1, 1, (np.zeros(1, np.float32),))
+    module.get_function("recurse")(1, 1, (np.zeros(1, np.int32), np.int32(3)))  # still usable
+
+
+def test_the_same_array_twice_shares_one_guarded_copy_and_overlaps_keep_aliasing():
+    code = r'''extern "C" __global__ void inc(float* a, float* b) {
+        a[threadIdx.x] += 1.0f;
+        b[threadIdx.x] += 1.0f;
+    }'''
+    inc = ce.RawModule(code=code).get_function("inc")
+    same = np.zeros(32, np.float32)
+    inc(1, 32, (same, same))
+    assert (same == 2).all()
+    overlapping = np.zeros(64, np.float32)
+    inc(1, 32, (overlapping, overlapping[16:48]))
+    np.testing.assert_array_equal(overlapping, np.repeat([1, 2, 1, 0], 16))
+
+
 # ---- compiling as NVRTC would ----------------------------------------------------------
 
 @pytest.mark.parametrize("expression, missing", [
@@ -404,6 +564,13 @@ def test_defines_and_std_options_are_honoured():
     assert out[0] == 42
 
 
+def test_missing_compiler_is_reported_as_no_cpp_compiler(monkeypatch):
+    monkeypatch.setenv("GRADKIT_EMULATOR_CXX", "no-such-g++")
+    assert ce.compiler_available().startswith("no C++ compiler: no-such-g++ is not on PATH")
+    with pytest.raises(ce.EmulatorCompileError, match="no C\\+\\+ compiler"):
+        ce.RawModule(code=ONE_PER_THREAD + "// not cached")
+
+
 def test_modules_are_built_once():
     first = ce.RawModule(code=ONE_PER_THREAD)
     assert ce.RawModule(code=ONE_PER_THREAD).library_path == first.library_path
@@ -441,7 +608,8 @@ def test_every_kernel_file_compiles_for_float_and_double(source):
 
 def _activation_reference(z, kind, slope, alpha):
     with np.errstate(over="ignore"):
-        return {"identity": z, "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, z * slope),
+        return {"identity": z, "relu": np.maximum(z, 0),
+                "leaky_relu": np.where(z > 0, z, z * slope),
                 "elu": np.where(z > 0, z, alpha * np.expm1(z)), "sigmoid": 1 / (1 + np.exp(-z)),
                 "tanh": np.tanh(z)}[kind]
 

@@ -9,6 +9,7 @@ double) and then held to the same rule, so a Python float never reaches a float.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,18 @@ _PYTHON_SCALARS = ((bool, np.dtype(np.bool_)), (int, np.dtype(np.int64)),
                    (float, np.dtype(np.float64)))
 
 
+@dataclass
+class ArrayArgument:
+    """Where one array argument lies, for the guard pages (see guards.py)."""
+
+    index: int  # position in args
+    address: int
+    nbytes: int
+    itemsize: int
+    written: bool  # passed through a pointer to non-const
+    description: str  # "float*, 1000 elements of float32"
+
+
 class Parameter:
     """One kernel parameter, from its C spelling ("const float*", "long long", "?")."""
 
@@ -60,8 +73,9 @@ class Parameter:
         return f"{self.ctype}: np.{dtype.type.__name__}{python.get(self.ctype, '')}"
 
 
-def pack(kernel: str, parameters: list[Parameter], args: Any) -> tuple[list, ctypes.Array]:
-    """ctypes storage for each argument and the void* array pointing at them."""
+def pack(kernel: str, parameters: list[Parameter], args: Any
+         ) -> tuple[list, ctypes.Array, list[ArrayArgument]]:
+    """ctypes storage for each argument, the void* array pointing at them, the arrays."""
     if not isinstance(args, (tuple, list)):
         raise EmulatorLaunchError(f"{kernel}: args must be a tuple of kernel arguments, "
                                   f"got {type(args).__name__}")
@@ -69,25 +83,35 @@ def pack(kernel: str, parameters: list[Parameter], args: Any) -> tuple[list, cty
         raise EmulatorLaunchError(
             f"{kernel}: takes {len(parameters)} arguments "
             f"({', '.join(p.ctype for p in parameters)}), got {len(args)}")
-    values = [_convert(kernel, i, p, a) for i, (p, a) in enumerate(zip(parameters, args))]
+    values, arrays = [], []
+    for index, (parameter, value) in enumerate(zip(parameters, args)):
+        refuse = _refusal(kernel, index, parameter, value)
+        if not parameter.supported:
+            raise refuse("the emulator cannot pass this parameter type (only scalars and "
+                         "pointers to scalars)")
+        if parameter.is_pointer:
+            array = _array(index, parameter, value, refuse)
+            arrays.append(array)
+            values.append(ctypes.c_void_p(array.address))
+        else:
+            values.append(_scalar(parameter, value, refuse))
+    return values, pointer_array(values), arrays
+
+
+def pointer_array(values: list) -> ctypes.Array:
+    """The void* kernelParams array: one pointer to each argument's value."""
     pointers = (ctypes.c_void_p * max(1, len(values)))()
     for i, value in enumerate(values):
         pointers[i] = ctypes.cast(ctypes.pointer(value), ctypes.c_void_p)
-    return values, pointers
+    return pointers
 
 
-def _convert(kernel: str, index: int, parameter: Parameter, value: Any) -> Any:
+def _refusal(kernel: str, index: int, parameter: Parameter, value: Any) -> Any:
     def refuse(problem: str) -> EmulatorLaunchError:
         return EmulatorLaunchError(
             f"{kernel}: argument {index + 1} (index {index}) is {parameter.ctype}; expected "
             f"{parameter.wanted()}; got {_describe(value)}: {problem}")
-
-    if not parameter.supported:
-        raise refuse("the emulator cannot pass this parameter type (only scalars and "
-                     "pointers to scalars)")
-    if parameter.is_pointer:
-        return ctypes.c_void_p(_array_address(parameter, value, refuse))
-    return _scalar(parameter, value, refuse)
+    return refuse
 
 
 def _scalar(parameter: Parameter, value: Any, refuse: Any) -> Any:
@@ -106,12 +130,12 @@ def _scalar(parameter: Parameter, value: Any, refuse: Any) -> Any:
     return ctype(value.item() if isinstance(value, np.generic) else value)
 
 
-def _array_address(parameter: Parameter, value: Any, refuse: Any) -> int:
+def _array(index: int, parameter: Parameter, value: Any, refuse: Any) -> ArrayArgument:
     if isinstance(value, np.ndarray):
-        dtype, contiguous = value.dtype, value.flags.c_contiguous
+        dtype, shape, contiguous = value.dtype, value.shape, value.flags.c_contiguous
         address, readonly = value.ctypes.data, not value.flags.writeable
     elif hasattr(value, "__cuda_array_interface__"):
-        dtype, contiguous, address, readonly = _read_interface(value, refuse)
+        dtype, shape, contiguous, address, readonly = _read_interface(value, refuse)
     else:
         raise refuse("not an array (no __cuda_array_interface__)")
     if parameter.element is not None and dtype != parameter.element:
@@ -120,10 +144,13 @@ def _array_address(parameter: Parameter, value: Any, refuse: Any) -> int:
         raise refuse("it is not C-contiguous")
     if readonly and not parameter.is_const:
         raise refuse("it is read-only and the pointer is not to const")
-    return address
+    size = int(np.prod(shape, dtype=np.int64))
+    return ArrayArgument(index, address, size * dtype.itemsize, dtype.itemsize,
+                         written=not parameter.is_const,
+                         description=f"{parameter.ctype}, {size} elements of {dtype}")
 
 
-def _read_interface(value: Any, refuse: Any) -> tuple[np.dtype, bool, int, bool]:
+def _read_interface(value: Any, refuse: Any) -> tuple[np.dtype, tuple, bool, int, bool]:
     interface = value.__cuda_array_interface__
     if interface.get("version", 0) < 2:
         raise refuse(f"__cuda_array_interface__ version {interface.get('version')} "
@@ -133,8 +160,8 @@ def _read_interface(value: Any, refuse: Any) -> tuple[np.dtype, bool, int, bool]
     dtype = np.dtype(interface["typestr"])
     shape = tuple(interface["shape"])
     address, readonly = interface["data"]
-    return dtype, _c_contiguous(shape, interface.get("strides"), dtype.itemsize), \
-        address or 0, bool(readonly)
+    contiguous = _c_contiguous(shape, interface.get("strides"), dtype.itemsize)
+    return dtype, shape, contiguous, address or 0, bool(readonly)
 
 
 def _c_contiguous(shape: tuple[int, ...], strides: Any, itemsize: int) -> bool:

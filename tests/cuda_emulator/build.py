@@ -157,7 +157,8 @@ def _explain(diagnostics: str) -> str:
 def runtime_object() -> Path:
     """runtime.cpp compiled once per runtime version and compiler."""
     cxx = compiler()
-    key = _digest(BUILD_VERSION, _support_text(), cxx, _compiler_version(cxx))
+    key = _digest(BUILD_VERSION, _support_text(), " ".join(_COMMON_FLAGS), cxx,
+                  _compiler_version(cxx))
     target = cache_dir() / f"runtime-{key}.o"
     if not target.exists():
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
@@ -174,8 +175,8 @@ def build_library(translation_unit: str, options: tuple[str, ...]) -> Path:
     if cxx is None:
         raise EmulatorCompileError(compiler_available())
     flags = nvrtc_options_to_gxx(options)
-    key = _digest(BUILD_VERSION, translation_unit, " ".join(flags), _support_text(), cxx,
-                  _compiler_version(cxx))
+    key = _digest(BUILD_VERSION, translation_unit, " ".join(flags + list(_COMMON_FLAGS)),
+                  _support_text(), cxx, _compiler_version(cxx))
     target = cache_dir() / f"module-{key}.so"
     if target.exists():
         return target

@@ -46,7 +46,10 @@ typedef decltype((char*)0 - (char*)0) ptrdiff_t;
 #define gridDim (cuda_emu_self->gridDim)
 #define warpSize 32
 
-#define __syncthreads() cuda_emu_syncthreads(__LINE__)
+#define __syncthreads() ((void)cuda_emu_syncthreads(0, __LINE__, 0))
+#define __syncthreads_count(predicate) cuda_emu_syncthreads(1, __LINE__, (predicate) ? 1 : 0)
+#define __syncthreads_and(predicate) cuda_emu_syncthreads(2, __LINE__, (predicate) ? 1 : 0)
+#define __syncthreads_or(predicate) cuda_emu_syncthreads(3, __LINE__, (predicate) ? 1 : 0)
 #define __trap() cuda_emu_fail("__trap() called", __LINE__)
 inline void __threadfence() {}
 inline void __threadfence_block() {}
@@ -123,12 +126,16 @@ struct SyncWarp {
 };
 }  // namespace cuda_emu
 
-// ---- atomics: fibers never interleave inside a call, so plain read-modify-write ------
+// ---- atomics --------------------------------------------------------------------------
+// Fibers never interleave inside a call, so a plain read-modify-write is atomic; after
+// it the thread lets the others run, as threads interleave on a GPU (and so that a
+// thread spinning on an atomic lets the one it waits for make progress).
 // The overload set is CUDA's (sm_60 and later): e.g. no atomicAdd(long long*, ...).
 #define CUDA_EMU_ATOMIC(name, T, update)         \
     inline T name(T* address, T val) {           \
         T old = *address;                        \
         *address = (update);                     \
+        cuda_emu_atomic_done();                  \
         return old;                              \
     }
 #define CUDA_EMU_WRAP(T, U, op) (T)((U)old op (U)val)  // no signed-overflow UB
@@ -169,6 +176,7 @@ CUDA_EMU_ATOMIC(atomicDec, unsigned int, (old == 0u || old > val) ? val : old - 
     inline T atomicCAS(T* address, T compare, T val) {     \
         T old = *address;                                  \
         if (old == compare) *address = val;                \
+        cuda_emu_atomic_done();                            \
         return old;                                        \
     }
 CUDA_EMU_ATOMIC_CAS(int)
@@ -257,7 +265,21 @@ CUDA_EMU_MIN_MAX(long)
 CUDA_EMU_MIN_MAX(unsigned long)
 CUDA_EMU_MIN_MAX(long long)
 CUDA_EMU_MIN_MAX(unsigned long long)
+#define CUDA_EMU_MIXED_MIN_MAX(A, B, R)                                            \
+    inline R min(A a, B b) { return (R)b < (R)a ? (R)b : (R)a; }                    \
+    inline R max(A a, B b) { return (R)a < (R)b ? (R)b : (R)a; }
+CUDA_EMU_MIXED_MIN_MAX(int, unsigned int, unsigned int)
+CUDA_EMU_MIXED_MIN_MAX(unsigned int, int, unsigned int)
+CUDA_EMU_MIXED_MIN_MAX(long long, unsigned long long, unsigned long long)
+CUDA_EMU_MIXED_MIN_MAX(unsigned long long, long long, unsigned long long)
+#undef CUDA_EMU_MIXED_MIN_MAX
 #undef CUDA_EMU_MIN_MAX
+inline unsigned int umin(unsigned int a, unsigned int b) { return b < a ? b : a; }
+inline unsigned int umax(unsigned int a, unsigned int b) { return a < b ? b : a; }
+inline long long llmin(long long a, long long b) { return b < a ? b : a; }
+inline long long llmax(long long a, long long b) { return a < b ? b : a; }
+inline unsigned long long ullmin(unsigned long long a, unsigned long long b) { return b < a ? b : a; }
+inline unsigned long long ullmax(unsigned long long a, unsigned long long b) { return a < b ? b : a; }
 inline float min(float a, float b) { return __builtin_fminf(a, b); }
 inline float max(float a, float b) { return __builtin_fmaxf(a, b); }
 inline double min(double a, double b) { return __builtin_fmin(a, b); }

@@ -40,8 +40,12 @@ enum cuda_emu_warp_op {
 extern "C" {
 extern const cuda_emu_thread* cuda_emu_self;
 
-// Blocks the calling thread at __syncthreads() of source line `line`.
-void cuda_emu_syncthreads(int line);
+// Blocks the calling thread at the barrier of source line `line`: op 0 __syncthreads(),
+// 1 __syncthreads_count(predicate), 2 _and, 3 _or; returns that reduction.
+int cuda_emu_syncthreads(int op, int line, int predicate);
+// After each atomic: lets the other threads of the block run (a thread spinning on an
+// atomic lets the one it waits for go on; endless spinning is reported).
+void cuda_emu_atomic_done(void);
 // One lane's part in a warp-wide operation; returns the lane's result bits.
 unsigned long long cuda_emu_warp(int op, int line, unsigned int mask, unsigned long long value,
                                  int arg, int width);
@@ -57,13 +61,26 @@ int cuda_emu_register_shared(void* address, unsigned long size);
 }
 #pragma GCC visibility pop
 
+// An array argument copied to just before a PROT_NONE guard region: an access to the
+// guard is reported with this label ("argument 2 (float*, 1000 elements)").
+struct cuda_emu_guard {
+    const void* start;
+    unsigned long size;
+    const char* label;
+};
+
 extern "C" {
 
 // Runs a whole grid: thunk(context) once per thread. dims = grid x, y, z, block x, y, z.
 // Returns 0, or nonzero with cuda_emu_last_error() saying why.
 int cuda_emu_run_grid(const unsigned int* dims, unsigned long dynamic_shared_bytes,
-                      void (*thunk)(void*), void* context);
+                      void (*thunk)(void*), void* context, const cuda_emu_guard* guards,
+                      int guard_count);
 const char* cuda_emu_last_error(void);
+// size bytes ending right at a guard region (the start aligned to `align`); release
+// with cuda_emu_guarded_free. size 0 gives a pointer into the guard itself.
+void* cuda_emu_guarded_alloc(unsigned long size, unsigned long align);
+void cuda_emu_guarded_free(void* start);
 }
 
 #endif

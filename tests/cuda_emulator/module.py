@@ -20,9 +20,11 @@ from __future__ import annotations
 import ctypes
 import operator
 import os
+import threading
 from typing import Any, Sequence
 
 from cuda_emulator import source as sources
+from cuda_emulator import guards
 from cuda_emulator.arguments import Parameter, pack
 from cuda_emulator.build import build_library
 from cuda_emulator.errors import EmulatorKernelError, EmulatorLaunchError
@@ -34,6 +36,10 @@ MAX_BLOCK = (1024, 1024, 64)
 MAX_THREADS_PER_BLOCK = 1024
 MAX_GRID = (2**31 - 1, 65535, 65535)
 MAX_SHARED_BYTES = 48 * 1024
+
+# One launch at a time in the whole process: each launch owns the SIGSEGV handler
+# and the host thread's alternate signal stack while it runs.
+_LAUNCH_LOCK = threading.Lock()
 
 
 def tiny_grid_from_env() -> bool:
@@ -47,19 +53,23 @@ class RawModule:
     ``name_expressions`` are instantiated and exported, as NVRTC does; without any, the
     source's ``extern "C" __global__`` kernels are. ``tiny_grid``: True or False fixes
     the mode for every launch from this module; None follows the environment variable.
+    ``guard_pages``: run each launch on copies of its arrays that end at a guard page,
+    so reads and writes past an array's end are reported (guards.py).
     """
 
     def __init__(self, code: str, options: Sequence[str] = (),
                  name_expressions: Sequence[str] | None = None, *,
-                 tiny_grid: bool | None = None) -> None:
+                 tiny_grid: bool | None = None, guard_pages: bool = True) -> None:
         self.code = code
         self.options = tuple(options)
         names = list(name_expressions or ()) or sources.extern_c_kernels(code)
         self.name_expressions = tuple(names)
         self.tiny_grid = tiny_grid
+        self.guard_pages = guard_pages
         unit = sources.translation_unit(code, names)
         self.library_path = build_library(unit, self.options)
         self._library = ctypes.CDLL(str(self.library_path))
+        guards.declare(self._library)
         self._kernels: dict[str, Kernel] = {}
 
     def get_function(self, name: str) -> Kernel:
@@ -81,7 +91,8 @@ class Kernel:
         self.name = name
         self._launch = getattr(module._library, f"cuda_emu_launch_{index}")
         self._launch.restype = ctypes.c_int
-        self._launch.argtypes = (ctypes.POINTER(ctypes.c_uint), ctypes.c_ulong, ctypes.c_void_p)
+        self._launch.argtypes = (ctypes.POINTER(ctypes.c_uint), ctypes.c_ulong, ctypes.c_void_p,
+                                 ctypes.c_void_p, ctypes.c_int)
         signature = getattr(module._library, f"cuda_emu_signature_{index}")
         signature.restype = ctypes.POINTER(ctypes.c_char_p)
         self.parameters = [Parameter(t.decode()) for t in _until_null(signature())]
@@ -94,19 +105,27 @@ class Kernel:
         return tuple(p.ctype for p in self.parameters)
 
     def __call__(self, grid: Any, block: Any, args: Any, *, shared_mem: int = 0,
-                 stream: Any = None, tiny_grid: bool | None = None) -> None:
+                 stream: Any = None, enable_cooperative_groups: bool = False,
+                 tiny_grid: bool | None = None) -> None:
+        """Checks the launch and runs it to completion (``stream`` is ignored)."""
+        if enable_cooperative_groups:
+            raise EmulatorLaunchError(f"{self.name}: cooperative launches are not emulated")
         grid3 = self._extents("grid", grid, MAX_GRID)
         block3 = self._extents("block", block, MAX_BLOCK)
         self._check_block_size(block3)
         shared = self._shared_bytes(shared_mem)
-        values, pointers = pack(self.name, self.parameters, args)
+        values, pointers, arrays = pack(self.name, self.parameters, args)
         if self._tiny(tiny_grid):
             grid3 = tuple(min(extent, TINY_GRID_BLOCKS) for extent in grid3)
         dims = (ctypes.c_uint * 6)(*grid3, *block3)
-        status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p))
-        del values  # kept alive through the launch
-        if status != 0:
-            raise EmulatorKernelError(f"{self.name}: {self._last_error().decode()}")
+        guarded = guards.GuardedArrays(self.module._library,
+                                       arrays if self.module.guard_pages else [], values)
+        with _LAUNCH_LOCK, guarded as (table, count):
+            status = self._launch(dims, shared, ctypes.cast(pointers, ctypes.c_void_p),
+                                  ctypes.cast(table, ctypes.c_void_p), count)
+            problem = (self._last_error().decode() or "the launch failed") if status else ""
+        if problem:
+            raise EmulatorKernelError(f"{self.name}: {problem}")
 
     def _tiny(self, launch_choice: bool | None) -> bool:
         for choice in (launch_choice, self.module.tiny_grid):

@@ -146,7 +146,7 @@ def _dynamic_shared(body: str, at_file_scope: bool, line: int) -> str:
 def _static_shared(body: str, at_file_scope: bool, line: int) -> str:
     """``__shared__ T a[N], b;`` as statics the runtime counts and fills."""
     names = _declared_names(body)
-    if "=" in body:
+    if re.search(r"(?<![=<>!])=(?!=)", body):
         raise EmulatorCompileError(
             f"{SOURCE_NAME}:{line}: initializer not allowed for __shared__ variable "
             f"'{names[0] if names else body.strip()}' (nvcc and NVRTC refuse it too)")
@@ -235,9 +235,10 @@ template <typename... P> void thunk(void* context) {
 }
 
 template <typename... P>
-int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long shared, void** args) {
+int launch(void (*kernel)(P...), const unsigned int* dims, unsigned long shared, void** args,
+           const cuda_emu_guard* guards, int guard_count) {
     Call<P...> call{kernel, args};
-    return cuda_emu_run_grid(dims, shared, &thunk<P...>, &call);
+    return cuda_emu_run_grid(dims, shared, &thunk<P...>, &call, guards, guard_count);
 }
 
 template <typename... P> const char* const* signature(void (*)(P...)) {
@@ -251,8 +252,9 @@ template <typename... P> const char* const* signature(void (*)(P...)) {
 _WRAPPER_KERNEL = '''
 #line 1 "<name expression {index}: {name}>"
 CUDA_EMU_EXPORT int cuda_emu_launch_{index}(const unsigned int* dims, unsigned long shared,
-                                             void** args) {{
-    return cuda_emu_wrapper::launch(&{name}, dims, shared, args);
+                                             void** args, const cuda_emu_guard* guards,
+                                             int guard_count) {{
+    return cuda_emu_wrapper::launch(&{name}, dims, shared, args, guards, guard_count);
 }}
 CUDA_EMU_EXPORT const char* const* cuda_emu_signature_{index}(void) {{
     return cuda_emu_wrapper::signature(&{name});
