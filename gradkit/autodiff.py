@@ -158,16 +158,24 @@ def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
     return order
 
 
-def _check_gradient(node: Node, index: int, inp: Tensor, g: Any) -> None:
+def _conform_gradient(node: Node, index: int, inp: Tensor, g: Any) -> Tensor:
+    """``g`` as input ``index``'s gradient: a Tensor of its shape and dtype.
+
+    A floating gradient wider than its input is cast down, as PyTorch's engine does:
+    where float64 data meets a float32 model, an op's VJP computes in float64 for both
+    inputs. Anything else (a narrower gradient would have lost precision) is a VJP
+    bug, named.
+    """
     if type(g) is not Tensor:
         raise GraphError(f"{node.op.name}: VJP returned {type(g).__name__} for input "
                          f"{index}; it must return gradkit Tensors (or None)")
     if g.data.shape != inp.data.shape:
         raise ShapeError(f"{node.op.name}: VJP returned a gradient of shape {g.shape} for "
                          f"input {index} ({describe(inp)}); a gradient has its input's shape")
-    if g.data.dtype != inp.data.dtype:
-        raise DTypeError(f"{node.op.name}: VJP returned a gradient of dtype {g.dtype} for "
-                         f"input {index} ({describe(inp)}); a gradient has its input's dtype")
+    if g.dtype.kind == "f" and inp.dtype.kind == "f" and g.dtype.itemsize > inp.dtype.itemsize:
+        return g.astype(inp.dtype)
+    raise DTypeError(f"{node.op.name}: VJP returned a gradient of dtype {g.dtype} for "
+                     f"input {index} ({describe(inp)}); a gradient has its input's dtype")
 
 
 def _accumulate(store: dict, key: Any, g: Tensor) -> None:
@@ -255,7 +263,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                         continue
                     if type(gi) is not Tensor or gi.data.shape != inp.data.shape or \
                             gi.data.dtype != inp.data.dtype:
-                        _check_gradient(node, index, inp, gi)  # raises, saying which
+                        gi = _conform_gradient(node, index, inp, gi)
                     parent = inp.node
                     if parent is not None:
                         _accumulate(node_grads, parent, gi)

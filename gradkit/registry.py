@@ -27,7 +27,7 @@ from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
 from gradkit.errors import (ArgumentError, BackendError, DTypeError, GradkitError, IndexingError,
                             ShapeError,
                             describe_operands)
-from gradkit.tensor import Tensor
+from gradkit.tensor import Tensor, host_array
 
 
 class Sample:
@@ -454,7 +454,7 @@ def _lift_array(value: Any, backend: Any, op: Op, index: int, args: tuple) -> Te
         array = value
     else:
         try:
-            array = np.asarray(value)
+            array = host_array(value)
         except GradkitError:  # a list holding a tensor that refuses to leave the graph
             raise
         except (ValueError, TypeError) as exc:

@@ -547,6 +547,28 @@ def _default_conversion(array: np.ndarray, data: Any) -> np.ndarray:
     return array
 
 
+def host_array(data: Any, dtype: Any = None) -> np.ndarray:
+    """A new NumPy array of ``data`` (a scalar, a NumPy array, nested lists, which may
+    hold tensors of any backend: each is copied to the host explicitly)."""
+    try:
+        return np.array(data, copy=True, dtype=dtype)
+    except HostConversionError:  # tensors off the host, which NumPy cannot convert
+        return np.array(_with_host_copies(data), copy=True, dtype=dtype)
+
+
+def _with_host_copies(data: Any) -> Any:
+    """Nested lists with each tensor in them as a NumPy copy (``gk.tensor([a, b])`` of
+    tensors off the host, which NumPy cannot convert by itself). A tensor that requires a
+    gradient still refuses, as its ``__array__`` does."""
+    if isinstance(data, Tensor):
+        if data._requires_grad:
+            data.__array__()  # raises HostConversionError, naming x.detach()
+        return data.numpy()
+    if isinstance(data, (list, tuple)):
+        return [_with_host_copies(item) for item in data]
+    return data
+
+
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
            backend: Any = None) -> Tensor:
     """A new leaf tensor holding a copy of ``data``.
@@ -577,7 +599,7 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
             # Python numbers convert straight to the dtype asked for: through a
             # guessed dtype first, large uint64 values would round through float64.
             direct = wanted if wanted is not None and isinstance(data, (list, tuple, int)) else None
-            host = np.array(data, copy=True, dtype=direct)
+            host = host_array(data, dtype=direct)
         except HostConversionError:  # a list holding a tensor that requires a gradient
             raise
         except (ValueError, TypeError, OverflowError) as exc:

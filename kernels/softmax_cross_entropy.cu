@@ -43,12 +43,15 @@ template <>
 __device__ double negative_infinity<double>() { return __longlong_as_double(0xfff0000000000000LL); }
 
 // The row's maximum and log(sum(exp(z - max))); every thread of the block gets both.
+// finite_shift: an infinite maximum shifts by 0 instead (the loss, as in the reference
+// forward); without it a row holding +inf gives NaN, as the reference backward does.
 template <typename T>
-__device__ void row_log_sum_exp(const T* row, long long cols, T* shared, T* row_max, T* log_total) {
+__device__ void row_log_sum_exp(const T* row, long long cols, T* shared, bool finite_shift,
+                                T* row_max, T* log_total) {
     T local_max = negative_infinity<T>();
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) local_max = fmax(local_max, row[j]);
     T m = block_reduce_max(local_max, shared);
-    if (isinf(m)) m = T(0);
+    if (finite_shift && isinf(m)) m = T(0);
     T local_sum = T(0);
     for (long long j = threadIdx.x; j < cols; j += blockDim.x) local_sum += exp(row[j] - m);
     *row_max = m;
@@ -63,7 +66,7 @@ __global__ void softmax_cross_entropy_forward(const T* logits, const long long* 
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* row = logits + r * cols;
         T m, log_total;
-        row_log_sum_exp(row, cols, shared, &m, &log_total);
+        row_log_sum_exp(row, cols, shared, true, &m, &log_total);
         if (threadIdx.x == 0) row_loss[r] = log_total - (row[labels[r]] - m);
     }
 }
@@ -77,7 +80,7 @@ __global__ void softmax_cross_entropy_backward(const T* g, const T* logits, cons
     for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
         const T* row = logits + r * cols;
         T m, log_total;
-        row_log_sum_exp(row, cols, shared, &m, &log_total);
+        row_log_sum_exp(row, cols, shared, false, &m, &log_total);
         for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
             T p = exp(row[j] - m - log_total);
             grad[r * cols + j] = (p - (j == labels[r] ? T(1) : T(0))) * scale;

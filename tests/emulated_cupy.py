@@ -12,6 +12,11 @@ so code that silently relies on NumPy-only behaviour fails here as it would on a
 - functions refuse NumPy arrays as operands (CuPy raises ``TypeError``), except the
   explicit host-to-device copies ``asarray``/``array``;
 - reductions and scalar indexing return 0-d arrays, never NumPy scalars;
+- out-of-range integer indices wrap around (indexing, ``take``, ``scatter_add``),
+  where NumPy raises;
+- every device-to-host copy (``get``, ``asnumpy``, ``int(a)``, ``float(a)``,
+  ``bool(a)``, ``item``...) is counted in ``HostReads.count``: each is a sync that
+  stalls a GPU;
 - ``RawModule`` is the CUDA emulator of ``tests/cuda_emulator`` (the .cu kernels
   compiled as host C++), with CuPy's call signature.
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import operator
 import types
+import weakref
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,29 @@ import numpy as np
 # Functions that copy host data to the device: the only ones that take NumPy arrays.
 HOST_TO_DEVICE = frozenset({"asarray", "array", "asanyarray", "ascontiguousarray",
                             "from_dlpack", "copy"})
+
+
+class HostReads:
+    """Counts device-to-host copies (each one a sync that stalls a real GPU)."""
+
+    count = 0
+
+    @classmethod
+    def record(cls) -> None:
+        cls.count += 1
+
+
+# id of a NumPy array -> the device array that wraps it (for ``base``'s identity)
+_WRAPPERS: dict[int, weakref.ref] = {}
+
+
+def _remember(array: "ndarray") -> None:
+    key = id(array._host)
+
+    def forget(ref: weakref.ref) -> None:
+        if _WRAPPERS.get(key) is ref:
+            del _WRAPPERS[key]
+    _WRAPPERS[key] = weakref.ref(array, forget)
 
 
 class ndarray:  # noqa: N801  (CuPy's name)
@@ -39,10 +68,12 @@ class ndarray:  # noqa: N801  (CuPy's name)
 
     def __init__(self, host: np.ndarray) -> None:
         self._host = host
+        _remember(self)
 
     # -- what CuPy has and NumPy does not ------------------------------------
     def get(self) -> np.ndarray:
         """The explicit device-to-host copy."""
+        HostReads.record()
         return np.array(self._host, copy=True)
 
     @property
@@ -75,7 +106,21 @@ class ndarray:  # noqa: N801  (CuPy's name)
     strides = property(lambda self: self._host.strides)
     T = property(lambda self: ndarray(self._host.T))
     mT = property(lambda self: ndarray(np.swapaxes(self._host, -1, -2)))
-    base = property(lambda self: None if self._host.base is None else ndarray(self._host.base))
+
+    @property
+    def base(self) -> "ndarray | None":
+        """The array whose memory this one views: the same object each time, as in CuPy."""
+        owner = self._host.base
+        if not isinstance(owner, np.ndarray):
+            return None
+        known = _WRAPPERS.get(id(owner))
+        wrapper = known() if known is not None else None
+        return wrapper if wrapper is not None and wrapper._host is owner else ndarray(owner)
+
+    @property
+    def data(self) -> types.SimpleNamespace:
+        """CuPy's MemoryPointer: ``ptr`` is the address of the first element."""
+        return types.SimpleNamespace(ptr=self._host.__array_interface__["data"][0])
 
     def __len__(self) -> int:
         return len(self._host)
@@ -87,28 +132,35 @@ class ndarray:  # noqa: N801  (CuPy's name)
         return f"emulated_cupy.{np.array_repr(self._host)}"
 
     def __bool__(self) -> bool:  # a device sync on CuPy, allowed
+        HostReads.record()
         return bool(self._host)
 
     def __float__(self) -> float:
+        HostReads.record()
         return float(self._host)
 
     def __int__(self) -> int:
+        HostReads.record()
         return int(self._host)
 
     def __index__(self) -> int:
+        HostReads.record()
         return operator.index(self._host)
 
     def __complex__(self) -> complex:
+        HostReads.record()
         return complex(self._host)
 
     def item(self) -> Any:
+        HostReads.record()
         return self._host.item()
 
     def tolist(self) -> Any:
+        HostReads.record()
         return self._host.tolist()
 
     def __getitem__(self, index: Any) -> "ndarray":
-        return _to_device(self._host[_to_host(index, "__getitem__")])
+        return _to_device(self._host[_wrapped(_to_host(index, "__getitem__"), self.shape)])
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._host[_to_host(index, "__setitem__")] = _to_host(value, "__setitem__")
@@ -280,7 +332,7 @@ class _Submodule:
 
 
 def asnumpy(array: Any) -> np.ndarray:
-    """The explicit device-to-host copy (``cupy.asnumpy``)."""
+    """The explicit device-to-host copy (``cupy.asnumpy``), counted in HostReads."""
     return array.get() if isinstance(array, ndarray) else np.array(array, copy=True)
 
 
@@ -294,9 +346,30 @@ def _host_copy(data: Any, dtype: Any = None, copy: Any = None) -> ndarray:
 
 
 def scatter_add(out: ndarray, index: Any, values: Any) -> None:
-    """``cupyx.scatter_add``: accumulates repeated indices (unchecked bounds are CuPy's
-    problem, not emulated: NumPy raises where CuPy would wrap)."""
-    np.add.at(out._host, _to_host(index, "scatter_add"), _to_host(values, "scatter_add"))
+    """``cupyx.scatter_add``: accumulates repeated indices; out-of-range ones wrap around."""
+    np.add.at(out._host, _wrapped(_to_host(index, "scatter_add"), out.shape),
+              _to_host(values, "scatter_add"))
+
+
+def _take(array: ndarray, indices: Any, axis: int | None = None) -> ndarray:
+    """``cupy.take``: out-of-range indices wrap around (NumPy's mode="wrap")."""
+    return _to_device(np.take(array._host, _to_host(indices, "take"), axis=axis, mode="wrap"))
+
+
+def _wrapped(index: Any, shape: tuple) -> Any:
+    """``index`` with its integer arrays taken modulo their axis, as CuPy's advanced
+    indexing does (NumPy raises IndexError instead)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in [i for i in items if not isinstance(i, np.ndarray)]:
+        return index  # axes counted from the end: left to NumPy's own checks
+    out, axis = [], 0
+    for item in items:
+        if isinstance(item, np.ndarray) and item.dtype.kind in "iu" and item.ndim > 0 \
+                and axis < len(shape) and shape[axis] > 0:
+            item = item % shape[axis]
+        out.append(item)
+        axis += item is not None
+    return tuple(out) if isinstance(index, tuple) else out[0]
 
 
 def make_module(raw_module: Any) -> types.ModuleType:
@@ -308,6 +381,7 @@ def make_module(raw_module: Any) -> types.ModuleType:
     module.array = lambda data, dtype=None, copy=True: _host_copy(data, dtype, copy=copy)
     module.RawModule = raw_module
     module.scatter_add = scatter_add
+    module.take = _take
     module.cuda = types.SimpleNamespace(
         Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
     module.__version__ = "emulated"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gradkit as gk
@@ -63,3 +64,103 @@ def test_activation_codes_match_the_cuda_switch():
     assert cuda_backend.ACTIVATION_KINDS == ("identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh")
     from gradkit.ops.fused import ACTIVATIONS
     assert set(ACTIVATIONS) == set(cuda_backend.ACTIVATION_KINDS)
+
+
+# -- the CUDA backend's Python code on emulated CuPy arrays (emulation, not a GPU) ------
+
+@pytest.fixture
+def backend():
+    """Not the suite's once-per-backend runs: these tests choose their backend."""
+    return None
+
+
+@pytest.fixture
+def emulated():
+    """The CUDA backend on emulated CuPy (tests/emulated_cupy.py) and kernels."""
+    cuda = backends.get("cuda_emulated") if backends.available()["cuda_emulated"] is None \
+        else pytest.skip(f"the CUDA emulator cannot run here: {backends.available()['cuda_emulated']}")
+    with gk.use_backend(cuda):
+        yield cuda
+
+
+def test_backward_reaches_leaves_of_arrays_without_a_writeable_flag(emulated):
+    x = gk.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    assert not hasattr(x.data.flags, "writeable")
+    (gk.relu(x) * x).sum().backward()
+    assert x.grad.tolist() == [2.0, 0.0, 6.0]
+
+
+def test_writes_never_go_through_an_array_gradkit_protects(emulated):
+    leaf = gk.tensor([1.0, 2.0], requires_grad=True)
+    y = leaf * leaf
+    alias = leaf.detach()          # shares the leaf's (protected) array
+    alias[0] = 100.0               # must not change what backward reads
+    alias += 1.0
+    y.sum().backward()
+    assert leaf.tolist() == [1.0, 2.0] and leaf.grad.tolist() == [2.0, 4.0]
+    assert alias.tolist() == [101.0, 3.0]
+
+
+def test_in_place_updates_of_plain_arrays_stay_in_place(emulated):
+    buffer = gk.zeros(3)
+    array = buffer.data
+    buffer += 2.0
+    assert buffer.data is array and buffer.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_training_step_reads_one_value_back_to_the_host(emulated):
+    """The label range check, min and max in one copy; Adam's step count stays on the
+    device. Every other device-to-host copy would stall a GPU once per step."""
+    from emulated_cupy import HostReads
+    model = gk.nn.MLP([5, 8, 3])
+    optimizer = gk.optim.Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    x, labels = gk.tensor(rng.standard_normal((6, 5))), gk.tensor(rng.integers(0, 3, 6))
+    for _ in range(2):  # the second step has no first-call work left
+        before = HostReads.count
+        loss = gk.nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        reads = HostReads.count - before
+    assert reads == 1, f"{reads} device-to-host copies in one training step"
+
+
+def test_kernels_are_compiled_and_looked_up_once(emulated, monkeypatch):
+    lookups = []
+    module_class = emulated.cupy.RawModule
+
+    class CountingModule(module_class):
+        def get_function(self, name):
+            lookups.append(name)
+            return super().get_function(name)
+    monkeypatch.setattr(emulated.cupy, "RawModule", CountingModule)
+    monkeypatch.setattr(emulated, "_functions", {})
+    monkeypatch.setattr(emulated, "_modules", {})
+    for _ in range(3):
+        gk.relu(gk.tensor([1.0, -1.0]))
+    assert lookups == ["activation_forward<float>"]
+
+
+@pytest.mark.parametrize("index", [np.array([0, 3]), np.array([-4, 1]), (slice(None), np.array([2]))])
+def test_integer_indices_out_of_range_raise_where_cupy_would_wrap(emulated, index):
+    x = gk.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    with pytest.raises(gk.IndexingError, match="out of range"):
+        x[index]
+    y = x[np.array([0, 2, 2])]  # in range: a gather, and its VJP a scatter-add
+    y.sum().backward()
+    assert x.grad.tolist() == [[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]]
+
+
+def test_arrays_on_two_devices_refuse_one_kernel(emulated):
+    import emulated_cupy
+    x = emulated.asarray(np.ones(3, np.float32))
+    other = emulated.asarray(np.ones(3, np.float32))
+    other_device = emulated_cupy.Device(1)
+    y = type(other)(other._host)
+    type(y).device  # noqa: B018
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(y), "device", property(
+            lambda self: other_device if self is y else emulated_cupy.Device(0)))
+        with pytest.raises(gk.BackendError, match="different GPUs"):
+            emulated.kernels["relu_backward"](x, y)

@@ -586,17 +586,12 @@ def test_unknown_name_expression_is_refused():
 
 def _module(source: str) -> ce.RawModule:
     """kernels/<source> compiled as the CUDA backend compiles it (options, name expressions)."""
-    names = [f"{k}<{t}>" for k in cuda_backend.KERNELS_BY_SOURCE[source]
-             for t in ("float", "double")]
-    return ce.RawModule(code=cuda_backend.kernel_source(source), options=("-std=c++14",),
-                        name_expressions=names)
+    return ce.RawModule(code=cuda_backend.kernel_source(source),
+                        options=cuda_backend.COMPILE_OPTIONS,
+                        name_expressions=cuda_backend.name_expressions(source))
 
 
-def _launch_shape(n: int) -> tuple[tuple[int], tuple[int]]:
-    return (cuda_backend._blocks(n),), (cuda_backend.THREADS,)
-
-
-@pytest.mark.parametrize("source", sorted(cuda_backend.KERNELS_BY_SOURCE))
+@pytest.mark.parametrize("source", cuda_backend.kernel_names())
 def test_every_kernel_file_compiles_for_float_and_double(source):
     module = _module(source)
     for name in module.name_expressions:
@@ -606,113 +601,5 @@ def test_every_kernel_file_compiles_for_float_and_double(source):
         assert "?" not in signature
 
 
-def _activation_reference(z, kind, slope, alpha):
-    with np.errstate(over="ignore"):
-        return {"identity": z, "relu": np.maximum(z, 0),
-                "leaky_relu": np.where(z > 0, z, z * slope),
-                "elu": np.where(z > 0, z, alpha * np.expm1(z)), "sigmoid": 1 / (1 + np.exp(-z)),
-                "tanh": np.tanh(z)}[kind]
-
-
-@pytest.mark.parametrize("tiny_grid", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_activation_forward_kernels_match_numpy(dtype, tiny_grid, rng):
-    module = _module("activations.cu")
-    c_type = cuda_backend._C_TYPE[np.dtype(dtype)]
-    forward = module.get_function(f"activation_forward<{c_type}>")
-    bias_forward = module.get_function(f"bias_activation_forward<{c_type}>")
-    x = (rng.normal(size=(37, 29)) * 4).astype(dtype)
-    bias = rng.normal(size=29).astype(dtype)
-    for kind in cuda_backend.ACTIVATION_KINDS:
-        scalars = cuda_backend._scalars(np.dtype(dtype), kind, 0.1, 0.7)
-        y, yb = np.empty_like(x), np.empty_like(x)
-        forward(*_launch_shape(x.size), (x, y, np.int64(x.size)) + scalars, tiny_grid=tiny_grid)
-        bias_forward(*_launch_shape(x.size),
-                     (x, bias, yb, np.int64(x.size), np.int64(bias.size)) + scalars,
-                     tiny_grid=tiny_grid)
-        rtol = 1e-6 if dtype == np.float32 else 1e-14
-        np.testing.assert_allclose(y, _activation_reference(x, kind, 0.1, 0.7), rtol=rtol,
-                                   atol=rtol, err_msg=kind)
-        np.testing.assert_allclose(yb, _activation_reference(x + bias, kind, 0.1, 0.7),
-                                   rtol=rtol, atol=rtol, err_msg=kind)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_activation_backward_kernels_match_numpy(dtype, rng):
-    module = _module("activations.cu")
-    c_type = cuda_backend._C_TYPE[np.dtype(dtype)]
-    z = rng.normal(size=1000).astype(dtype)
-    g = rng.normal(size=1000).astype(dtype)
-    out = np.empty_like(z)
-    scalars = cuda_backend._scalars(np.dtype(dtype), "elu", 0.1, 0.7)
-    module.get_function(f"activation_backward_from_input<{c_type}>")(
-        *_launch_shape(z.size), (g, z, out, np.int64(z.size)) + scalars)
-    np.testing.assert_allclose(out, g * np.where(z > 0, 1, 0.7 * np.exp(z)), rtol=1e-6)
-    y = np.tanh(z)
-    scalars = cuda_backend._scalars(np.dtype(dtype), "tanh", 0.1, 0.7)
-    module.get_function(f"activation_backward_from_output<{c_type}>")(
-        *_launch_shape(z.size), (g, y, out, np.int64(z.size)) + scalars)
-    np.testing.assert_allclose(out, g * (1 - y * y), rtol=1e-6)
-
-
-def _softmax_reference(z, labels):
-    shifted = z - z.max(axis=1, keepdims=True)
-    log_total = np.log(np.exp(shifted).sum(axis=1))
-    loss = log_total - shifted[np.arange(len(z)), labels]
-    p = np.exp(shifted - log_total[:, None])
-    p[np.arange(len(z)), labels] -= 1
-    return loss, p
-
-
-@pytest.mark.parametrize("tiny_grid", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_cross_entropy_kernels_match_numpy(dtype, tiny_grid, rng):
-    module = _module("softmax_cross_entropy.cu")
-    c_type = cuda_backend._C_TYPE[np.dtype(dtype)]
-    rows, cols = 9, 300  # more columns than threads: the column loops go round twice
-    z = (rng.normal(size=(rows, cols)) * 3).astype(dtype)
-    z[0, :] = -np.inf  # an all -inf row (max treated as 0): loss and gradient are NaN
-    labels = rng.integers(0, cols, size=rows).astype(np.int64)
-    loss, grad, g = np.empty(rows, dtype), np.empty_like(z), np.array([2.0], dtype)
-    threads, shared = cuda_backend.THREADS, cuda_backend.THREADS * z.itemsize
-    module.get_function(f"softmax_cross_entropy_forward<{c_type}>")(
-        (rows,), (threads,), (z, labels, loss, np.int64(rows), np.int64(cols)),
-        shared_mem=shared, tiny_grid=tiny_grid)
-    module.get_function(f"softmax_cross_entropy_backward<{c_type}>")(
-        (rows,), (threads,), (g, z, labels, grad, np.int64(rows), np.int64(cols)),
-        shared_mem=shared, tiny_grid=tiny_grid)
-    with np.errstate(invalid="ignore"):
-        expected_loss, expected_p = _softmax_reference(z[1:].astype(np.float64), labels[1:])
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(loss[1:], expected_loss, rtol=rtol)
-    np.testing.assert_allclose(grad[1:], expected_p * 2.0 / rows, rtol=rtol, atol=rtol / rows)
-    assert np.isnan(loss[0]) and np.isnan(grad[0]).all()
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_optimizer_kernels_match_numpy(dtype, rng):
-    module = _module("optim.cu")
-    c_type = cuda_backend._C_TYPE[np.dtype(dtype)]
-    t = np.dtype(dtype).type
-    n = 777
-    param, grad = rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype)
-    velocity, out = rng.normal(size=n).astype(dtype), np.empty(n, dtype)
-    expected_velocity = 0.9 * velocity + (grad + 0.01 * param)
-    expected = param - 0.1 * ((grad + 0.01 * param) + 0.9 * expected_velocity)
-    module.get_function(f"sgd_update<{c_type}>")(
-        *_launch_shape(n), (param, grad, velocity, out, np.int64(n), t(0.1), np.int32(1), t(0.9),
-                            np.int32(1), t(0.01)))
-    rtol = 1e-5 if dtype == np.float32 else 1e-13
-    atol = 1e-6 if dtype == np.float32 else 0
-    np.testing.assert_allclose(velocity, expected_velocity, rtol=rtol)
-    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol)
-    m, v = rng.normal(size=n).astype(dtype), rng.random(size=n).astype(dtype)
-    m_new, v_new = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad * grad
-    bias1, bias2_sqrt = 1 - 0.9 ** 3, (1 - 0.999 ** 3) ** 0.5
-    expected = param * (1 - 0.01 * 0.1) - (0.01 / bias1) * (m_new / (np.sqrt(v_new) / bias2_sqrt
-                                                                      + 1e-8))
-    module.get_function(f"adam_update<{c_type}>")(
-        *_launch_shape(n), (param, grad, m, v, out, np.int64(n), t(0.01), t(0.9), t(0.999),
-                            t(1e-8), t(0.1), np.int32(1), t(bias1), t(bias2_sqrt)))
-    np.testing.assert_allclose(m, m_new, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol)
+# Each kernel against its op's reference, through the CUDA backend's own launch code:
+# tests/test_cuda_kernels.py.

@@ -199,3 +199,19 @@ def test_diagonal_trace_cross_matrix_power(rng):
                                    np.linalg.matrix_power(m, n), rtol=1e-10)
     g = gk.grad(lambda t: gk.linalg.trace(t))(f64(np.ones((3, 3))))
     np.testing.assert_array_equal(g.numpy(), np.eye(3))
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (3, 2)), ((3,), (3,)), ((3,), (3, 2)),
+                                    ((4, 3), (3,)), ((2, 4, 3), (3, 2))])
+@pytest.mark.parametrize("fn", ["matmul", "linear"])
+def test_mixed_precision_gradients_have_their_inputs_dtypes(fn, shapes):
+    if fn == "linear" and len(shapes[1]) != 2:
+        return
+    rng = np.random.default_rng(0)
+    x = gk.tensor(rng.standard_normal(shapes[0]), requires_grad=True)  # float64
+    w = gk.tensor(rng.standard_normal(shapes[1]).astype(np.float32), requires_grad=True)
+    out = gk.matmul(x, w) if fn == "matmul" else gk.linear(x, w, gk.zeros(shapes[1][1]))
+    out.sum().backward()
+    assert x.grad.dtype == np.float64 and w.grad.dtype == np.float32
+    expected = gk.grad(lambda a: (gk.matmul(a, w.detach().astype("float64"))).sum())(x.detach())
+    np.testing.assert_allclose(x.grad.numpy(), expected.numpy(), rtol=1e-6)

@@ -83,3 +83,26 @@ def test_gradient_has_input_shape_and_dtype(entry, sample):
     for x in xs:
         if x.grad is not None:
             assert x.grad.shape == x.shape and x.grad.dtype == x.dtype
+
+
+MIXED = [c for c in DIFFERENTIABLE
+         if sum(np.asarray(a).dtype.kind == "f" for a in c.values[1].args) >= 2]
+
+
+@pytest.mark.parametrize("entry,sample", MIXED)
+def test_mixed_precision_gradients_have_their_inputs_dtypes(entry, sample):
+    """Float inputs of two precisions (float64 data into a float32 model): each gradient
+    has its own input's dtype, or the op refuses the mix with a gradkit error."""
+    floats = [i for i, a in enumerate(sample.args) if np.asarray(a).dtype.kind == "f"]
+    xs = [gk.tensor(np.asarray(a).astype(np.float32 if i == floats[-1] else np.float64))
+          if i in floats else gk.tensor(np.asarray(a)) for i, a in enumerate(sample.args)]
+    xs = [t.requires_grad_(True) if i in floats and i not in sample.nondiff else t
+          for i, t in enumerate(xs)]
+    try:
+        out = _call(entry, sample, xs)
+    except gk.GradkitError:
+        return  # a refusal that names the op is a documented outcome
+    out.sum().backward()
+    for x in xs:
+        if x.grad is not None:
+            assert x.grad.shape == x.shape and x.grad.dtype == x.dtype

@@ -94,7 +94,7 @@ def test_np_array_of_a_tensor_is_a_copy():
 def test_np_array_of_a_leaf_does_not_corrupt_its_gradient():
     x = f64([1.0, 2.0], requires_grad=True)
     y = x * x
-    snapshot = np.array(x.detach())
+    snapshot = x.detach().numpy()
     snapshot *= 100.0  # the user scales *their copy*
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])

@@ -59,13 +59,14 @@ def matmul_vjp(ctx, g):
     x, y = ctx.inputs
     gx = gy = None
     if x.ndim == 1 and y.ndim == 1:
-        return (g * y if ctx.needs[0] else None), (g * x if ctx.needs[1] else None)
+        return (unbroadcast(g * y, x) if ctx.needs[0] else None,
+                unbroadcast(g * x, y) if ctx.needs[1] else None)
     if ctx.needs[0]:
         if y.ndim == 1:
             gx = unbroadcast(expand_dims(g, axis=-1) * y, x)
         elif x.ndim == 1:
             row = matmul(expand_dims(g, axis=-2), matrix_transpose(y))
-            gx = sum_to(squeeze(row, axis=-2), shape=x.shape)
+            gx = unbroadcast(squeeze(row, axis=-2), x)
         else:
             gx = unbroadcast(matmul(g, matrix_transpose(y)), x)
     if ctx.needs[1]:
@@ -73,7 +74,7 @@ def matmul_vjp(ctx, g):
             gy = unbroadcast(expand_dims(x, axis=-1) * expand_dims(g, axis=-2), y)
         elif y.ndim == 1:
             column = matmul(matrix_transpose(x), expand_dims(g, axis=-1))
-            gy = sum_to(squeeze(column, axis=-1), shape=y.shape)
+            gy = unbroadcast(squeeze(column, axis=-1), y)
         else:
             gy = unbroadcast(matmul(matrix_transpose(x), g), y)
     return gx, gy
@@ -112,12 +113,12 @@ def check_linear(x, weight, bias=None) -> None:
 def linear_vjp(ctx, g):
     x, weight = ctx.inputs[:2]
     grads = [None] * len(ctx.inputs)
-    if ctx.needs[0]:
-        grads[0] = matmul(g, matrix_transpose(weight))
+    if ctx.needs[0]:  # unbroadcast: a gradient has its input's dtype (mixed precision)
+        grads[0] = unbroadcast(matmul(g, matrix_transpose(weight)), x)
     if ctx.needs[1]:
         rows_x = x if x.ndim == 2 else reshape(x, shape=(-1, x.shape[-1]))
         rows_g = g if g.ndim == 2 else reshape(g, shape=(-1, g.shape[-1]))
-        grads[1] = matmul(matrix_transpose(rows_x), rows_g)
+        grads[1] = unbroadcast(matmul(matrix_transpose(rows_x), rows_g), weight)
     if len(ctx.inputs) == 3 and ctx.needs[2]:
         grads[2] = unbroadcast(g, ctx.inputs[2])
     return tuple(grads)
