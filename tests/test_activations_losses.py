@@ -435,3 +435,17 @@ def test_two_layer_net_trains_with_functional_api():
         w1 = (w1 - 0.5 * g1).detach()
         w2 = (w2 - 0.5 * g2).detach()
     assert loss_fn(w1, w2).item() < 0.5 * first
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: gk.leaky_relu(x, slope=np.float64(0.25)),
+    lambda x: gk.elu(x, alpha=np.float64(0.5)),
+    lambda x: gk.bias_activation(x, gk.zeros(2), activation="leaky_relu", slope=np.float64(0.25)),
+], ids=["leaky_relu", "elu", "bias_activation"])
+def test_numpy_scalar_params_take_the_tensors_dtype(call):
+    """A NumPy scalar param is a number like a Python float: float32 stays float32."""
+    x = gk.tensor(np.array([-2.0, 3.0], np.float32), requires_grad=True)
+    y = call(x)
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32 and x.grad.numpy()[1] == 1.0
