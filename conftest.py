@@ -13,6 +13,22 @@ except ImportError:
     collect_ignore.append("gradkit/backends/numba_kernels.py")
 
 
+# Docstring examples that need an optional extra (a GPU machine may lack them).
+DOCTEST_NEEDS = {"gradkit.training.": ("matplotlib", "tqdm"),
+                 "gradkit.serialization.save": ("safetensors",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+    for item in items:
+        if not isinstance(item, DoctestItem):
+            continue
+        for prefix, modules in DOCTEST_NEEDS.items():
+            missing = [m for m in modules if importlib.util.find_spec(m) is None]
+            if item.name.startswith(prefix) and missing:
+                item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}"))
+
+
 @pytest.fixture(autouse=True)
 def _doctests_run_on_numpy(request):
     """The docstrings' examples show the default backend, whatever GRADKIT_BACKEND

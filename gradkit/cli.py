@@ -73,10 +73,8 @@ def _devices(name: str) -> str:
     """What the backend runs on, when it is usable."""
     import os
     if name == "cuda":
-        import cupy
-        count = cupy.cuda.runtime.getDeviceCount()
-        names = [cupy.cuda.runtime.getDeviceProperties(i)["name"].decode() for i in range(count)]
-        return ", ".join(f"cuda:{i} {n}" for i, n in enumerate(names))
+        import gradkit as gk
+        return "; ".join(gk.backends.get("cuda").report())
     if name == "numba":
         import numba
         return f"CPU, {numba.config.NUMBA_NUM_THREADS} threads"

@@ -382,7 +382,12 @@ def make_module(raw_module: Any) -> types.ModuleType:
     module.RawModule = raw_module
     module.scatter_add = scatter_add
     module.take = _take
-    module.cuda = types.SimpleNamespace(
-        Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1, driverGetVersion=lambda: 12090,
+        runtimeGetVersion=lambda: 12090,
+        getDeviceProperties=lambda index: {"name": b"emulated CUDA device (CPU)", "major": 9,
+                                           "minor": 0, "totalGlobalMem": 2**30})
+    nvrtc = types.SimpleNamespace(getVersion=lambda: (12, 9))
+    module.cuda = types.SimpleNamespace(Device=Device, runtime=runtime, nvrtc=nvrtc)
     module.__version__ = "emulated"
     return module

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_strict as xps
 import numpy as np
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+import pytest
 
-import gradkit as gk
+# the test extra's libraries: where one is missing (a GPU machine), its users skip
+pytest.importorskip("hypothesis")
+pytest.importorskip("array_api_strict")
+
+import array_api_strict as xps  # noqa: E402
+from hypothesis import settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import gradkit as gk  # noqa: E402
 
 # Quick hypothesis runs: the suite reruns per backend and must stay fast.
 QUICK = settings(max_examples=25, deadline=None)

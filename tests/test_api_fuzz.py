@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import warnings
 
-import array_api_strict as xps
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-import gradkit as gk
+# the test extra's libraries: where one is missing (a GPU machine), this file skips
+pytest.importorskip("hypothesis")
+pytest.importorskip("array_api_strict")
+
+import array_api_strict as xps  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import gradkit as gk  # noqa: E402
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

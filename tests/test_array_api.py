@@ -11,17 +11,22 @@ from __future__ import annotations
 import inspect
 import math
 
-import array_api_strict as xps
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.array_api import make_strategies_namespace
-from strict_reference import FLOATS, INTS, QUICK, assert_same, host, to_strict
 
-import gradkit as gk
-from gradkit import backends
-from gradkit.backends.numpy_backend import NumpyBackend
+# the test extra's libraries: where one is missing (a GPU machine), this file skips
+pytest.importorskip("hypothesis")
+pytest.importorskip("array_api_strict")
+
+import array_api_strict as xps  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.array_api import make_strategies_namespace  # noqa: E402
+from strict_reference import FLOATS, INTS, QUICK, assert_same, host, to_strict  # noqa: E402
+
+import gradkit as gk  # noqa: E402
+from gradkit import backends  # noqa: E402
+from gradkit.backends.numpy_backend import NumpyBackend  # noqa: E402
 
 ALL_DTYPES = FLOATS + INTS + [np.dtype("uint64"), np.dtype(bool)]
 STRICT_DTYPE = {np.dtype(name): getattr(xps, name) for name in (

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gradkit import cli
 from gradkit.benchmarks.report import load, rows_from_json
 
@@ -31,6 +33,7 @@ def test_rows_are_ratios_to_the_floor_of_the_same_run(tmp_path):
 
 
 def test_gradkit_bench_reports_a_json_and_draws_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")  # the bench extra draws the picture
     results = _results(tmp_path / "r.json", 1.5)
     assert cli.main(["bench", "--json", str(results), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out

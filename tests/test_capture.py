@@ -1,6 +1,8 @@
 """gk.capture: a replay does what the eager step did, or refuses with a CaptureError."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -611,6 +613,8 @@ def test_what_a_replay_could_not_repeat_is_refused(case):
             captured(*make_args())
 
 
+@pytest.mark.skipif(not importlib.util.find_spec("array_api_strict"),
+                    reason="the test backend 'strict' needs array-api-strict")
 def test_moves_between_backends_are_replayed():
     """to_backend is recorded like a kernel: the moved values follow the argument."""
     def make():

@@ -152,15 +152,41 @@ def test_integer_indices_out_of_range_raise_where_cupy_would_wrap(emulated, inde
     assert x.grad.tolist() == [[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]]
 
 
-def test_arrays_on_two_devices_refuse_one_kernel(emulated):
+def test_arrays_on_two_devices_refuse_one_kernel(emulated, monkeypatch):
     import emulated_cupy
-    x = emulated.asarray(np.ones(3, np.float32))
-    other = emulated.asarray(np.ones(3, np.float32))
-    other_device = emulated_cupy.Device(1)
-    y = type(other)(other._host)
-    type(y).device  # noqa: B018
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(type(y), "device", property(
-            lambda self: other_device if self is y else emulated_cupy.Device(0)))
-        with pytest.raises(gk.BackendError, match="different GPUs"):
-            emulated.kernels["relu_backward"](x, y)
+    x, y = (emulated.asarray(np.ones(3, np.float32)) for _ in range(2))
+    monkeypatch.setattr(emulated_cupy.ndarray, "device", property(
+        lambda self: emulated_cupy.Device(1 if self is y else 0)))
+    with pytest.raises(gk.BackendError, match="different GPUs"):
+        emulated.launch("activations.cu", "activation_forward", (x, y), 1, ())
+
+
+def test_info_reports_versions_devices_and_that_the_kernels_compile(emulated):
+    lines = emulated.report()
+    assert lines[0].startswith("CuPy emulated, CUDA runtime 12.9, driver supports CUDA 12.9")
+    assert "compute capability 9.0" in lines[1]
+    assert lines[-1] == "gradkit's kernels compile here (NVRTC, CUDA headers)"
+
+
+def _cupy_with(**runtime):
+    import types
+    import emulated_cupy
+    module = emulated_cupy.make_module(None)
+    module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(**runtime))
+    return module
+
+
+def _no_driver():
+    raise RuntimeError("cudaErrorInsufficientDriver")
+
+
+@pytest.mark.parametrize("runtime,reason", [
+    (dict(driverGetVersion=_no_driver), "no NVIDIA driver .*nvidia-smi must work"),
+    (dict(driverGetVersion=lambda: 0), "no NVIDIA driver is loaded"),
+    (dict(driverGetVersion=lambda: 11080, getDeviceCount=_no_driver),
+     "no usable CUDA device.*driver supports CUDA 11.8.*cuda12 or cuda13"),
+    (dict(driverGetVersion=lambda: 12090, getDeviceCount=lambda: 0), "no CUDA device is visible"),
+])
+def test_unusable_cuda_says_why_and_how_to_fix(runtime, reason):
+    from gradkit.backends.cuda_backend import CudaBackend
+    assert re.search(reason, CudaBackend(cupy=_cupy_with(**runtime)).unavailable_reason())

@@ -152,12 +152,44 @@ class CudaBackend(Backend):
                     "pip install 'gradkit[cuda12]' or 'gradkit[cuda13]' (the CUDA major "
                     "of your driver, as nvidia-smi shows it; 'gradkit[cuda]' is cuda12)")
         try:
+            driver = cupy.cuda.runtime.driverGetVersion()
+        except Exception as exc:  # no libcuda: no NVIDIA driver on this machine
+            return (f"no NVIDIA driver ({type(exc).__name__}: {exc}); install the driver "
+                    "(nvidia-smi must work), or use another backend")
+        if driver == 0:
+            return "no NVIDIA driver is loaded (nvidia-smi must work); or use another backend"
+        try:
             count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # CUDARuntimeError without a driver
-            return f"no usable CUDA device: {exc}; check nvidia-smi and the driver"
+        except Exception as exc:  # a driver older than CuPy's CUDA, a broken install
+            return (f"no usable CUDA device: {exc}; the driver supports CUDA "
+                    f"{_cuda_version(driver)}: install the gradkit extra of that major "
+                    "(cuda12 or cuda13), or update the driver")
         if count == 0:
             return "no CUDA device is visible (CUDA_VISIBLE_DEVICES, nvidia-smi)"
         return None
+
+    def report(self) -> list[str]:
+        """What ``gradkit info`` says of CUDA here: versions, devices, and whether
+        gradkit's kernels compile (NVRTC and the CUDA headers present), with the fix."""
+        cupy = self.cupy
+        runtime = cupy.cuda.runtime
+        lines = [f"CuPy {cupy.__version__}, CUDA runtime {_cuda_version(runtime.runtimeGetVersion())}"
+                 f", driver supports CUDA {_cuda_version(runtime.driverGetVersion())}"]
+        for index in range(runtime.getDeviceCount()):
+            props = runtime.getDeviceProperties(index)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            lines.append(f"cuda:{index} {name}, compute capability {props['major']}."
+                         f"{props['minor']}, {props['totalGlobalMem'] / 2**30:.0f} GiB")
+        try:
+            lines.append(f"NVRTC {'.'.join(map(str, cupy.cuda.nvrtc.getVersion()))}")
+            self.function("activations.cu", "activation_forward", np.dtype("float32"))
+            lines.append("gradkit's kernels compile here (NVRTC, CUDA headers)")
+        except Exception as exc:
+            lines.append(f"gradkit's kernels do not compile here: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}; NVRTC and the CUDA "
+                         "headers come with a CUDA Toolkit or with pip install "
+                         "'gradkit[cuda12]' / 'gradkit[cuda13]' (cupy-cuda1Xx[ctk])")
+        return lines
 
     # -- arrays -----------------------------------------------------------------
     @property
@@ -238,6 +270,11 @@ class CudaBackend(Backend):
     def _register_kernels(self) -> None:
         for op_name, factory in KERNEL_FACTORIES.items():
             self.register_kernel(op_name, factory(self))
+
+
+def _cuda_version(number: int) -> str:
+    """CUDA's integer version (12040) as text (12.4)."""
+    return f"{number // 1000}.{number % 1000 // 10}"
 
 
 def _blocks(n: int) -> int:
