@@ -18,6 +18,7 @@ from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load
 from gradkit import data  # noqa: F401
 from gradkit import linalg, random  # noqa: F401
+from gradkit import distributed  # noqa: F401  (imports mpi4py only under mpiexec)
 from gradkit.dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8,
                             uint16, uint32, uint64, bool_, get_default_dtype,
                             set_default_dtype, isdtype, result_type, can_cast, finfo, iinfo)
