@@ -1,0 +1,82 @@
+"""gk.distributed in one process: the world of one, sharded loading, the NCCL engine's
+Python logic on a fake communicator, and (where mpi4py and mpiexec are installed) jobs
+launched with mpiexec that must stop together when one rank fails.
+
+The multi-rank tests live in tests/mpi/ and run under ``mpiexec -n 2`` and ``-n 3``
+(ci/distributed_tests.sh)."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+import gradkit.distributed as dist
+
+
+def test_world_of_one_without_mpi():
+    code = ("import sys, gradkit as gk; d = gk.distributed; d.init();"
+            "print(d.rank(), d.world_size(), d.local_rank(), 'mpi4py' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not dist.world.launched_by_mpi({k: v})}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["0", "1", "0", "False"]
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint16", "int64", "float16", "float32",
+                                   "float64"])
+@pytest.mark.parametrize("shape", [(), (0,), (3, 2)])
+def test_world_of_one_collectives_copy(dtype, shape):
+    a = np.ones(shape, dtype=dtype)
+    t = gk.tensor(a)
+    for op in ("sum", "max") + (("mean",) if a.dtype.kind == "f" else ()):
+        out = dist.all_reduce(t, op=op)
+        assert out is not t and out.dtype == a.dtype and out.shape == shape
+        np.testing.assert_array_equal(out.numpy(), a)
+    np.testing.assert_array_equal(dist.broadcast(t).numpy(), a)
+    gathered = dist.all_gather(t)
+    assert gathered.shape == (1,) + shape and gathered.dtype == a.dtype
+    dist.barrier()
+
+
+def test_collective_errors_name_the_collective_and_tensor():
+    with pytest.raises(dist.DistributedError, match=r"all_reduce on rank 0 of 1 \(numpy int64 \(2,\)\).*mean"):
+        dist.all_reduce(gk.tensor(np.arange(2)), op="mean")
+    with pytest.raises(dist.DistributedError, match="op must be one of"):
+        dist.all_reduce(gk.tensor([1.0]), op="prod")
+    with pytest.raises(dist.DistributedError, match="root must be a rank"):
+        dist.broadcast(gk.tensor([1.0]), root=1)
+    with pytest.raises(TypeError, match="expected a gradkit Tensor"):
+        dist.all_reduce(np.ones(2))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("rows,batch", [(10, 2), (11, 2), (7, 4), (5, 3)])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_sharded_loader_splits_the_batches_of_one_process(world, rows, batch, drop_last):
+    X = np.arange(rows * 2, dtype=np.float64).reshape(rows, 2)
+    y = np.arange(rows)
+    single = gk.data.DataLoader(X, y, batch_size=batch * world, seed=3, drop_last=drop_last)
+    shards = [gk.data.DataLoader(X, y, batch_size=batch, seed=3, drop_last=drop_last,
+                                 shard=True, rank=r, world_size=world) for r in range(world)]
+    assert all(len(s) == len(single) for s in shards)
+    for epoch in range(2):
+        for (xb, yb), *parts in zip(single, *shards):
+            assert [p[1].shape[0] for p in parts] == \
+                [len(a) for a in np.array_split(np.arange(yb.shape[0]), world)]
+            np.testing.assert_array_equal(np.concatenate([p[1].numpy() for p in parts]),
+                                          yb.numpy())
+            np.testing.assert_array_equal(np.concatenate([p[0].numpy() for p in parts]),
+                                          xb.numpy())
+
+
+def test_sharded_loader_checks_its_rank():
+    with pytest.raises(ValueError, match="rank must be in"):
+        gk.data.DataLoader(np.ones((4, 1)), np.ones(4), shard=True, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="need shard=True"):
+        gk.data.DataLoader(np.ones((4, 1)), np.ones(4), rank=0)
+    assert gk.data.DataLoader(np.ones((4, 1)), np.ones(4), shard=True).world_size == 1
