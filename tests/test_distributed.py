@@ -80,3 +80,58 @@ def test_sharded_loader_checks_its_rank():
     with pytest.raises(ValueError, match="need shard=True"):
         gk.data.DataLoader(np.ones((4, 1)), np.ones(4), rank=0)
     assert gk.data.DataLoader(np.ones((4, 1)), np.ones(4), shard=True).world_size == 1
+
+
+def test_gradient_ready_event_fires_once_per_leaf_with_the_final_grad():
+    from gradkit.autodiff import on_gradient_ready
+    w = gk.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = gk.tensor(np.array([0.5]), requires_grad=True)
+    unused = gk.tensor(np.array([3.0]), requires_grad=True)
+    events = []
+    remove = on_gradient_ready(lambda leaf: events.append((id(leaf), leaf.grad.numpy().copy())))
+    try:
+        h = gk.tanh(w * b) * w          # w is used three times, b once
+        (h.sum() + (w * w).sum() + b.sum()).backward()
+    finally:
+        remove()
+    assert sorted(i for i, _ in events) == sorted([id(w), id(b)])
+    final = {i: g for i, g in events}
+    np.testing.assert_array_equal(final[id(w)], w.grad.numpy())
+    np.testing.assert_array_equal(final[id(b)], b.grad.numpy())
+    assert unused.grad is None
+
+
+def test_gradients_are_the_same_with_a_gradient_ready_callback():
+    from gradkit.autodiff import on_gradient_ready
+
+    def grads():
+        model = gk.nn.MLP([4, 6, 3], seed=0, dtype="float64")
+        x = gk.tensor(np.linspace(-1, 1, 20).reshape(5, 4))
+        loss = gk.nn.functional.cross_entropy(model(x), gk.tensor([0, 1, 2, 0, 1]))
+        loss.backward(retain_graph=True)
+        loss.backward()                  # accumulates into .grad
+        return [p.grad.numpy() for p in model.parameters()]
+
+    plain = grads()
+    count = []
+    remove = on_gradient_ready(lambda leaf: count.append(1))
+    try:
+        hooked = grads()
+    finally:
+        remove()
+    assert len(count) == 2 * len(plain)
+    for a, b in zip(plain, hooked):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_data_parallel_in_a_world_of_one_is_the_module():
+    model = gk.nn.MLP([4, 6, 3], seed=0, dtype="float64")
+    dp = dist.DataParallel(model)
+    x = gk.tensor(np.ones((5, 4)))
+    np.testing.assert_array_equal(dp(x).numpy(), model(x).numpy())
+    assert dp.buckets == [] and list(dp.state_dict()) == list(model.state_dict())
+    with dp.no_sync():
+        dp(x).sum().backward()
+    dp.step_without_rows()
+    with pytest.raises(ValueError, match="bucket_mb"):
+        dist.DataParallel(model, bucket_mb=0)

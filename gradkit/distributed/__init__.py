@@ -15,6 +15,7 @@ from gradkit.distributed.world import (CollectiveTimeoutError, DistributedError,
                                        finalize, init, launched_by_mpi)
 from gradkit.distributed.world import ensure_init as _ensure_init
 from gradkit.distributed.collectives import all_gather, all_reduce, barrier, broadcast
+from gradkit.distributed.data_parallel import DataParallel
 
 
 def rank() -> int:
@@ -37,6 +38,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-__all__ = ["init", "finalize", "abort", "rank", "world_size", "local_rank", "is_main",
+__all__ = ["DataParallel", "init", "finalize", "abort", "rank", "world_size", "local_rank", "is_main",
            "all_reduce", "broadcast", "all_gather", "barrier", "launched_by_mpi",
            "DistributedError", "CollectiveTimeoutError"]
