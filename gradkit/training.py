@@ -396,6 +396,11 @@ def make_optimizer(settings: TrainSettings, params: Iterable[gk.Tensor]) -> Any:
 def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple[float, float]:
     """One pass over ``loader``; the mean loss and the accuracy on its batches.
 
+    Data-parallel (``model`` a ``gk.distributed.DataParallel``, ``loader`` sharded):
+    a rank with an empty part of a last partial batch takes part in the gradient
+    all-reduce with ``step_without_rows()``; the loss and accuracy are summed over the
+    ranks' rows, so every rank returns those of the global batches.
+
     >>> X, y = gk.data.spiral()
     >>> model = gk.nn.MLP([2, 16, 3], seed=0)
     >>> optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
@@ -406,15 +411,23 @@ def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for X_batch, y_batch in loader:
+        count = len(y_batch)
+        optimizer.zero_grad()
+        if count == 0 and hasattr(model, "step_without_rows"):
+            model.step_without_rows()
+            optimizer.step()
+            continue
         logits = model(X_batch)
         loss = F.cross_entropy(logits, y_batch)
-        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        count = len(y_batch)
         total_loss += loss.item() * count
         correct += int((logits.numpy().argmax(axis=1) == y_batch.numpy()).sum())
         seen += count
+    if getattr(loader, "world_size", 1) > 1:  # [distributed] sums over the ranks
+        sums = gk.distributed.all_reduce(gk.tensor(np.array([total_loss, correct, seen],
+                                                            dtype=np.float64), backend="numpy"))
+        total_loss, correct, seen = sums.numpy().tolist()
     return total_loss / seen, correct / seen
 
 
@@ -460,7 +473,10 @@ class TrainRun:
         self.classes = check_labels(self.y, self.settings.dataset)
         widths = [self.X.shape[1], *self.settings.hidden, self.classes]
         check_model_fits(widths, self.settings, len(self.X))
-        make_output_directory(self.out)
+        self.world = gk.distributed.init()
+        self.main = self.world.rank == 0      # only rank 0 prints and writes files
+        if self.main:
+            make_output_directory(self.out)
         try:
             with gk.use_backend(self.settings.backend or gk.get_backend()) as backend:
                 self.backend = backend.name
@@ -470,7 +486,8 @@ class TrainRun:
             self.timings["total_seconds"] = time.perf_counter() - start
             with interrupts_deferred():
                 metrics = self._metrics(final_accuracy=final, completed=True)
-                plot_curves(self.history, self.out / "curves.png")
+                if self.main:
+                    plot_curves(self.history, self.out / "curves.png")
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted_message()) from None
         except MemoryError:
@@ -482,14 +499,18 @@ class TrainRun:
     def _build(self, widths: list[int]) -> None:
         s = self.settings
         self.model = gk.nn.MLP(widths, activation=s.activation, seed=s.seed)
+        sharded = self.world.size > 1
+        if sharded:  # [distributed] rank 0's weights everywhere; gradients averaged
+            self.model = gk.distributed.DataParallel(self.model)
         self.optimizer = make_optimizer(s, self.model.parameters())
-        self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed)
+        self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed,
+                                         shard=sharded)
 
     def _epochs(self) -> None:
         from tqdm import tqdm
         # NumPy's overflow warnings are left out: _check_finite reports a divergence once
         with tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch",
-                  file=sys.stderr) as bar, np.errstate(over="ignore", invalid="ignore"):
+                  file=sys.stderr, disable=not self.main) as bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in bar:
                 started = time.perf_counter()
                 loss, acc = train_epoch(self.model, self.optimizer, self.loader)
@@ -504,6 +525,9 @@ class TrainRun:
         """Write the weights, then metrics.json, with Ctrl-C held back until both are
         written; a write that fails (disk full...) stops training with TrainingFailed
         saying what each file now holds."""
+        if not self.main:  # [distributed] the other ranks hold the same weights
+            self.saved_epoch = epoch
+            return
         with interrupts_deferred():
             try:
                 gk.save(self.model.state_dict(), self.weights)
@@ -552,10 +576,13 @@ class TrainRun:
                         "classes": self.classes},
             "epochs": self.history, "final_accuracy": final_accuracy,
             "weights": self.weights.name,
+            "world_size": self.world.size,
+            "global_batch_size": self.settings.batch_size * self.world.size,
             "timings": {**self.timings,
                         "epoch_seconds": [entry["seconds"] for entry in self.history]},
         }
-        write_json_atomically(metrics, self.out / "metrics.json")
+        if self.main:
+            write_json_atomically(metrics, self.out / "metrics.json")
         return metrics
 
 

@@ -135,3 +135,98 @@ def test_data_parallel_in_a_world_of_one_is_the_module():
     dp.step_without_rows()
     with pytest.raises(ValueError, match="bucket_mb"):
         dist.DataParallel(model, bucket_mb=0)
+
+
+def _mpiexec():
+    """The mpiexec next to this Python (the mpich wheel's), else on PATH; or skip."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
+                        "'.[distributed]'; ci/distributed_tests.sh runs these)")
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = here if os.path.exists(here) else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec (pip install mpich)")
+    return found
+
+
+def _launch(tmp_path, n, code, timeout=60):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(code))
+    started = time.monotonic()
+    done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(script)],
+                          capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_rank_that_raises_stops_every_rank(tmp_path, n):
+    done, seconds = _launch(tmp_path, n, f"""
+        import gradkit as gk
+        d = gk.distributed
+        d.init(timeout=600)              # the abort, not the timeout, must end the job
+        d.barrier()
+        if d.rank() == {n - 1}:
+            raise RuntimeError("boom on the last rank")
+        d.all_reduce(gk.tensor([1.0]))   # the other ranks wait here for the last one
+        print("finished", flush=True)
+        """)
+    assert done.returncode != 0
+    assert "boom on the last rank" in done.stderr
+    assert f"rank {n - 1} raised RuntimeError; stopping every rank" in done.stderr
+    assert "finished" not in done.stdout
+
+
+def test_a_collective_times_out_with_a_clear_error(tmp_path):
+    done, _ = _launch(tmp_path, 2, """
+        import time, gradkit as gk
+        d = gk.distributed
+        d.init(timeout=1)
+        if d.rank() == 0:
+            d.all_reduce(gk.tensor([1.0, 2.0]))
+        else:
+            time.sleep(30)
+        """)
+    assert done.returncode != 0
+    assert "CollectiveTimeoutError: all_reduce on rank 0 of 2" in done.stderr
+    assert "no answer from the other ranks after 1 s" in done.stderr
+
+
+def test_gradkit_train_under_mpiexec_matches_one_process(tmp_path):
+    pytest.importorskip("tqdm")
+    pytest.importorskip("matplotlib")
+    gradkit_cmd = [sys.executable, "-m", "gradkit"]
+    common = ["train", "--dataset", "spiral", "--hidden", "16", "--epochs", "2",
+              "--optimizer", "sgd", "--momentum", "0.9"]
+    single = subprocess.run(gradkit_cmd + common + ["--batch-size", "22",
+                                                    "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=120)
+    assert single.returncode == 0, single.stderr
+    multi = subprocess.run([_mpiexec(), "-n", "2"] + gradkit_cmd + common +
+                           ["--batch-size", "11", "--out", str(tmp_path / "two")],
+                           capture_output=True, text=True, timeout=120)
+    assert multi.returncode == 0, multi.stderr
+    assert multi.stdout.count("final training accuracy") == 1   # rank 0 only
+    assert "data-parallel on 2 ranks (global batch 22)" in multi.stdout
+    import json
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["world_size"] == 2
+    for a, b in zip(one["epochs"], two["epochs"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    w1 = gk.load(tmp_path / "one" / one["weights"])
+    w2 = gk.load(tmp_path / "two" / two["weights"])
+    for key in w1:
+        np.testing.assert_allclose(w2[key], w1[key], rtol=1e-4, atol=1e-5)
+
+
+def test_gradkit_train_stops_every_rank_when_one_fails(tmp_path):
+    pytest.importorskip("tqdm")
+    pytest.importorskip("matplotlib")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should go")
+    started = time.monotonic()
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "gradkit", "train",
+                           "--dataset", "spiral", "--epochs", "50", "--out", str(blocker)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "gradkit: error:" in done.stderr
+    assert time.monotonic() - started < 60

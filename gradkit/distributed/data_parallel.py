@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gradkit.autodiff import on_gradient_ready
+from gradkit.autodiff import is_grad_enabled, on_gradient_ready
 from gradkit.distributed import collectives
 from gradkit.distributed.world import DistributedError, ensure_init, warn_staging, world
 from gradkit.errors import describe
@@ -192,7 +192,7 @@ class DataParallel(Module):
 
     # -- a step ----------------------------------------------------------------------------
     def forward(self, *args: Any, rows: int | None = None, **kwargs: Any) -> Any:
-        if self.world.size == 1:
+        if self.world.size == 1 or not is_grad_enabled():  # (evaluation: nothing to sync)
             return self.module(*args, **kwargs)
         self._refuse_capture()
         if self._step is not None:
