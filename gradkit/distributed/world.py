@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -147,6 +148,9 @@ def abort(code: int = 1, message: str | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if world.comm is not None and world.size > 1:
+        # the launcher forwards our output asynchronously and stops forwarding at the
+        # abort: a moment's pause lets the message above reach the terminal
+        time.sleep(0.3)
         world.comm.Abort(code)
     os._exit(code)
 
