@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The multi-rank tests of gk.distributed, on this machine's CPUs (no GPU needed):
-#   1. installs the distributed extra (mpi4py + the mpich wheel, which ships mpiexec)
-#      into the current Python environment (a venv: CI's, or make one first)
+#   1. installs the test, cli and distributed extras (mpi4py + the mpich wheel, which
+#      ships mpiexec) into the current Python environment when they are missing, and
+#      puts this checkout first on PYTHONPATH, so the tests run this checkout's code
+#      whatever gradkit the environment holds (an editable install stays editable)
 #   2. tests/test_distributed.py in one process: world of one, sharded loading, the
 #      NCCL engine on a fake communicator, and jobs it launches itself with mpiexec
 #      (a raising rank stops all, timeouts, `gradkit train` on 2 ranks vs 1 process)
@@ -12,7 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install --quiet ".[test,cli,distributed]"
+PYBIN="$(dirname "$(python -c 'import sys; print(sys.executable)')")"
+if ! python -c "import mpi4py, pytest, hypothesis, tqdm, matplotlib" 2>/dev/null \
+    || { [ ! -x "$PYBIN/mpiexec" ] && ! command -v mpiexec >/dev/null; }; then
+  python -m pip install --quiet ".[test,cli,distributed]"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 MPIEXEC="$(dirname "$(python -c 'import sys; print(sys.executable)')")/mpiexec"
 [ -x "$MPIEXEC" ] || MPIEXEC="$(command -v mpiexec)"
 echo "distributed tests with $("$MPIEXEC" --version 2>/dev/null | head -n 1 || echo "$MPIEXEC")"

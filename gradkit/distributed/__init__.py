@@ -16,6 +16,7 @@ from gradkit.distributed.world import (CollectiveTimeoutError, DistributedError,
 from gradkit.distributed.world import ensure_init as _ensure_init
 from gradkit.distributed.collectives import all_gather, all_reduce, barrier, broadcast
 from gradkit.distributed.data_parallel import DataParallel
+from gradkit.distributed.ops import RankRefused, capture
 
 
 def rank() -> int:
@@ -38,6 +39,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-__all__ = ["DataParallel", "init", "finalize", "abort", "rank", "world_size", "local_rank", "is_main",
+__all__ = ["DataParallel", "capture", "RankRefused", "init", "finalize", "abort", "rank", "world_size", "local_rank", "is_main",
            "all_reduce", "broadcast", "all_gather", "barrier", "launched_by_mpi",
            "DistributedError", "CollectiveTimeoutError"]

@@ -194,7 +194,6 @@ class DataParallel(Module):
     def forward(self, *args: Any, rows: int | None = None, **kwargs: Any) -> Any:
         if self.world.size == 1 or not is_grad_enabled():  # (evaluation: nothing to sync)
             return self.module(*args, **kwargs)
-        self._refuse_capture()
         if self._step is not None:
             self._unfinished()
         if rows is None:
@@ -211,19 +210,38 @@ class DataParallel(Module):
         return out
 
     def _arm(self, out: Any) -> None:
-        """Expect a gradient for every parameter the output depends on; fill the rest."""
+        """Expect a gradient for every parameter the output depends on; fill the rest.
+
+        Under gk.capture (``ops``), the buckets are reduced by recorded ops once every
+        gradient is in (see :mod:`gradkit.distributed.ops`), without overlap.
+        """
         reached = _reachable_leaves(out)
-        step = {"started": 0, "rows": self._rows}
+        ops = _capturing()
+        step = {"started": 0, "rows": self._rows, "ops": ops}
+        if ops and out is not None:
+            unused = [name for name, p in self.module.named_parameters()
+                      if p.requires_grad and id(p) not in reached and p.grad is None]
+            if unused:
+                from gradkit.capture import CaptureError
+                raise CaptureError(
+                    f"DataParallel on rank {self.world.rank}: under gk.capture every "
+                    f"trainable parameter must be used in the step; unused: {unused} (freeze "
+                    "them with requires_grad=False, or do not capture this step)")
         object.__setattr__(self, "_step", step)
         for bucket in self.buckets:
             bucket.pending = 0
-            bucket.buffer[bucket.rows_at] = self._rows
+            if not ops:
+                bucket.buffer[bucket.rows_at] = self._rows
             for slot, p in enumerate(bucket.params):
                 if id(p) in reached:
                     bucket.pending += 1
-                else:
+                elif not ops:
                     bucket.fill(slot, p.grad, self._rows)
-        self._start_ready()
+        if ops:
+            if all(bucket.pending == 0 for bucket in self.buckets):
+                self._reduce_with_ops()
+        else:
+            self._start_ready()
 
     def step_without_rows(self) -> None:
         """Take part in this step's gradient all-reduce without a batch.
@@ -236,7 +254,6 @@ class DataParallel(Module):
         """
         if self.world.size == 1:
             return
-        self._refuse_capture()
         if self._step is not None:
             self._unfinished()
         self._arm(None)
@@ -249,8 +266,12 @@ class DataParallel(Module):
         if entry is None:
             return
         bucket, slot = entry
-        bucket.fill(slot, leaf.grad, step["rows"])
         bucket.pending -= 1
+        if step["ops"]:
+            if bucket.pending == 0 and all(b.pending == 0 for b in self.buckets):
+                self._reduce_with_ops()
+            return
+        bucket.fill(slot, leaf.grad, step["rows"])
         for started in self.buckets[:step["started"]]:
             started.test()
         self._start_ready()
@@ -271,6 +292,35 @@ class DataParallel(Module):
             object.__setattr__(self, "_step", None)
             object.__setattr__(self, "_rows", 0)
 
+    def _reduce_with_ops(self) -> None:
+        """The whole step's reduction as gradkit ops (recorded by gk.capture): agree,
+        then per bucket flatten * rows, all-reduce, divide by the global rows."""
+        from gradkit import concatenate, reshape, tensor, zeros
+        from gradkit.distributed.ops import agree, all_reduce_sum
+        rows = self._step["rows"]
+        for index, bucket in enumerate(self.buckets):
+            backend = bucket.backend
+            parts = []
+            for p in bucket.params:
+                g = p.grad
+                if g is None or rows == 0:
+                    parts.append(zeros((p.size,), dtype=bucket.dtype, backend=backend))
+                else:
+                    flat = reshape(g, (-1,))
+                    parts.append((flat if flat.dtype == bucket.dtype else
+                                  flat.astype(bucket.dtype)) * float(rows))
+            count = tensor(np.array([rows], dtype=bucket.dtype), backend=backend)
+            if index == 0:
+                count = agree(count)  # a rank that failed before here stops every rank
+            reduced = all_reduce_sum(concatenate(parts + [count]))
+            total = reduced[bucket.rows_at]
+            for slot, p in enumerate(bucket.params):
+                start, stop = bucket.offsets[slot]
+                mean = reshape(reduced[start:stop] / total, p.shape)
+                p.grad = mean if mean.dtype == p.dtype else mean.astype(p.dtype)
+        object.__setattr__(self, "_step", None)
+        object.__setattr__(self, "_rows", 0)
+
     def _unfinished(self) -> None:
         waiting = [p for b in self.buckets for p in b.params if b.pending]
         object.__setattr__(self, "_step", None)
@@ -279,12 +329,6 @@ class DataParallel(Module):
             f"all synchronized: backward did not reach {len(waiting)} parameter(s) that the "
             "output depends on (call backward on a loss of the whole output, once per "
             "forward; use no_sync() for forwards without a synchronized backward)")
-
-    def _refuse_capture(self) -> None:
-        from gradkit.capture import CaptureError, recording
-        if recording.get() is not None:
-            raise CaptureError("DataParallel: a data-parallel step (with N > 1 ranks) cannot "
-                               "be captured yet; every rank refuses it the same way")
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -317,6 +361,11 @@ class DataParallel(Module):
 
     def extra_repr(self) -> str:
         return f"world_size={self.world.size}, buckets={len(self.buckets)}"
+
+
+def _capturing() -> bool:
+    from gradkit.capture import recording
+    return recording.get() is not None
 
 
 def _call_if_alive(method: weakref.WeakMethod, leaf: Tensor) -> None:
