@@ -230,3 +230,133 @@ def test_gradkit_train_stops_every_rank_when_one_fails(tmp_path):
     assert done.returncode != 0
     assert "gradkit: error:" in done.stderr
     assert time.monotonic() - started < 60
+
+
+# -- the NCCL engine's Python logic, on a fake communicator -------------------------------
+# NCCL's enum values (nccl.h): what cupy.cuda.nccl exposes as NCCL_*.
+import ctypes
+import types
+
+NCCL_DTYPES = {0: np.int8, 1: np.uint8, 2: np.int32, 3: np.uint32, 4: np.int64, 5: np.uint64,
+               6: np.float16, 7: np.float32, 8: np.float64}
+FAKE_NCCL = types.SimpleNamespace(
+    NCCL_INT8=0, NCCL_UINT8=1, NCCL_INT32=2, NCCL_UINT32=3, NCCL_INT64=4, NCCL_UINT64=5,
+    NCCL_FLOAT16=6, NCCL_FLOAT32=7, NCCL_FLOAT64=8, NCCL_SUM=0, NCCL_MAX=2)
+
+
+def _memory(pointer, count, datatype):
+    """``count`` elements of NCCL type ``datatype`` at ``pointer``, as a writable array."""
+    dtype = np.dtype(NCCL_DTYPES[datatype])
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(pointer)
+    return np.frombuffer(raw, dtype=dtype)
+
+
+class FakeStream:
+    def __init__(self, finishes=True):
+        self.done, self.ptr = finishes, 1234
+
+
+class FakeNcclComm:
+    """This rank's end of a communicator whose other ranks' inputs are ``peers`` (host
+    arrays). It reads and writes the raw pointers it is given, as NCCL would."""
+
+    def __init__(self, rank, peers):
+        self.rank, self.peers, self.calls, self.aborted = rank, peers, [], False
+
+    def _peer_values(self, count, datatype):
+        return [np.ascontiguousarray(p).reshape(-1).view(np.uint8)
+                .view(NCCL_DTYPES[datatype])[:count] for p in self.peers]
+
+    def allReduce(self, send, recv, count, datatype, op, stream):
+        self.calls.append(("allReduce", count, datatype, op, stream))
+        mine = _memory(send, count, datatype).copy()
+        every = [mine] + self._peer_values(count, datatype)
+        _memory(recv, count, datatype)[:] = (np.maximum.reduce(every) if op == 2
+                                             else np.add.reduce(every))
+
+    def broadcast(self, send, recv, count, datatype, root, stream):
+        self.calls.append(("broadcast", count, datatype, root, stream))
+        if root != self.rank:
+            peer = self.peers[root if root < self.rank else root - 1]
+            _memory(recv, count, datatype)[:] = np.ascontiguousarray(peer).reshape(-1).view(np.uint8)
+
+    def allGather(self, send, recv, count, datatype, stream):
+        self.calls.append(("allGather", count, datatype, stream))
+        out = _memory(recv, count * (1 + len(self.peers)), datatype)
+        mine = _memory(send, count, datatype).copy()
+        every = self._peer_values(count, datatype)
+        every.insert(self.rank, mine)
+        for r, part in enumerate(every):
+            out[r * count:(r + 1) * count] = part
+
+    def abort(self):
+        self.aborted = True
+
+
+def _engine(rank, peers, finishes=True, timeout=5.0):
+    from gradkit.distributed.nccl import NcclEngine
+    fake_cupy = types.SimpleNamespace(
+        array=np.array, asarray=np.asarray, empty=np.empty,
+        cuda=types.SimpleNamespace(get_current_stream=lambda: FakeStream(finishes)))
+    comm = FakeNcclComm(rank, peers)
+    engine = NcclEngine(FAKE_NCCL, comm, fake_cupy, 1 + len(peers), timeout,
+                        pointer=lambda array: array.ctypes.data)
+    return engine, comm
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int16", "uint16", "int32", "int64",
+                                   "uint64", "float16", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(), (0,), (3, 2)])
+def test_nccl_all_reduce_logic(dtype, shape):
+    mine = (np.arange(int(np.prod(shape))).reshape(shape) % 3).astype(dtype)
+    peer = (np.arange(int(np.prod(shape))).reshape(shape) % 2 + 1).astype(dtype)
+    wide = {"bool": np.uint8, "int16": np.int32, "uint16": np.uint32}.get(dtype, dtype)
+    engine, comm = _engine(0, [peer.astype(wide)])   # the peer sends the reduced dtype
+    ops = ("sum", "max") + (("mean",) if dtype.startswith("float") else ())
+    for op in ops:
+        got = engine.all_reduce(mine, op, what="test")
+        assert got.dtype == np.dtype(dtype) and got.shape == shape
+        if dtype == "bool":
+            want = mine | peer
+        elif op == "max":
+            want = np.maximum(mine, peer)
+        else:
+            want = (mine.astype(np.float64) + peer).astype(dtype)
+            if op == "mean":
+                want = ((mine.astype(np.float64) + peer) / 2).astype(dtype)
+        np.testing.assert_array_equal(got, want)
+    name, count, datatype, op_code, stream = comm.calls[0]
+    assert count == mine.size and stream == 1234
+    assert NCCL_DTYPES[datatype] == np.dtype(wide)
+    if dtype == "bool":
+        assert op_code == FAKE_NCCL.NCCL_MAX      # logical or
+    np.testing.assert_array_equal(mine, (np.arange(mine.size).reshape(shape) % 3).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int16", "float16", "float64"])
+@pytest.mark.parametrize("shape", [(), (0,), (2, 3)])
+def test_nccl_broadcast_and_all_gather_move_bytes(dtype, shape):
+    mine = np.ones(shape, dtype=dtype)
+    peer = np.zeros(shape, dtype=dtype)
+    engine, comm = _engine(1, [peer])
+    np.testing.assert_array_equal(engine.broadcast(mine, 0, what="test"), peer)
+    np.testing.assert_array_equal(engine.broadcast(mine, 1, what="test"), mine)
+    gathered = engine.all_gather(mine, what="test")
+    assert gathered.shape == (2,) + shape and gathered.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(gathered[0], peer)
+    np.testing.assert_array_equal(gathered[1], mine)
+    assert all(call[2] == FAKE_NCCL.NCCL_UINT8 for call in comm.calls)
+
+
+def test_nccl_wait_times_out_and_aborts_the_communicator():
+    engine, comm = _engine(0, [np.zeros(2)], finishes=False, timeout=0.05)
+    with pytest.raises(dist.CollectiveTimeoutError, match="all_reduce on rank 0.*NCCL"):
+        engine.all_reduce(np.ones(2), "sum", what="all_reduce on rank 0 of 2")
+    assert comm.aborted
+
+
+def test_nccl_setup_is_skipped_off_cuda():
+    from gradkit.distributed.nccl import setup_nccl
+    fake_world = types.SimpleNamespace(nccl=None, nccl_reason=None)
+    setup_nccl(fake_world, wanted=False)
+    assert fake_world.nccl is None and "not CUDA" in fake_world.nccl_reason
