@@ -33,6 +33,7 @@ from gradkit.tensor import Tensor
 OPS = ("sum", "mean", "max")
 KINDS = ("all_reduce", "broadcast", "all_gather")
 MAX_NDIM = 64
+SPIN_SECONDS = 0.05  # how long a wait polls without sleeping
 # Dtypes a collective takes, by index in the description the ranks exchange.
 DTYPES = tuple(np.dtype(name) for name in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -57,23 +58,29 @@ def _check_tensor(kind: str, t: Any) -> None:
 def wait(request: Any, what: str, timeout: float | None = None) -> None:
     """Wait for an MPI request, polling, and raise CollectiveTimeoutError at the deadline.
 
-    Polling (rather than MPI's blocking Wait) is what makes a deadline possible; it
-    spins briefly, then sleeps up to 1 ms between tests so idle ranks leave the CPU
-    to the ones still computing.
+    Polling (rather than MPI's blocking Wait) is what makes a deadline possible. MPI
+    advances a non-blocking collective only inside MPI calls, so the first
+    ``SPIN_SECONDS`` poll without pause (as MPI's own Wait does); a wait that lasts
+    longer (another rank still computing or gone) sleeps between polls, up to 1 ms,
+    leaving the CPU to the ranks that work.
     """
+    if request.Test():
+        return
     timeout = world.timeout if timeout is None else timeout
-    deadline = time.monotonic() + timeout
-    spins, pause = 0, 2e-5
+    now = time.monotonic()
+    spin_until, deadline = now + SPIN_SECONDS, now + timeout
+    pause = 1e-5
     while not request.Test():
-        spins += 1
-        if spins > 200:
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
-            if time.monotonic() > deadline:
-                raise CollectiveTimeoutError(
-                    f"{what}: no answer from the other ranks after {timeout:g} s (a rank "
-                    "failed, stopped, or called a different collective); raise the limit "
-                    "with gk.distributed.init(timeout=...) or GRADKIT_DIST_TIMEOUT")
+        now = time.monotonic()
+        if now < spin_until:
+            continue
+        if now > deadline:
+            raise CollectiveTimeoutError(
+                f"{what}: no answer from the other ranks after {timeout:g} s (a rank "
+                "failed, stopped, or called a different collective); raise the limit "
+                "with gk.distributed.init(timeout=...) or GRADKIT_DIST_TIMEOUT")
+        time.sleep(pause)
+        pause = min(pause * 2, 1e-3)
 
 
 # -- the description every rank checks ------------------------------------------------

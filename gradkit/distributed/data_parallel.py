@@ -71,10 +71,19 @@ class Bucket:
         if grad is None or rows == 0:
             self.buffer[start:stop] = 0
             self.buffer[used] = 0 if grad is None else 1
+            return
+        xp = self.backend.xp
+        flat = xp.reshape(grad.data, (-1,))
+        if xp is np and flat.dtype == self.dtype:
+            np.multiply(flat, rows, out=self.buffer[start:stop])   # no temporary
         else:
-            xp = self.backend.xp
-            self.buffer[start:stop] = xp.reshape(grad.data, (-1,)) * rows
-            self.buffer[used] = 1
+            self.buffer[start:stop] = flat * rows
+        self.buffer[used] = 1
+
+    def renew(self) -> None:
+        """A fresh buffer for a new step: the last step's gradients are views of the old
+        one (every slot is written before the buffer is sent)."""
+        self.buffer = self.backend.xp.empty(self.buffer.shape[0], dtype=self.dtype)
 
     def start(self) -> None:
         if collectives.on_cuda(self.params[0]) and world.nccl is not None:
@@ -101,15 +110,21 @@ class Bucket:
         self.handle = None
 
     def install(self) -> None:
-        """Write the averaged gradients into ``.grad`` (None where no rank used it)."""
+        """Write the averaged gradients into ``.grad`` (None where no rank used it): views
+        of this step's buffer, divided in place (as PyTorch's gradient_as_bucket_view)."""
         total_rows = float(self.buffer[self.rows_at])
         xp = self.backend.xp
+        grads = self.buffer[:self.rows_at]
+        if total_rows:
+            grads /= total_rows
         for slot, p in enumerate(self.params):
             start, stop = self.offsets[slot]
             if float(self.buffer[self.rows_at + 1 + slot]) == 0 and p.grad is None:
                 continue
-            mean = self.buffer[start:stop] / total_rows if total_rows else self.buffer[start:stop]
-            p.grad = Tensor(xp.astype(xp.reshape(mean, p.shape), p.data.dtype), self.backend)
+            mean = xp.reshape(grads[start:stop], p.shape)
+            if mean.dtype != p.data.dtype:
+                mean = xp.astype(mean, p.data.dtype)
+            p.grad = Tensor(mean, self.backend)
 
 
 class DataParallel(Module):
@@ -231,6 +246,7 @@ class DataParallel(Module):
         for bucket in self.buckets:
             bucket.pending = 0
             if not ops:
+                bucket.renew()
                 bucket.buffer[bucket.rows_at] = self._rows
             for slot, p in enumerate(bucket.params):
                 if id(p) in reached:
