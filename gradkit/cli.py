@@ -191,6 +191,9 @@ def add_train_parser(commands: Any) -> None:
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--backend", help=BACKEND_HELP)
     train.add_argument("--out", default=".", help="directory for the outputs (default: here)")
+    train.add_argument("--resume", metavar="DIR",
+                       help="continue the run saved in DIR (its weights, optimizer state and "
+                            "epochs) up to --epochs in all")
     train.add_argument("--keep-going", action="store_true",
                        help="go on when the loss becomes NaN or infinite (default: stop, exit 1)")
 
@@ -284,7 +287,8 @@ def train(args: argparse.Namespace) -> int:
     settings = TrainSettings(dataset=args.dataset, hidden=args.hidden, activation=args.activation,
                              optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                             backend=args.backend, out=args.out, keep_going=args.keep_going)
+                             backend=args.backend, out=args.out, keep_going=args.keep_going,
+                             resume=args.resume)
     try:
         metrics = run_train(settings)
     except TrainingInterrupted as stop:

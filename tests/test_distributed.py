@@ -360,3 +360,31 @@ def test_nccl_setup_is_skipped_off_cuda():
     fake_world = types.SimpleNamespace(nccl=None, nccl_reason=None)
     setup_nccl(fake_world, wanted=False)
     assert fake_world.nccl is None and "not CUDA" in fake_world.nccl_reason
+
+
+def test_gradkit_train_resumes_a_data_parallel_run(tmp_path):
+    pytest.importorskip("tqdm")
+    pytest.importorskip("matplotlib")
+    gradkit_cmd = [sys.executable, "-m", "gradkit", "train", "--dataset", "spiral",
+                   "--hidden", "16", "--optimizer", "adam"]
+    run = tmp_path / "run"
+    for epochs, extra in (("1", []), ("3", ["--resume", str(run)])):
+        done = subprocess.run([_mpiexec(), "-n", "2"] + gradkit_cmd +
+                              ["--epochs", epochs, "--batch-size", "16", "--out", str(run)]
+                              + extra, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    single = subprocess.run(gradkit_cmd + ["--epochs", "3", "--batch-size", "32", "--out",
+                                           str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=120)
+    assert single.returncode == 0, single.stderr
+    import json
+    resumed = json.loads((run / "metrics.json").read_text())
+    straight = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert len(resumed["epochs"]) == 3
+    for a, b in zip(straight["epochs"], resumed["epochs"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    w1 = gk.load(tmp_path / "one" / straight["weights"])
+    w2 = gk.load(run / resumed["weights"])
+    for key in w1:
+        np.testing.assert_allclose(w2[key], w1[key], rtol=1e-4,
+                                   atol=1e-5 * np.abs(w1[key]).max())
