@@ -36,10 +36,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``getattr(gk, "linalg.inv")``: registry names of the linalg ops resolve too."""
+    """``getattr(gk, "linalg.inv")``: registry names of the linalg ops resolve too (and
+    of the collectives ``gk.distributed`` registers as ops: ``distributed.agree``)."""
     if name.startswith("linalg."):
         try:
             return getattr(linalg, name[len("linalg."):])
+        except AttributeError:
+            pass
+    if name.startswith("distributed."):
+        try:
+            return getattr(distributed.ops, name[len("distributed."):])
         except AttributeError:
             pass
     raise AttributeError(f"module 'gradkit' has no attribute {name!r}")
