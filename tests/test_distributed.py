@@ -137,6 +137,18 @@ def test_data_parallel_in_a_world_of_one_is_the_module():
         dist.DataParallel(model, bucket_mb=0)
 
 
+@pytest.fixture
+def launches(backend):
+    """Tests that launch processes run once, in the numpy pass of the suite (the launched
+    processes use the default backend, whatever the suite's pass)."""
+    if backend.name != "numpy":
+        pytest.skip("launches mpiexec jobs: runs in the numpy pass only")
+
+
+def _environment():
+    return {k: v for k, v in os.environ.items() if k != "GRADKIT_BACKEND"}
+
+
 def _mpiexec():
     """The mpiexec next to this Python (the mpich wheel's), else on PATH; or skip."""
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
@@ -153,12 +165,12 @@ def _launch(tmp_path, n, code, timeout=60):
     script.write_text(textwrap.dedent(code))
     started = time.monotonic()
     done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=_environment())
     return done, time.monotonic() - started
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_a_rank_that_raises_stops_every_rank(tmp_path, n):
+def test_a_rank_that_raises_stops_every_rank(launches, tmp_path, n):
     done, seconds = _launch(tmp_path, n, f"""
         import gradkit as gk
         d = gk.distributed
@@ -175,7 +187,7 @@ def test_a_rank_that_raises_stops_every_rank(tmp_path, n):
     assert "finished" not in done.stdout
 
 
-def test_a_collective_times_out_with_a_clear_error(tmp_path):
+def test_a_collective_times_out_with_a_clear_error(launches, tmp_path):
     done, _ = _launch(tmp_path, 2, """
         import time, gradkit as gk
         d = gk.distributed
@@ -190,7 +202,7 @@ def test_a_collective_times_out_with_a_clear_error(tmp_path):
     assert "no answer from the other ranks after 1 s" in done.stderr
 
 
-def test_gradkit_train_under_mpiexec_matches_one_process(tmp_path):
+def test_gradkit_train_under_mpiexec_matches_one_process(launches, tmp_path):
     pytest.importorskip("tqdm")
     pytest.importorskip("matplotlib")
     gradkit_cmd = [sys.executable, "-m", "gradkit"]
@@ -198,11 +210,13 @@ def test_gradkit_train_under_mpiexec_matches_one_process(tmp_path):
               "--optimizer", "sgd", "--momentum", "0.9"]
     single = subprocess.run(gradkit_cmd + common + ["--batch-size", "22",
                                                     "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120,
+                            env=_environment())
     assert single.returncode == 0, single.stderr
     multi = subprocess.run([_mpiexec(), "-n", "2"] + gradkit_cmd + common +
                            ["--batch-size", "11", "--out", str(tmp_path / "two")],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120,
+                            env=_environment())
     assert multi.returncode == 0, multi.stderr
     assert multi.stdout.count("final training accuracy") == 1   # rank 0 only
     assert "data-parallel on 2 ranks (global batch 22)" in multi.stdout
@@ -218,7 +232,7 @@ def test_gradkit_train_under_mpiexec_matches_one_process(tmp_path):
         np.testing.assert_allclose(w2[key], w1[key], rtol=1e-4, atol=1e-5)
 
 
-def test_gradkit_train_stops_every_rank_when_one_fails(tmp_path):
+def test_gradkit_train_stops_every_rank_when_one_fails(launches, tmp_path):
     pytest.importorskip("tqdm")
     pytest.importorskip("matplotlib")
     blocker = tmp_path / "not-a-dir"
@@ -226,7 +240,8 @@ def test_gradkit_train_stops_every_rank_when_one_fails(tmp_path):
     started = time.monotonic()
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "gradkit", "train",
                            "--dataset", "spiral", "--epochs", "50", "--out", str(blocker)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                            env=_environment())
     assert done.returncode != 0
     assert "gradkit: error:" in done.stderr
     assert time.monotonic() - started < 60
@@ -362,7 +377,7 @@ def test_nccl_setup_is_skipped_off_cuda():
     assert fake_world.nccl is None and "not CUDA" in fake_world.nccl_reason
 
 
-def test_gradkit_train_resumes_a_data_parallel_run(tmp_path):
+def test_gradkit_train_resumes_a_data_parallel_run(launches, tmp_path):
     pytest.importorskip("tqdm")
     pytest.importorskip("matplotlib")
     gradkit_cmd = [sys.executable, "-m", "gradkit", "train", "--dataset", "spiral",
@@ -371,11 +386,13 @@ def test_gradkit_train_resumes_a_data_parallel_run(tmp_path):
     for epochs, extra in (("1", []), ("3", ["--resume", str(run)])):
         done = subprocess.run([_mpiexec(), "-n", "2"] + gradkit_cmd +
                               ["--epochs", epochs, "--batch-size", "16", "--out", str(run)]
-                              + extra, capture_output=True, text=True, timeout=120)
+                              + extra, capture_output=True, text=True, timeout=120,
+                            env=_environment())
         assert done.returncode == 0, done.stderr
     single = subprocess.run(gradkit_cmd + ["--epochs", "3", "--batch-size", "32", "--out",
                                            str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120,
+                            env=_environment())
     assert single.returncode == 0, single.stderr
     import json
     resumed = json.loads((run / "metrics.json").read_text())
