@@ -400,3 +400,14 @@ def test_gradkit_train_resumes_a_data_parallel_run(launches, tmp_path):
     for key in w1:
         np.testing.assert_allclose(w2[key], w1[key], rtol=1e-4,
                                    atol=1e-5 * np.abs(w1[key]).max())
+
+
+def test_launcher_detection_and_finalize_in_a_world_of_one():
+    assert dist.launched_by_mpi({"PMI_RANK": "0"}) and dist.launched_by_mpi(
+        {"OMPI_COMM_WORLD_SIZE": "2"})
+    assert not dist.launched_by_mpi({"PATH": "/bin"})
+    if dist.world_size() == 1:
+        dist.finalize()                    # nothing to finalize: a later init() works
+        assert dist.init().size == 1 and dist.rank() == 0
+    with pytest.raises(dist.DistributedError, match="timeout must be a positive"):
+        dist.init(timeout=0)
