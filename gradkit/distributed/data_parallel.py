@@ -135,7 +135,9 @@ class DataParallel(Module):
     """Wrap ``module`` for data-parallel training under ``mpiexec`` (see the module doc).
 
     ``bucket_mb``: the gradient bytes per bucket (each bucket is one all-reduce).
-    In a world of one it is the module itself, with nothing added to a step.
+    In a world of one it is the module itself, with nothing added to a step. Wrap the
+    model after moving it (``model.to(...)`` makes new parameter tensors) and build the
+    optimizer from ``DataParallel(model).parameters()`` or the model's, afterwards.
 
     >>> import gradkit as gk
     >>> model = gk.distributed.DataParallel(gk.nn.MLP([4, 8, 3]))
@@ -167,7 +169,9 @@ class DataParallel(Module):
             self._broadcast_parameters(trainable)
             self._build_buckets(trainable)
             target = weakref.WeakMethod(self._on_gradient_ready)
-            remove = on_gradient_ready(lambda leaf: _call_if_alive(target, leaf))
+            removal: list = []
+            remove = on_gradient_ready(lambda leaf: _call_if_alive(target, leaf, removal))
+            removal.append(remove)
             object.__setattr__(self, "_remove_hook", remove)
 
     # -- setup ------------------------------------------------------------------------
@@ -388,10 +392,12 @@ def _capturing() -> bool:
     return recording.get() is not None
 
 
-def _call_if_alive(method: weakref.WeakMethod, leaf: Tensor) -> None:
+def _call_if_alive(method: weakref.WeakMethod, leaf: Tensor, removal: list) -> None:
     bound = method()
     if bound is not None:
         bound(leaf)
+    elif removal:              # the DataParallel is gone: stop listening
+        removal.pop()()
 
 
 def _reachable_leaves(out: Any) -> set[int]:
