@@ -129,3 +129,25 @@ def test_unused_and_frozen_parameters_never_block():
     assert model.module.unused.weight.grad is None
     assert model.module.used.weight.grad is not None
     model.close()
+
+
+def test_buckets_start_while_backward_goes_on(monkeypatch):
+    from gradkit.autodiff import on_gradient_ready
+    from gradkit.distributed.data_parallel import Bucket
+    X, y = problem("float64", rows=4 * dist.world_size())
+    model = DataParallel(gk.nn.MLP([5, 7, 7, 3], seed=0, dtype="float64"), bucket_mb=1e-6)
+    events = []
+    real_start = Bucket.start
+    monkeypatch.setattr(Bucket, "start", lambda b: (events.append(("start", b.index)),
+                                                    real_start(b))[1])
+    remove = on_gradient_ready(lambda leaf: events.append(("ready", None)))
+    try:
+        xb, yb = next(iter(gk.data.DataLoader(X, y, batch_size=4, shuffle=False, shard=True)))
+        gk.nn.functional.cross_entropy(model(xb), yb).backward()
+    finally:
+        remove()
+        model.close()
+    kinds = [kind for kind, _ in events]
+    assert [i for kind, i in events if kind == "start"] == list(range(6))   # in bucket order
+    # the first bucket (the last layer's bias) starts before the first layer's gradients
+    assert kinds.index("start") < len(kinds) - 1 - kinds[::-1].index("ready")
