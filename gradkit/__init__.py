@@ -18,6 +18,7 @@ from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load
 from gradkit import data  # noqa: F401
 from gradkit import linalg, random  # noqa: F401
+from gradkit import distributed  # noqa: F401  (imports mpi4py only under mpiexec)
 from gradkit.dtypes import (float16, float32, float64, int8, int16, int32, int64, uint8,
                             uint16, uint32, uint64, bool_, get_default_dtype,
                             set_default_dtype, isdtype, result_type, can_cast, finfo, iinfo)
@@ -35,10 +36,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``getattr(gk, "linalg.inv")``: registry names of the linalg ops resolve too."""
+    """``getattr(gk, "linalg.inv")``: registry names of the linalg ops resolve too (and
+    of the collectives ``gk.distributed`` registers as ops: ``distributed.agree``)."""
     if name.startswith("linalg."):
         try:
             return getattr(linalg, name[len("linalg."):])
+        except AttributeError:
+            pass
+    if name.startswith("distributed."):
+        try:
+            return getattr(distributed.ops, name[len("distributed."):])
         except AttributeError:
             pass
     raise AttributeError(f"module 'gradkit' has no attribute {name!r}")

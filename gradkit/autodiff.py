@@ -224,6 +224,72 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
     return g
 
 
+# -- the engine's gradient-ready event ----------------------------------------------
+# [gradient-ready hook, added for gk.distributed.DataParallel; a later refactor folds it
+# into the core's single interception point.] Callbacks run during Tensor.backward,
+# once per leaf per backward, right after the leaf's .grad got its last contribution
+# (so a data-parallel wrapper can start all-reducing while backward goes on).
+_gradient_ready_hooks: list[Callable[[Tensor], None]] = []
+
+
+def on_gradient_ready(callback: Callable[[Tensor], None]) -> Callable[[], None]:
+    """Call ``callback(leaf)`` whenever a leaf's ``.grad`` is final during a backward.
+
+    It fires once per leaf per ``backward()`` (not for the functional transforms,
+    which write no ``.grad``), after the leaf's last accumulation, in the order the
+    gradients become final; ``leaf.grad`` may be replaced by the callback. While any
+    callback is registered, a backward that fails partway may have written some
+    ``.grad`` already. Returns a function that removes the callback.
+
+    >>> import gradkit as gk
+    >>> from gradkit.autodiff import on_gradient_ready
+    >>> w, b = gk.tensor([2.0], requires_grad=True), gk.tensor([1.0], requires_grad=True)
+    >>> seen = []
+    >>> remove = on_gradient_ready(lambda leaf: seen.append(leaf.grad.tolist()))
+    >>> (w * 3.0 + b * w).sum().backward()
+    >>> remove(); sorted(seen)
+    [[2.0], [4.0]]
+    """
+    _gradient_ready_hooks.append(callback)
+
+    def remove() -> None:
+        if callback in _gradient_ready_hooks:
+            _gradient_ready_hooks.remove(callback)
+    return remove
+
+
+def _leaf_uses(order: list[Node]) -> dict[int, int]:
+    """How many edges of the graph feed each leaf that needs a gradient."""
+    uses: dict[int, int] = {}
+    for node in order:
+        for inp, need in zip(node.inputs, node.needs):
+            if need and inp.node is None:
+                uses[id(inp)] = uses.get(id(inp), 0) + 1
+    return uses
+
+
+def _install_grad(leaf: Tensor, g: Tensor, seen: set[int]) -> None:
+    if leaf.grad is not None:
+        _check_capturable_accumulation(leaf)
+    leaf.grad = _independent(g, seen) if leaf.grad is None else leaf.grad + g
+
+
+def _finish_leaves(node: Node, uses: dict[int, int], leaf_grads: dict[int, Tensor],
+                   finished: set[int], seen: set[int]) -> None:
+    """[gradient-ready hook] ``node``'s VJP has run: a leaf input with no edge left
+    has its final gradient, so install its .grad and fire the event."""
+    for inp, need in zip(node.inputs, node.needs):
+        key = id(inp)
+        if not need or inp.node is not None or key not in uses:
+            continue
+        uses[key] -= 1
+        if uses[key] == 0 and key in leaf_grads and inp._requires_grad and key not in finished:
+            finished.add(key)
+            _install_grad(inp, leaf_grads[key], seen)
+            for hook in list(_gradient_ready_hooks):
+                hook(inp)
+
+
 def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                  inputs: Sequence[Tensor] | None, retain_graph: bool,
                  create_graph: bool) -> list[Tensor | None] | None:
@@ -247,11 +313,18 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
             roots.append(out.node)
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
     freed: list[Node] = []
+    seen = {id(cot.data) for cot in cotangents}
     with _GradMode(create_graph):
         try:
-            for node in _reverse_topological(roots):
+            order = _reverse_topological(roots)
+            # [gradient-ready hook] count each leaf's pending contributions
+            uses = _leaf_uses(order) if inputs is None and _gradient_ready_hooks else None
+            finished: set[int] = set()
+            for node in order:
                 g = node_grads.pop(node, None)
                 if g is None:
+                    if uses is not None:  # [gradient-ready hook] its edges are done too
+                        _finish_leaves(node, uses, leaf_grads, finished, seen)
                     continue
                 if targets is not None and id(node) in targets:
                     captured[id(node)] = g
@@ -270,6 +343,8 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                     else:
                         leaves[id(inp)] = inp
                         _accumulate(leaf_grads, id(inp), gi)
+                if uses is not None:  # [gradient-ready hook]
+                    _finish_leaves(node, uses, leaf_grads, finished, seen)
                 if not retain_graph:
                     node.free()
                     freed.append(node)
@@ -279,16 +354,14 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                                  f"{exc}) and had freed it; build the graph again")
             raise
         if inputs is None:
-            seen = {id(cot.data) for cot in cotangents}
             for key, g in leaf_grads.items():
                 leaf = leaves[key]
-                if leaf._requires_grad:
-                    if leaf.grad is not None:
-                        _check_capturable_accumulation(leaf)
-                    leaf.grad = _independent(g, seen) if leaf.grad is None else leaf.grad + g
+                if leaf._requires_grad and key not in finished:
+                    _install_grad(leaf, g, seen)
+                    for hook in (_gradient_ready_hooks if uses is not None else ()):
+                        hook(leaf)
             return None
     captured.update(leaf_grads)
-    seen = {id(cot.data) for cot in cotangents}
     found = [captured.get(id(t.node if t.node is not None else t)) for t in inputs]
     return [g if g is None or create_graph else _independent(g, seen) for g in found]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -188,6 +189,9 @@ def add_train_parser(commands: Any) -> None:
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--backend", help=BACKEND_HELP)
     train.add_argument("--out", default=".", help="directory for the outputs (default: here)")
+    train.add_argument("--resume", metavar="DIR",
+                       help="continue the run saved in DIR (its weights, optimizer state and "
+                            "epochs) up to --epochs in all")
     train.add_argument("--keep-going", action="store_true",
                        help="go on when the loss becomes NaN or infinite (default: stop, exit 1)")
 
@@ -281,7 +285,8 @@ def train(args: argparse.Namespace) -> int:
     settings = TrainSettings(dataset=args.dataset, hidden=args.hidden, activation=args.activation,
                              optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                             backend=args.backend, out=args.out, keep_going=args.keep_going)
+                             backend=args.backend, out=args.out, keep_going=args.keep_going,
+                             resume=args.resume)
     try:
         metrics = run_train(settings)
     except TrainingInterrupted as stop:
@@ -290,12 +295,41 @@ def train(args: argparse.Namespace) -> int:
     except TrainingFailed as failure:
         print(f"gradkit: error: {one_line(failure)}", file=sys.stderr)
         return 1
+    if gk_rank() != 0:
+        return 0
     out = Path(args.out)
+    world = metrics.get("world_size", 1)
+    if world > 1:
+        print(f"data-parallel on {world} ranks (global batch "
+              f"{metrics['global_batch_size']})")
     print(f"final training accuracy {100 * metrics['final_accuracy']:.2f}% after "
           f"{args.epochs} epochs on backend {metrics['backend']} "
           f"({metrics['timings']['total_seconds']:.1f} s)")
     print(f"wrote {out / 'metrics.json'}, {out / 'curves.png'}, {out / metrics['weights']}")
     return 0
+
+
+def gk_rank() -> int:
+    """This process's rank when gk.distributed is running (0 otherwise)."""
+    from gradkit.distributed.world import world
+    return world.rank if world.initialized else 0
+
+
+def stop_every_rank(status: int) -> int:
+    """[distributed] A rank that ends with a failure status stops the whole job.
+
+    Rank 0 prints the message and calls MPI_Abort at once; another rank waits a moment
+    (so rank 0, which failed the same way in a symmetric failure, speaks first), then
+    aborts itself, which also frees a rank 0 stuck in a collective.
+    """
+    from gradkit.distributed.world import abort, world
+    if status == 0 or not world.initialized or world.size == 1:
+        return status
+    if world.rank != 0:
+        time.sleep(1.0)
+    abort(status, f"rank {world.rank} of {world.size} ended with exit status {status}; "
+                  "stopping every rank")
+    return status
 
 
 def one_line(exc: BaseException) -> str:
@@ -317,16 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return COMMANDS[args.command](args)
+        return stop_every_rank(COMMANDS[args.command](args))
     except (UsageError, GradkitError, ValueError, OSError) as exc:
         print(f"gradkit: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return stop_every_rank(2)
     except MemoryError as exc:
         print(f"gradkit: error: out of memory ({one_line(exc)})", file=sys.stderr)
-        return 1
+        return stop_every_rank(1)
     except KeyboardInterrupt:
         print("gradkit: interrupted", file=sys.stderr)
-        return 130
+        return stop_every_rank(130)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ def weights_filename() -> str:
     return "weights.safetensors" if find_spec("safetensors") is not None else "weights.npz"
 
 
+def optimizer_filename() -> str:
+    """Where ``gradkit train`` saves the optimizer state, beside the weights."""
+    return weights_filename().replace("weights", "optimizer")
+
+
 def make_output_directory(path: Path) -> Path:
     """``path``, created with its parents if missing, where a file can be written; an
     OSError saying why not (a file is in the way, permission denied, read-only...).
@@ -293,6 +298,7 @@ class TrainSettings:
     backend: str | None = None
     out: str = "."
     keep_going: bool = False  # go on when the loss or the weights become NaN or infinite
+    resume: str | None = None  # a directory an earlier run wrote: continue from its last epoch
 
 
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-2}
@@ -396,6 +402,11 @@ def make_optimizer(settings: TrainSettings, params: Iterable[gk.Tensor]) -> Any:
 def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple[float, float]:
     """One pass over ``loader``; the mean loss and the accuracy on its batches.
 
+    Data-parallel (``model`` a ``gk.distributed.DataParallel``, ``loader`` sharded):
+    a rank with an empty part of a last partial batch takes part in the gradient
+    all-reduce with ``step_without_rows()``; the loss and accuracy are summed over the
+    ranks' rows, so every rank returns those of the global batches.
+
     >>> X, y = gk.data.spiral()
     >>> model = gk.nn.MLP([2, 16, 3], seed=0)
     >>> optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
@@ -406,15 +417,23 @@ def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for X_batch, y_batch in loader:
+        count = len(y_batch)
+        optimizer.zero_grad()
+        if count == 0 and hasattr(model, "step_without_rows"):
+            model.step_without_rows()
+            optimizer.step()
+            continue
         logits = model(X_batch)
         loss = F.cross_entropy(logits, y_batch)
-        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        count = len(y_batch)
         total_loss += loss.item() * count
         correct += int((logits.numpy().argmax(axis=1) == y_batch.numpy()).sum())
         seen += count
+    if getattr(loader, "world_size", 1) > 1:  # [distributed] sums over the ranks
+        sums = gk.distributed.all_reduce(gk.tensor(np.array([total_loss, correct, seen],
+                                                            dtype=np.float64), backend="numpy"))
+        total_loss, correct, seen = sums.numpy().tolist()
     return total_loss / seen, correct / seen
 
 
@@ -447,6 +466,8 @@ class TrainRun:
         self.settings = settings
         self.out = Path(settings.out)
         self.weights = self.out / weights_filename()
+        self.optimizer_state = self.out / optimizer_filename()
+        self.resumed_epochs = 0
         self.history: list[dict[str, Any]] = []
         self.timings: dict[str, Any] = {}
         self.saved_epoch = 0
@@ -460,7 +481,10 @@ class TrainRun:
         self.classes = check_labels(self.y, self.settings.dataset)
         widths = [self.X.shape[1], *self.settings.hidden, self.classes]
         check_model_fits(widths, self.settings, len(self.X))
-        make_output_directory(self.out)
+        self.world = gk.distributed.init()
+        self.main = self.world.rank == 0      # only rank 0 prints and writes files
+        if self.main:
+            make_output_directory(self.out)
         try:
             with gk.use_backend(self.settings.backend or gk.get_backend()) as backend:
                 self.backend = backend.name
@@ -470,7 +494,8 @@ class TrainRun:
             self.timings["total_seconds"] = time.perf_counter() - start
             with interrupts_deferred():
                 metrics = self._metrics(final_accuracy=final, completed=True)
-                plot_curves(self.history, self.out / "curves.png")
+                if self.main:
+                    plot_curves(self.history, self.out / "curves.png")
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted_message()) from None
         except MemoryError:
@@ -482,14 +507,49 @@ class TrainRun:
     def _build(self, widths: list[int]) -> None:
         s = self.settings
         self.model = gk.nn.MLP(widths, activation=s.activation, seed=s.seed)
+        sharded = self.world.size > 1
+        if sharded:  # [distributed] rank 0's weights everywhere; gradients averaged
+            self.model = gk.distributed.DataParallel(self.model)
         self.optimizer = make_optimizer(s, self.model.parameters())
-        self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed)
+        self.loader = gk.data.DataLoader(self.X, self.y, batch_size=s.batch_size, seed=s.seed,
+                                         shard=sharded)
+        if s.resume is not None:
+            self._resume(Path(s.resume))
+
+    def _resume(self, directory: Path) -> None:
+        """Continue the run saved in ``directory``: its weights, optimizer state, history
+        and the loader's epoch (so the next shuffles are those the run would have drawn).
+        Every rank loads the same files (they hold what every rank had)."""
+        try:
+            saved = json.loads((directory / "metrics.json").read_text())
+            weights = directory / saved["weights"]
+            optimizer = directory / saved["optimizer_state"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainingFailed(f"--resume {directory}: no run to resume there (its "
+                                 f"metrics.json, weights and optimizer state: {exc})") from None
+        history = saved.get("epochs") or []
+        if len(history) >= self.settings.epochs:
+            raise TrainingFailed(f"--resume {directory}: that run has trained "
+                                 f"{len(history)} epochs already; ask for more with --epochs")
+        global_batch = self.settings.batch_size * self.world.size
+        was = saved.get("global_batch_size", saved.get("args", {}).get("batch_size"))
+        if was != global_batch and self.main:
+            print(f"gradkit: note: resuming with global batch {global_batch} (the run used "
+                  f"{was}): the batches differ from an uninterrupted run", file=sys.stderr)
+        self.model.load_state_dict(gk.load(weights))
+        self.optimizer.load_state_dict(gk.load(optimizer))
+        self.history = list(history)
+        self.resumed_epochs = self.loader.epoch = len(history)
+        if directory.resolve() == self.out.resolve():
+            self.saved_epoch = len(history)  # its files are this run's files
 
     def _epochs(self) -> None:
         from tqdm import tqdm
         # NumPy's overflow warnings are left out: _check_finite reports a divergence once
-        with tqdm(range(1, self.settings.epochs + 1), desc="train", unit="epoch",
-                  file=sys.stderr) as bar, np.errstate(over="ignore", invalid="ignore"):
+        first = len(self.history) + 1   # after the epochs of a resumed run
+        with tqdm(range(first, self.settings.epochs + 1), desc="train", unit="epoch",
+                  file=sys.stderr, disable=not self.main, initial=first - 1,
+                  total=self.settings.epochs) as bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in bar:
                 started = time.perf_counter()
                 loss, acc = train_epoch(self.model, self.optimizer, self.loader)
@@ -504,11 +564,22 @@ class TrainRun:
         """Write the weights, then metrics.json, with Ctrl-C held back until both are
         written; a write that fails (disk full...) stops training with TrainingFailed
         saying what each file now holds."""
+        if not self.main:  # [distributed] the other ranks hold the same weights
+            self.saved_epoch = epoch
+            return
         with interrupts_deferred():
             try:
                 gk.save(self.model.state_dict(), self.weights)
             except OSError as exc:
                 raise TrainingFailed(f"{exc}; {self._saved_note()}") from None
+            behind = (f"still describe epoch {self.saved_epoch}" if self.saved_epoch
+                      else "were not written")
+            try:  # the optimizer state, for --resume
+                gk.save(self.optimizer.state_dict(), self.optimizer_state)
+            except OSError as exc:
+                raise TrainingFailed(f"{exc}; the weights after epoch {epoch} are in "
+                                     f"{self.weights}, but {self.optimizer_state} and "
+                                     f"{self.out / 'metrics.json'} {behind}") from None
             try:
                 self._metrics(final_accuracy=None, completed=False)
             except OSError as exc:
@@ -539,8 +610,9 @@ class TrainRun:
                 f"(metrics in {self.out / 'metrics.json'})")
 
     def _when(self) -> str:
-        return ("after the last epoch" if self.saved_epoch == self.settings.epochs
-                else f"during epoch {self.saved_epoch + 1}")
+        done = max(self.saved_epoch, self.resumed_epochs)
+        return ("after the last epoch" if done == self.settings.epochs
+                else f"during epoch {done + 1}")
 
     def _interrupted_message(self) -> str:
         return f"interrupted {self._when()}: {self._saved_note()}"
@@ -552,10 +624,14 @@ class TrainRun:
                         "classes": self.classes},
             "epochs": self.history, "final_accuracy": final_accuracy,
             "weights": self.weights.name,
+            "optimizer_state": self.optimizer_state.name,
+            "world_size": self.world.size,
+            "global_batch_size": self.settings.batch_size * self.world.size,
             "timings": {**self.timings,
                         "epoch_seconds": [entry["seconds"] for entry in self.history]},
         }
-        write_json_atomically(metrics, self.out / "metrics.json")
+        if self.main:
+            write_json_atomically(metrics, self.out / "metrics.json")
         return metrics
 
 
