@@ -415,7 +415,7 @@ def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple
     True
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    sums, seen = None, 0  # (loss * rows, correct rows), summed where the data lives
     for X_batch, y_batch in loader:
         count = len(y_batch)
         optimizer.zero_grad()
@@ -427,14 +427,23 @@ def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple
         loss = F.cross_entropy(logits, y_batch)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * count
-        correct += int((logits.numpy().argmax(axis=1) == y_batch.numpy()).sum())
+        batch = _batch_sums(loss, logits, y_batch, count)
+        sums = batch if sums is None else sums + batch
         seen += count
+    # one read back to the host per epoch (a sync on a GPU), not one per batch
+    total_loss, correct = sums.numpy().tolist() if sums is not None else (0.0, 0.0)
     if getattr(loader, "world_size", 1) > 1:  # [distributed] sums over the ranks
         sums = gk.distributed.all_reduce(gk.tensor(np.array([total_loss, correct, seen],
                                                             dtype=np.float64), backend="numpy"))
         total_loss, correct, seen = sums.numpy().tolist()
     return total_loss / seen, correct / seen
+
+
+def _batch_sums(loss: gk.Tensor, logits: gk.Tensor, labels: gk.Tensor, rows: int) -> gk.Tensor:
+    """[loss * rows, correct predictions] of one batch, float64, on the batch's backend."""
+    with gk.no_grad():
+        correct = (gk.argmax(logits, axis=1) == labels).astype("float64").sum()
+        return gk.stack([loss.astype("float64") * rows, correct])
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:

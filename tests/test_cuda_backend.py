@@ -190,3 +190,18 @@ def _no_driver():
 def test_unusable_cuda_says_why_and_how_to_fix(runtime, reason):
     from gradkit.backends.cuda_backend import CudaBackend
     assert re.search(reason, CudaBackend(cupy=_cupy_with(**runtime)).unavailable_reason())
+
+
+def test_gradkit_train_reads_loss_and_accuracy_back_once_per_epoch(emulated):
+    """Each batch's one read is its label range check; the epoch's sums come back once."""
+    from emulated_cupy import HostReads
+    from gradkit.training import train_epoch
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    model = gk.nn.MLP([4, 8, 3], seed=0)
+    optimizer = gk.optim.SGD(model.parameters(), lr=0.1)
+    loader = gk.data.DataLoader(X, y, batch_size=10, seed=0)
+    train_epoch(model, optimizer, loader)  # first-call work
+    before = HostReads.count
+    loss, accuracy = train_epoch(model, optimizer, loader)
+    assert HostReads.count - before == 4 + 1 and 0 < loss and 0 <= accuracy <= 1
