@@ -19,6 +19,6 @@ fi
 GRADKIT_BACKEND=cuda_emulated timeout 900 python -m pytest -q -p no:cacheprovider \
   -m "not cuda_kernels" tests/test_engine.py tests/test_optim.py tests/test_nn.py \
   tests/test_activations_losses.py tests/test_capture.py tests/test_transforms.py \
-  tests/test_tensor.py tests/test_ops.py tests/test_cuda_backend.py tests/test_review_core.py \
+  tests/test_tensor.py tests/test_ops.py tests/test_cuda_backend.py tests/test_engine_edges.py \
   tests/test_errors.py
 echo "cuda_tests: kernels emulated in both grid modes, NVRTC compile, backend code on emulated CuPy"

@@ -370,7 +370,7 @@ def test_the_readme_example_trains_over_a_loader_with_a_short_last_batch(rng):
     assert len(step.plans) == 2 and step.replays == 21 - 4  # two shapes, two recordings each
 
 
-# -- found in review: each of these replayed wrongly before ---------------------------------
+# -- steps whose replay must equal eager: state, views, aliases, in-place writes ----------
 
 def _same_as_eager(make, inputs):
     """Run eager and captured copies of a step over ``inputs``; results and returned state
@@ -622,7 +622,7 @@ def test_moves_between_backends_are_replayed():
     _same_as_eager(make, [([1.0, 1.0],), ([1.0, 1.0],), ([5.0, 2.0],), ([7.0, 0.5],)])
 
 
-# -- found in the second review ---------------------------------------------------------
+# -- gradients written in place, presets, views of this call's memory ------------------
 
 def test_clipping_gradients_in_place_and_presetting_them_replay():
     def make(preset_zeros):
