@@ -230,17 +230,47 @@ def square(x: Any, /) -> Tensor:
 
 # -- selection -------------------------------------------------------------------
 
-def _tie_split_vjp(ctx, g, x_wins):
-    """Route ``g`` to the winning operand; on ties each operand gets half."""
-    x, y = ctx.inputs
-    dtype = g.dtype  # comparisons are ops without gradients: share is a constant
-    share = x_wins(x, y).astype(dtype) + 0.5 * (x == y).astype(dtype)
-    return (unbroadcast(g * share, x) if ctx.needs[0] else None,
-            unbroadcast(g * (1 - share), y) if ctx.needs[1] else None)
+def _selection_backward_samples(rng):
+    """``(g, x, other)``: distinct pairs (every operand perturbed), then ties, where only
+    ``g`` is perturbed (``x`` and ``other`` sit on the kink there)."""
+    out = [Sample(away_from_zero(rng, np.broadcast_shapes(a, b)), *pair.args)
+           for (a, b), pair in zip(BROADCAST_PAIRS[:5], distinct_pairs(rng))]
+    x = away_from_zero(rng, (2, 3))
+    other = np.where(rng.random((2, 3)) > 0.5, x, -x)  # ties and non-ties mixed
+    return out + [Sample(away_from_zero(rng, (2, 3)), x, other, nondiff=(1, 2)),
+                  Sample(away_from_zero(rng, (2, 3)), x, x[0], nondiff=(1, 2))]
+
+
+def _winner_share(xp, wins, ties, dtype):
+    """1 where ``x`` wins, 0.5 on ties, 0 elsewhere, as ``dtype``."""
+    return xp.astype(wins, dtype) + xp.astype(ties, dtype) * 0.5
+
+
+def maximum_backward_vjp(ctx, g):
+    grad_out, x, other = ctx.inputs
+    # linear in grad_out; x and other only pick the share: zero gradient almost everywhere
+    return (unbroadcast(maximum_backward(g, x, other), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=maximum_backward_vjp, samples=_selection_backward_samples, family=FAMILY)
+def maximum_backward(xp, g, x, other):
+    """The VJP of maximum in ``x``: ``g`` where ``x > other``, ``g / 2`` on ties, else 0.
+
+    Before unbroadcasting; maximum's gradient in ``other`` is ``maximum_backward(g, other, x)``.
+
+    >>> import gradkit as gk
+    >>> gk.maximum_backward(gk.tensor([4.0, 4.0, 4.0]), gk.tensor([1.0, 2.0, 3.0]),
+    ...                     2.0).numpy().tolist()
+    [0.0, 2.0, 4.0]
+    """
+    return g * _winner_share(xp, x > other, x == other, g.dtype)
 
 
 def maximum_vjp(ctx, g):
-    return _tie_split_vjp(ctx, g, lambda a, b: a > b)
+    x, y = ctx.inputs
+    return (unbroadcast(maximum_backward(g, x, y), x) if ctx.needs[0] else None,
+            unbroadcast(maximum_backward(g, y, x), y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=maximum_vjp, samples=distinct_pairs, family=FAMILY)
@@ -254,8 +284,28 @@ def maximum(xp, x1, x2):
     return xp.maximum(x1, x2)
 
 
+def minimum_backward_vjp(ctx, g):
+    grad_out, x, other = ctx.inputs
+    return (unbroadcast(minimum_backward(g, x, other), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=minimum_backward_vjp, samples=_selection_backward_samples, family=FAMILY)
+def minimum_backward(xp, g, x, other):
+    """The VJP of minimum in ``x``: ``g`` where ``x < other``, ``g / 2`` on ties, else 0.
+
+    >>> import gradkit as gk
+    >>> gk.minimum_backward(gk.tensor([4.0, 4.0, 4.0]), gk.tensor([1.0, 2.0, 3.0]),
+    ...                     2.0).numpy().tolist()
+    [4.0, 2.0, 0.0]
+    """
+    return g * _winner_share(xp, x < other, x == other, g.dtype)
+
+
 def minimum_vjp(ctx, g):
-    return _tie_split_vjp(ctx, g, lambda a, b: a < b)
+    x, y = ctx.inputs
+    return (unbroadcast(minimum_backward(g, x, y), x) if ctx.needs[0] else None,
+            unbroadcast(minimum_backward(g, y, x), y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=minimum_vjp, samples=distinct_pairs, family=FAMILY)

@@ -1,0 +1,71 @@
+"""Dedicated backward ops: each VJP below is one op per input (so it captures,
+differentiates again and runs without a chain of small ops); the generated table in
+test_ops.py gradchecks the backward ops themselves to second order."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit import registry
+
+
+@pytest.fixture
+def ops_run(monkeypatch):
+    """The names of the ops dispatched while the test runs, in order."""
+    names = []
+    dispatch = registry.dispatch
+
+    def counting(op, args, params):
+        names.append(op.name)
+        return dispatch(op, args, params)
+    monkeypatch.setattr(registry, "dispatch", counting)
+    return names
+
+
+def _backward_ops(ops_run, f, *xs):
+    """The ops the backward pass of ``f(*xs).sum()`` dispatches, less sum's own
+    (reshape, broadcast_to), and the gradients."""
+    xs = [gk.tensor(np.asarray(x, dtype=np.float64), requires_grad=True) for x in xs]
+    out = f(*xs).sum()
+    del ops_run[:]
+    out.backward()
+    return [o for o in ops_run if o not in SUM_VJP], [x.grad.numpy().tolist() for x in xs]
+
+
+SUM_VJP = ("reshape", "broadcast_to")
+
+
+def _same_as_eager(step, inputs):
+    captured = gk.capture(step)
+    for args in inputs:
+        expected = step(*[gk.tensor(a) for a in args])
+        got = captured(*[gk.tensor(a) for a in args])
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("maximum", ([0.0, 0.5, 1.0], [1.0, 0.5, 0.0])),
+    ("minimum", ([1.0, 0.5, 0.0], [0.0, 0.5, 1.0]))])
+def test_maximum_and_minimum_differentiate_with_one_op_per_operand(ops_run, name, expected):
+    ops, grads = _backward_ops(ops_run, getattr(gk, name), [1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
+    assert grads == list(expected)  # the tie splits evenly
+    assert ops == [f"{name}_backward"] * 2
+
+
+def test_maximum_with_broadcasting_sums_the_shares():
+    x = gk.tensor([[1.0, 2.0], [3.0, 2.0]], requires_grad=True)
+    y = gk.tensor(2.0, requires_grad=True)
+    gk.maximum(x, y).sum().backward()
+    assert x.grad.numpy().tolist() == [[0.0, 0.5], [1.0, 0.5]]
+    assert y.grad.item() == 2.0
+
+
+def test_maximum_gradient_replays_equal_to_eager():
+    w = gk.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        (gk.maximum(w, x) * gk.minimum(w, x * 2.0)).sum().backward()
+        return w.grad * 1.0
+    _same_as_eager(step, [([0., 0., 5.],), ([0., 0., 5.],), ([9., 2., 1.5],), ([1., 7., 2.],)])
