@@ -69,3 +69,19 @@ def test_maximum_gradient_replays_equal_to_eager():
         (gk.maximum(w, x) * gk.minimum(w, x * 2.0)).sum().backward()
         return w.grad * 1.0
     _same_as_eager(step, [([0., 0., 5.],), ([0., 0., 5.],), ([9., 2., 1.5],), ([1., 7., 2.],)])
+
+
+@pytest.mark.parametrize("f,name,expected", [
+    (gk.abs, "abs_backward", [-1.0, 0.0, 1.0]),
+    (lambda x: gk.clip(x, min=-0.5, max=0.5), "clip_backward", [0.0, 1.0, 0.0]),
+    (lambda x: gk.clip(x, min=-0.5), "clip_backward", [0.0, 1.0, 1.0]),
+    (lambda x: gk.clip(x, max=0.0), "clip_backward", [1.0, 1.0, 0.0])])
+def test_abs_and_clip_differentiate_with_one_op(ops_run, f, name, expected):
+    ops, grads = _backward_ops(ops_run, f, [-2.0, 0.0, 3.0])
+    assert grads == [expected] and ops == [name]
+
+
+def test_second_derivative_through_clip_and_abs_is_zero_but_defined():
+    x = gk.tensor([-2.0, 0.3, 3.0], dtype="float64")
+    hessian = gk.hessian(lambda t: (gk.clip(t, min=-1.0, max=1.0) * gk.abs(t)).sum())(x)
+    assert hessian.numpy().tolist() == np.diag([0.0, 2.0, 0.0]).tolist()
