@@ -107,3 +107,29 @@ def test_gradients_of_division_and_sign_ops_replay_equal_to_eager(name):
 def test_remainder_and_copysign_differentiate_with_one_op(ops_run, name, ops):
     got, _ = _backward_ops(ops_run, getattr(gk, name), [7.0, -7.0], [3.0, -3.0])
     assert got == ops  # remainder's gradient in x1 is g itself (the engine copies it)
+
+
+def test_prod_gradient_replays_equal_to_eager_with_and_without_zeros():
+    """Recorded on slices without zeros, replayed on slices with one and two zeros."""
+    w = gk.tensor([[1.5, 2.0, -3.0], [0.5, 4.0, 2.0]], requires_grad=True)
+
+    def step(x):
+        w.grad = None
+        gk.prod(w * x, axis=1).sum().backward()
+        return w.grad * 1.0
+    _same_as_eager(step, [([1., 1., 1.],), ([1., 1., 1.],), ([0., 1., 1.],),
+                          ([0., 0., 2.],), ([-1., 2., 0.5],)])
+
+
+def test_prod_second_derivative_is_exact_with_two_zeros_in_a_slice():
+    x = gk.tensor([0.0, 0.0, 3.0, 2.0], dtype="float64")
+    hessian = gk.hessian(lambda t: gk.prod(t))(x).numpy()
+    # d2/dx0 dx1 is the product of the rest (6); every other pair holds a zero
+    np.testing.assert_array_equal(hessian, [[0, 6, 0, 0], [6, 0, 0, 0], [0] * 4, [0] * 4])
+    gk.testing.gradcheck(lambda t: gk.prod(t, axis=1), gk.tensor(
+        [[0.0, 0.0, 3.0], [0.0, 2.0, 0.5], [0.0, 0.0, 0.0]], dtype="float64"), order=2)
+
+
+def test_prod_differentiates_with_one_backward_op(ops_run):
+    ops, grads = _backward_ops(ops_run, lambda t: gk.prod(t, axis=1), [[2.0, 0.0, 3.0]])
+    assert grads == [[[0.0, 6.0, 0.0]]] and ops == ["prod_others", "multiply"]
