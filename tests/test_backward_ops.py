@@ -89,7 +89,8 @@ def test_second_derivative_through_clip_and_abs_is_zero_but_defined():
 
 @pytest.mark.parametrize("name", ["remainder", "copysign", "floor_divide"])
 def test_gradients_of_division_and_sign_ops_replay_equal_to_eager(name):
-    """These VJPs once computed on raw arrays, which gk.capture refused to record."""
+    """remainder's and copysign's VJPs once computed masks on raw arrays, which gk.capture
+    refused to record; floor_divide's zero gradient (zeros of a shape) always replayed."""
     w = gk.tensor([7.5, -2.0, 3.0], requires_grad=True)
     y = gk.tensor([2.0, 0.75, -1.25], requires_grad=True)
     op = getattr(gk, name)
@@ -133,3 +134,43 @@ def test_prod_second_derivative_is_exact_with_two_zeros_in_a_slice():
 def test_prod_differentiates_with_one_backward_op(ops_run):
     ops, grads = _backward_ops(ops_run, lambda t: gk.prod(t, axis=1), [[2.0, 0.0, 3.0]])
     assert grads == [[[0.0, 6.0, 0.0]]] and ops == ["prod_others", "multiply"]
+
+
+def _gradient_norm(loss_of):
+    """The gradient of ``sum(d loss / d t ** 2)``: a second-order step (a gradient penalty)."""
+    return gk.grad(lambda t: (gk.grad(loss_of)(t) ** 2).sum())
+
+
+SECOND_ORDER = {
+    "elu": lambda t: gk.elu(t, alpha=0.5).sum(),
+    "bias_activation elu": lambda t: gk.bias_activation(
+        t, gk.tensor([0.1, -0.2, 0.3], dtype=t.dtype), activation="elu").sum(),
+    "cross_entropy": lambda t: gk.cross_entropy(t, gk.tensor([0, 2])) * t.sum(),
+    "prod": lambda t: gk.prod(t, axis=1).sum(),
+    "maximum": lambda t: gk.maximum(t, t * t).sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_second_order_steps_replay_equal_to_eager(name):
+    """elu's second derivative, bias_activation's and cross_entropy's backward VJPs once
+    computed masks or one-hots on raw arrays, which gk.capture refused to record."""
+    step = _gradient_norm(SECOND_ORDER[name])
+    _same_as_eager(step, [([[0.5, -1.0, 2.0], [-0.3, 0.7, -2.5]],)] * 2 + [
+        ([[-0.5, 1.0, -2.0], [0.3, -0.7, 1.5]],), ([[1.5, 0.0, -0.2], [2.0, -1.7, 0.4]],)])
+
+
+def test_no_built_in_vjp_computes_values_from_raw_arrays():
+    """A value computed from the inputs' raw arrays in a VJP is one gk.capture cannot
+    replay: every built-in VJP computes with ops (constants of a shape only)."""
+    import inspect
+    offenders = []
+    for name, entry in registry.OPS.items():
+        vjp = getattr(entry, "vjp", None)
+        if vjp is None or entry.family == "user":
+            continue
+        source = inspect.getsource(vjp)
+        calls = source.count("ctx.constant(")
+        if calls != source.count("from_input_values=False") or ".xp" in source and not calls:
+            offenders.append(name)
+    assert not offenders
