@@ -25,15 +25,16 @@ def ops_run(monkeypatch):
 
 def _backward_ops(ops_run, f, *xs):
     """The ops the backward pass of ``f(*xs).sum()`` dispatches, less sum's own
-    (reshape, broadcast_to), and the gradients."""
+    (reshape, broadcast_to) and the copies that give a leaf's .grad its own array (on
+    some backends), and the gradients."""
     xs = [gk.tensor(np.asarray(x, dtype=np.float64), requires_grad=True) for x in xs]
     out = f(*xs).sum()
     del ops_run[:]
     out.backward()
-    return [o for o in ops_run if o not in SUM_VJP], [None if x.grad is None else x.grad.numpy().tolist() for x in xs]
+    return [o for o in ops_run if o not in NOT_THE_VJP], [None if x.grad is None else x.grad.numpy().tolist() for x in xs]
 
 
-SUM_VJP = ("reshape", "broadcast_to")
+NOT_THE_VJP = ("reshape", "broadcast_to", "copy")
 
 
 def _same_as_eager(step, inputs):
@@ -103,11 +104,11 @@ def test_gradients_of_division_and_sign_ops_replay_equal_to_eager(name):
                           ([3., -1., -2.],)])
 
 
-@pytest.mark.parametrize("name,ops", [("remainder", ["remainder_backward", "copy"]),
+@pytest.mark.parametrize("name,ops", [("remainder", ["remainder_backward"]),
                                       ("copysign", ["copysign_backward"])])
 def test_remainder_and_copysign_differentiate_with_one_op(ops_run, name, ops):
     got, _ = _backward_ops(ops_run, getattr(gk, name), [7.0, -7.0], [3.0, -3.0])
-    assert got == ops  # remainder's gradient in x1 is g itself (the engine copies it)
+    assert got == ops  # remainder's gradient in x1 is g itself
 
 
 def test_prod_gradient_replays_equal_to_eager_with_and_without_zeros():
