@@ -93,7 +93,7 @@ def cross_entropy_backward_vjp(ctx, g):
     n = logits.shape[0]
     g_grad_out = g_logits = None
     if ctx.needs[0]:  # linear in grad_out: <g, the gradient for grad_out = 1>
-        one = tensor(1.0, dtype=logits.dtype, backend=logits.backend)
+        one = tensor(1.0, dtype=logits.dtype, backend=logits._backend)
         g_grad_out = unbroadcast(sum_(g * cross_entropy_backward(one, logits, labels)), grad_out)
     if ctx.needs[1]:  # the softmax VJP applied to g * grad_out / n
         probs = softmax(logits, axis=-1)
