@@ -43,8 +43,8 @@ repeat: a read through a view of memory an in-place operator changed, an in-plac
 update of a view of memory from outside the call, backward adding to a ``.grad``
 from before the step, a tensor that shares its array with an argument without being
 it, results whose shape depends on values (boolean-mask indexing, argwhere,
-unique_values), and the gradients of the few ops whose VJP computes on raw arrays (prod, floor_divide, remainder, copysign;
-second derivatives of the fused and loss ops). Arguments with a new shape, strides,
+unique_values), and the gradient of a user op whose VJP computes a value from its
+inputs' raw arrays (``ctx.constant``; no built-in op's VJP does). Arguments with a new shape, strides,
 dtype or backend (or new non-tensor arguments) are recorded afresh, like a retrace;
 so is everything after an op is redefined with ``register_op(..., replace=True)``.
 

@@ -133,12 +133,9 @@ def elu_backward_vjp(ctx, g):
     grad_out, x = ctx.inputs
     alpha = ctx.params["alpha"]
     gg = unbroadcast(elu_backward(g, x, alpha=alpha), grad_out) if ctx.needs[0] else None
-    gx = None
-    if ctx.needs[1]:
-        # d/dx [grad_out * alpha * exp(x)] where x <= 0; 0 where x > 0.
-        negative = ctx.constant(x.data <= 0)
-        safe_x = where(negative, x, 0.0)  # exp never overflows on the masked-out side
-        gx = unbroadcast(where(negative, g * grad_out * (exp(safe_x) * alpha), 0.0), x)
+    # elu'' is alpha * exp(x) = elu' where x <= 0, and 0 where x > 0
+    gx = unbroadcast(where(x <= 0, elu_backward(g * grad_out, x, alpha=alpha), 0.0), x) \
+        if ctx.needs[1] else None
     return gg, gx
 
 

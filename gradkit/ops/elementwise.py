@@ -155,9 +155,35 @@ def copy(xp, x):
     return xp.asarray(x, copy=True)
 
 
+def _unary_backward_samples(**params):
+    """Samples ``(g, x)`` of a unary op's backward, ``x`` away from the kinks at 0 and
+    at the bounds in ``params``."""
+    def samples(rng):
+        return [Sample(away_from_zero(rng, s), away_from_zero(rng, s), **params)
+                for s in ((2, 3), (4,), ())]
+    return samples
+
+
+def abs_backward_vjp(ctx, g):
+    grad_out, x = ctx.inputs
+    # linear in grad_out; x only picks the sign: zero gradient almost everywhere
+    return (abs_backward(g, x) if ctx.needs[0] else None), None
+
+
+@primitive(vjp=abs_backward_vjp, samples=_unary_backward_samples(), family=FAMILY)
+def abs_backward(xp, g, x):
+    """The VJP of abs: ``g * sign(x)`` (0 at 0).
+
+    >>> import gradkit as gk
+    >>> gk.abs_backward(gk.tensor([3.0, 3.0, 3.0]), gk.tensor([-2.0, 0.0, 1.0])).numpy().tolist()
+    [-3.0, 0.0, 3.0]
+    """
+    return g * xp.astype(xp.sign(x), g.dtype)
+
+
 def abs_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (g * sign(x),)
+    return (abs_backward(g, x),)
 
 
 @primitive("abs", vjp=abs_vjp, samples=unary_samples(), family=FAMILY)
@@ -230,17 +256,47 @@ def square(x: Any, /) -> Tensor:
 
 # -- selection -------------------------------------------------------------------
 
-def _tie_split_vjp(ctx, g, x_wins):
-    """Route ``g`` to the winning operand; on ties each operand gets half."""
-    x, y = ctx.inputs
-    dtype = g.dtype  # comparisons are ops without gradients: share is a constant
-    share = x_wins(x, y).astype(dtype) + 0.5 * (x == y).astype(dtype)
-    return (unbroadcast(g * share, x) if ctx.needs[0] else None,
-            unbroadcast(g * (1 - share), y) if ctx.needs[1] else None)
+def _selection_backward_samples(rng):
+    """``(g, x, other)``: distinct pairs (every operand perturbed), then ties, where only
+    ``g`` is perturbed (``x`` and ``other`` sit on the kink there)."""
+    out = [Sample(away_from_zero(rng, np.broadcast_shapes(a, b)), *pair.args)
+           for (a, b), pair in zip(BROADCAST_PAIRS[:5], distinct_pairs(rng))]
+    x = away_from_zero(rng, (2, 3))
+    other = np.where(rng.random((2, 3)) > 0.5, x, -x)  # ties and non-ties mixed
+    return out + [Sample(away_from_zero(rng, (2, 3)), x, other, nondiff=(1, 2)),
+                  Sample(away_from_zero(rng, (2, 3)), x, x[0], nondiff=(1, 2))]
+
+
+def _winner_share(xp, wins, ties, dtype):
+    """1 where ``x`` wins, 0.5 on ties, 0 elsewhere, as ``dtype``."""
+    return xp.astype(wins, dtype) + xp.astype(ties, dtype) * 0.5
+
+
+def maximum_backward_vjp(ctx, g):
+    grad_out, x, other = ctx.inputs
+    # linear in grad_out; x and other only pick the share: zero gradient almost everywhere
+    return (unbroadcast(maximum_backward(g, x, other), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=maximum_backward_vjp, samples=_selection_backward_samples, family=FAMILY)
+def maximum_backward(xp, g, x, other):
+    """The VJP of maximum in ``x``: ``g`` where ``x > other``, ``g / 2`` on ties, else 0.
+
+    Before unbroadcasting; maximum's gradient in ``other`` is ``maximum_backward(g, other, x)``.
+
+    >>> import gradkit as gk
+    >>> gk.maximum_backward(gk.tensor([4.0, 4.0, 4.0]), gk.tensor([1.0, 2.0, 3.0]),
+    ...                     2.0).numpy().tolist()
+    [0.0, 2.0, 4.0]
+    """
+    return g * _winner_share(xp, x > other, x == other, g.dtype)
 
 
 def maximum_vjp(ctx, g):
-    return _tie_split_vjp(ctx, g, lambda a, b: a > b)
+    x, y = ctx.inputs
+    return (unbroadcast(maximum_backward(g, x, y), x) if ctx.needs[0] else None,
+            unbroadcast(maximum_backward(g, y, x), y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=maximum_vjp, samples=distinct_pairs, family=FAMILY)
@@ -254,8 +310,28 @@ def maximum(xp, x1, x2):
     return xp.maximum(x1, x2)
 
 
+def minimum_backward_vjp(ctx, g):
+    grad_out, x, other = ctx.inputs
+    return (unbroadcast(minimum_backward(g, x, other), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=minimum_backward_vjp, samples=_selection_backward_samples, family=FAMILY)
+def minimum_backward(xp, g, x, other):
+    """The VJP of minimum in ``x``: ``g`` where ``x < other``, ``g / 2`` on ties, else 0.
+
+    >>> import gradkit as gk
+    >>> gk.minimum_backward(gk.tensor([4.0, 4.0, 4.0]), gk.tensor([1.0, 2.0, 3.0]),
+    ...                     2.0).numpy().tolist()
+    [4.0, 2.0, 0.0]
+    """
+    return g * _winner_share(xp, x < other, x == other, g.dtype)
+
+
 def minimum_vjp(ctx, g):
-    return _tie_split_vjp(ctx, g, lambda a, b: a < b)
+    x, y = ctx.inputs
+    return (unbroadcast(minimum_backward(g, x, y), x) if ctx.needs[0] else None,
+            unbroadcast(minimum_backward(g, y, x), y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=minimum_vjp, samples=distinct_pairs, family=FAMILY)
@@ -299,13 +375,7 @@ def where(xp, condition, x1, x2):
 
 def clip_vjp(ctx, g):
     (x,) = ctx.inputs
-    lo, hi = ctx.params["min"], ctx.params["max"]
-    inside = None  # comparisons are ops without gradients
-    if lo is not None:
-        inside = x >= lo
-    if hi is not None:
-        inside = (x <= hi) if inside is None else inside & (x <= hi)
-    return (g * 1 if inside is None else g * inside.astype(g.dtype),)
+    return (clip_backward(g, x, min=ctx.params["min"], max=ctx.params["max"]),)
 
 
 def check_clip(x, *, min=None, max=None) -> None:
@@ -325,6 +395,35 @@ def clip_samples(rng):
     return [Sample(away_from_zero(rng, (3, 4)), min=-0.5, max=1.0),
             Sample(away_from_zero(rng, (5,)), min=0.1, max=None),
             Sample(away_from_zero(rng, (5,)), min=None, max=0.1)]
+
+
+def clip_backward_vjp(ctx, g):
+    grad_out, x = ctx.inputs
+    # linear in grad_out; x only picks where it passes: zero gradient almost everywhere
+    return (clip_backward(g, x, **ctx.params) if ctx.needs[0] else None), None
+
+
+def clip_backward_samples(rng):
+    return [Sample(away_from_zero(rng, (3, 4)), away_from_zero(rng, (3, 4)), min=-0.1, max=1.0),
+            Sample(away_from_zero(rng, (5,)), away_from_zero(rng, (5,)), min=0.1, max=None),
+            Sample(away_from_zero(rng, ()), away_from_zero(rng, ()), min=None, max=0.1),
+            Sample(away_from_zero(rng, (2,)), away_from_zero(rng, (2,)), min=None, max=None)]
+
+
+@primitive(vjp=clip_backward_vjp, samples=clip_backward_samples, family=FAMILY)
+def clip_backward(xp, g, x, *, min=None, max=None):
+    """The VJP of clip: ``g`` where ``min <= x <= max`` (a None bound is no bound), else 0.
+
+    >>> import gradkit as gk
+    >>> gk.clip_backward(gk.tensor([5.0, 5.0, 5.0]), gk.tensor([-2.0, 0.5, 3.0]),
+    ...                  min=0.0, max=1.0).numpy().tolist()
+    [0.0, 5.0, 0.0]
+    """
+    if min is None and max is None:
+        return g * xp.ones_like(x, dtype=g.dtype)  # a new array, like every other kernel's
+    inside = (x >= min) if max is None else (x <= max) if min is None else \
+        (x >= min) & (x <= max)
+    return g * xp.astype(inside, g.dtype)
 
 
 @primitive(vjp=clip_vjp, samples=clip_samples, family=FAMILY, check=check_clip)

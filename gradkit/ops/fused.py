@@ -73,7 +73,7 @@ def bias_activation_backward_vjp(ctx, g):
     gy = None
     if ctx.needs[1] and p["activation"] in ("elu", "sigmoid", "tanh"):
         if p["activation"] == "elu":       # local gradient y + alpha where y <= 0
-            gy = where(ctx.constant(y.data <= 0), g * grad_out, 0.0)
+            gy = where(y <= 0, g * grad_out, 0.0)  # a comparison: no gradient
         elif p["activation"] == "sigmoid":  # y (1 - y)
             gy = g * grad_out * (1 - 2 * y)
         else:                               # 1 - y^2

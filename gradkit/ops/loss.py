@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradkit.errors import DTypeError, ShapeError, describe, describe_operands
+from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.activation import relu, softmax
 from gradkit.ops.elementwise import maximum, multiply, subtract
 from gradkit.ops.reduce import mean, sum_
@@ -89,11 +90,11 @@ def check_cross_entropy(logits, labels) -> None:
 
 def cross_entropy_backward_vjp(ctx, g):
     grad_out, logits, labels = ctx.inputs
-    n, c = logits.shape
+    n = logits.shape[0]
     g_grad_out = g_logits = None
-    if ctx.needs[0]:
-        onehot = ctx.constant(_one_hot(ctx.backend.xp, labels.data, c, logits.data.dtype))
-        g_grad_out = sum_(g * (softmax(logits, axis=-1) - onehot)) / n
+    if ctx.needs[0]:  # linear in grad_out: <g, the gradient for grad_out = 1>
+        one = tensor(1.0, dtype=logits.dtype, backend=logits._backend)
+        g_grad_out = unbroadcast(sum_(g * cross_entropy_backward(one, logits, labels)), grad_out)
     if ctx.needs[1]:  # the softmax VJP applied to g * grad_out / n
         probs = softmax(logits, axis=-1)
         v = g * grad_out / n

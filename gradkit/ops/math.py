@@ -460,12 +460,37 @@ def floor_divide(xp, x1, x2):
     return xp.floor_divide(x1, x2)
 
 
+def _with_upstream(pairs):
+    """Samples ``(g, x1, x2)`` of a binary op's backward from samples of ``(x1, x2)``."""
+    def samples(rng):
+        return [Sample(away_from_zero(rng, np.broadcast_shapes(*(np.shape(a) for a in s.args))),
+                       *s.args) for s in pairs(rng)]
+    return samples
+
+
+def remainder_backward_vjp(ctx, g):
+    grad_out, x1, x2 = ctx.inputs
+    # linear in grad_out; the quotient is piecewise constant: no gradient into x1, x2
+    return (unbroadcast(remainder_backward(g, x1, x2), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=remainder_backward_vjp, samples=_with_upstream(_division_samples),
+           family=FAMILY)
+def remainder_backward(xp, g, x1, x2):
+    """The VJP of remainder in ``x2`` (before unbroadcasting): ``-g * floor(x1 / x2)``.
+
+    >>> import gradkit as gk
+    >>> gk.remainder_backward(gk.tensor([1.0, 1.0]), gk.tensor([7.0, -7.0]), 3.0).numpy().tolist()
+    [-2.0, 3.0]
+    """
+    return -g * xp.astype(xp.floor_divide(x1, x2), g.dtype)
+
+
 def remainder_vjp(ctx, g):
     x, y = ctx.inputs
-    xp = ctx.backend.xp
-    quotient = ctx.constant(xp.floor_divide(x.data, y.data))  # piecewise constant
     return (unbroadcast(g, x) if ctx.needs[0] else None,
-            unbroadcast(-g * quotient, y) if ctx.needs[1] else None)
+            unbroadcast(remainder_backward(g, x, y), y) if ctx.needs[1] else None)
 
 
 @primitive(vjp=remainder_vjp, samples=_division_samples, family=FAMILY)
@@ -479,11 +504,29 @@ def remainder(xp, x1, x2):
     return xp.remainder(x1, x2)
 
 
+def copysign_backward_vjp(ctx, g):
+    grad_out, x1, x2 = ctx.inputs
+    # linear in grad_out; the signs are piecewise constant: no gradient into x1, x2
+    return (unbroadcast(copysign_backward(g, x1, x2), grad_out) if ctx.needs[0] else None,
+            None, None)
+
+
+@primitive(vjp=copysign_backward_vjp, samples=_with_upstream(binary_samples()), family=FAMILY)
+def copysign_backward(xp, g, x1, x2):
+    """The VJP of copysign in ``x1`` (before unbroadcasting): ``g`` where ``x1`` and ``x2``
+    have the same sign bit, else ``-g``.
+
+    >>> import gradkit as gk
+    >>> gk.copysign_backward(gk.tensor([2.0, 2.0]), gk.tensor([1.0, -1.0]),
+    ...                      gk.tensor([-0.0, -3.0])).numpy().tolist()
+    [-2.0, 2.0]
+    """
+    return xp.where(xp.signbit(x1) == xp.signbit(x2), g, -g)
+
+
 def copysign_vjp(ctx, g):
     x, y = ctx.inputs
-    xp = ctx.backend.xp
-    flip = ctx.constant(xp.astype(xp.signbit(x.data) == xp.signbit(y.data), g.data.dtype) * 2 - 1)
-    return (unbroadcast(g * flip, x) if ctx.needs[0] else None), None
+    return (unbroadcast(copysign_backward(g, x, y), x) if ctx.needs[0] else None), None
 
 
 @primitive(vjp=copysign_vjp, samples=binary_samples(), family=FAMILY)

@@ -81,29 +81,50 @@ def sum_(xp, x, *, axis=None, keepdims=False, dtype=None):
     return xp.sum(x, axis=axis, keepdims=keepdims, dtype=_accumulator(xp, dtype))
 
 
-def prod_vjp(ctx, g):
-    """d prod / d x_i is the product of the other elements; exact where x_i == 0 too.
+def prod_others_vjp(ctx, g):
+    """d others_i / d x_j (i != j) is the product of all but x_i and x_j, so the gradient
+    in x_j is ``prod(safe_x) / safe_x_j * sum over i != j of g_i / safe_x_i``, keeping
+    the terms whose dropped pair {i, j} holds every zero of the slice (none with 3+)."""
+    (x,) = ctx.inputs
+    axis = ctx.params["axis"]
+    zero = x == 0  # comparisons are ops without gradients
+    safe_x = where(zero, 1.0, x)
+    zeros = sum_(zero.astype(x.dtype), axis=axis, keepdims=True)
+    q = g / safe_x
+    total = sum_(q, axis=axis, keepdims=True)  # every i
+    at_zeros = sum_(where(zero, q, 0.0), axis=axis, keepdims=True)  # i at a zero
+    pairs = where(zero, where(zeros <= 1, total - q, where(zeros == 2, at_zeros - q, 0.0)),
+                  where(zeros == 0, total - q, where(zeros == 1, at_zeros, 0.0)))
+    return (prod(safe_x, axis=axis, keepdims=True) / safe_x * pairs,)
 
-    Where no element of a reduced slice is zero it is ``out / x_i``. A slice with
-    one zero sends the product of its other elements to that zero and 0 elsewhere;
-    a slice with two or more zeros has a zero gradient. Second derivatives are exact
-    for slices with at most one zero (with two or more, the mixed second derivative
-    of the two zeros, the product of the rest, comes out as 0).
+
+def _prod_others_samples(rng):
+    """Without zeros (as prod's; tests/test_math_ops.py checks slices with zeros)."""
+    return [Sample(away_from_zero(rng, (2, 3, 4)), axis=axis) for axis in (None, 0, (0, 2), -1)]
+
+
+@primitive(vjp=prod_others_vjp, samples=_prod_others_samples, family=FAMILY)
+def prod_others(xp, x, *, axis=None):
+    """Each element's product of the other elements of its slice along ``axis``: the
+    gradient of ``prod``, exact where ``x`` has zeros (one zero in a slice gets the
+    product of the rest, every other element 0; two or more zeros, all 0).
+
+    >>> import gradkit as gk
+    >>> gk.prod_others(gk.tensor([[2.0, 3.0, 4.0], [2.0, 0.0, 5.0]]), axis=1).numpy().tolist()
+    [[12.0, 8.0, 6.0], [0.0, 10.0, 0.0]]
     """
+    zero = x == 0
+    safe_x = xp.where(zero, xp.ones_like(x), x)
+    zeros = xp.sum(xp.astype(zero, xp.int64), axis=axis, keepdims=True)
+    rest = xp.prod(safe_x, axis=axis, keepdims=True)  # the product of the nonzero elements
+    return xp.where(zero, xp.where(zeros == 1, rest, xp.zeros_like(x)),
+                    xp.where(zeros == 0, rest / safe_x, xp.zeros_like(x)))
+
+
+def prod_vjp(ctx, g):
     (x,) = ctx.inputs
     axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
-    xp = ctx.backend.xp
-    zero = x.data == 0
-    is_zero = ctx.constant(zero)
-    safe_x = where(is_zero, 1.0, x)
-    out = _in_dtype_of(expand_reduced(ctx.out, x.shape, axis, keepdims), x)
-    others = out / safe_x  # the product of the others where x_i != 0 (0 if a zero is left)
-    if bool(xp.any(zero)):
-        zeros_in_slice = xp.sum(xp.astype(zero, xp.int64), axis=axis, keepdims=True)
-        single = ctx.constant(xp.broadcast_to(zeros_in_slice == 1, x.shape))
-        rest = expand_reduced(prod(safe_x, axis=axis, keepdims=True), x.shape, axis, True)
-        others = where(is_zero, where(single, rest, 0.0), others)
-    return (_in_dtype_of(expand_reduced(g, x.shape, axis, keepdims), x) * others,)
+    return (_in_dtype_of(expand_reduced(g, x.shape, axis, keepdims), x) * prod_others(x, axis=axis),)
 
 
 def _prod_samples(rng):
@@ -115,7 +136,7 @@ def _prod_samples(rng):
 
 @primitive(vjp=prod_vjp, samples=_prod_samples, family=FAMILY)
 def prod(xp, x, *, axis=None, keepdims=False, dtype=None):
-    """Product over ``axis``; the gradient is exact at zeros too (see ``prod_vjp``).
+    """Product over ``axis``; the gradient is exact at zeros too (see ``prod_others``).
 
     >>> import gradkit as gk
     >>> x = gk.tensor([2.0, 0.0, 3.0], requires_grad=True)
