@@ -263,10 +263,10 @@ class Recorder:
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
                out: Any, converted: bool, backend: Any) -> None:
         """Called by dispatch after every kernel launch while recording."""
-        if op.name in VALUE_SHAPED_OPS or (op.name in INDEXING_OPS and
-                                           _boolean_index(params.get("index"))):
+        if op.value_shaped or (op.index_param is not None and
+                               _boolean_index(params.get(op.index_param))):
             raise CaptureError(
-                f"capture: {op.name} {'with a boolean mask ' if op.name in INDEXING_OPS else ''}"
+                f"capture: {op.name} {'' if op.value_shaped else 'with a boolean mask '}"
                 "gives a result whose shape depends on the values; a replay keeps the "
                 "recorded shapes, so this step cannot be captured (use gk.where with a mask)")
         inputs = tuple([self.slot(t) for t in args])
@@ -365,12 +365,6 @@ def _same_layout(base: Any, view: Any) -> bool:
 
 
 _OWN = object()  # marks an array that owns its memory
-
-# Ops whose result's shape depends on their input's values, and ops taking an index
-# (where a boolean mask does the same).
-VALUE_SHAPED_OPS = frozenset({"unique_values", "argwhere"})
-INDEXING_OPS = frozenset({"getitem", "scatter_add"})
-
 
 def _boolean_index(index: Any) -> bool:
     items = index if isinstance(index, (tuple, list)) else (index,)

@@ -66,7 +66,8 @@ class Op:
     def __init__(self, name: str, forward: Callable[..., Any],
                  vjp: Callable[..., tuple] | None, samples: SampleFn | None,
                  family: str, variadic: bool = False,
-                 check: Callable[..., None] | None = None, check_values: bool = False) -> None:
+                 check: Callable[..., None] | None = None, check_values: bool = False,
+                 value_shaped: bool = False, index_param: str | None = None) -> None:
         self.name = name
         self.forward = forward
         self.vjp = vjp
@@ -75,6 +76,10 @@ class Op:
         self.variadic = variadic
         self.check = check
         self.check_values = check_values  # the check reads values: gk.capture reruns it
+        # the result's shape depends on the input values (gk.capture refuses such a step)
+        self.value_shaped = value_shaped
+        self.index_param = index_param  # the param holding an index: a boolean mask there
+        # makes the result's shape depend on values too
         self.function: Callable[..., Any] | None = None
         self.registered = False
         self.arg_names: list[str] = []  # the array arguments, named in error messages
@@ -266,6 +271,7 @@ def _public_function(op: Op, forward: Callable[..., Any],
 def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               samples: SampleFn | None, family: str = "user", variadic: bool = False,
               check: Callable[..., None] | None = None, check_values: bool = False,
+              value_shaped: bool = False, index_param: str | None = None,
               replace: bool = False, positional: Sequence[str] = ()
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
@@ -273,6 +279,9 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     ``check(*tensors, **params)`` validates the operands before the kernel runs;
     ``check_values=True`` says it reads their values (not only shapes and dtypes),
     so :func:`gradkit.capture` runs it again on every replay.
+    ``value_shaped=True`` says the result's shape depends on the input values
+    (``argwhere``); ``index_param`` names the param holding an index, where a boolean
+    mask does the same (``getitem``'s ``index``). :func:`gradkit.capture` refuses both.
 
     ``positional`` names the first params, which the public signature shows after the
     arrays without ``*``, as the Array API standard does: ``("shape",)`` for
@@ -284,7 +293,7 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     """
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
-                check_values)
+                check_values, value_shaped=value_shaped, index_param=index_param)
         op.function = _public_function(op, forward, positional)
         return _add(op, replace).function
     return decorate

@@ -103,7 +103,7 @@ def _set_samples(rng):
             Sample(rng.integers(0, 4, size=(7,))), Sample(away_from_zero(rng, (4,)))]
 
 
-@primitive(vjp=None, samples=_set_samples, family=FAMILY)
+@primitive(vjp=None, samples=_set_samples, family=FAMILY, value_shaped=True)
 def unique_values(xp, x):
     """The distinct elements of ``x``, flattened and sorted (the standard leaves the
     order open; NumPy 2.3 stopped sorting); every nan counts as distinct. No gradient.
@@ -118,7 +118,8 @@ def unique_values(xp, x):
 
 @primitive(vjp=None, samples=lambda rng: [Sample(np.array([[0.0, 1.5], [-2.0, 0.0]])),
                                           Sample(rng.integers(0, 2, size=(5,))),
-                                          Sample(np.zeros((2, 2)))], family=FAMILY)
+                                          Sample(np.zeros((2, 2)))], family=FAMILY,
+           value_shaped=True)
 def argwhere(xp, x):
     """The indices of the nonzero elements, one row per element: shape (count, x.ndim).
 

@@ -658,7 +658,8 @@ def getitem_samples(rng):
             Sample(x, index=(x > 0,))]
 
 
-@primitive(vjp=getitem_vjp, samples=getitem_samples, family="indexing")
+@primitive(vjp=getitem_vjp, samples=getitem_samples, family="indexing",
+           index_param="index")
 def getitem(xp, x, *, index):
     """``x[index]``, basic and advanced; the gradient scatter-adds repeated indices.
 
@@ -682,7 +683,8 @@ def scatter_add_samples(rng):
             Sample(_draw(rng, (2, 2)), shape=(3, 2), index=(slice(0, 2),))]
 
 
-@primitive(vjp=scatter_add_vjp, samples=scatter_add_samples, family="indexing")
+@primitive(vjp=scatter_add_vjp, samples=scatter_add_samples, family="indexing",
+           index_param="index")
 def scatter_add(xp, values, *, shape, index):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeats accumulate).
 
