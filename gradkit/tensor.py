@@ -617,5 +617,5 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     return t
 
 
-from gradkit import capture as _capture  # noqa: E402  (these use Tensor, so they load after it)
+from gradkit.capture import recorder as _capture  # noqa: E402  (these use Tensor, so they load after it)
 from gradkit import ops as _ops  # noqa: E402

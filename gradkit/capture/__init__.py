@@ -1,0 +1,69 @@
+"""Record a step's kernel calls once, then replay them without the engine: ``gk.capture``.
+
+An eager step pays, for every op, a Tensor, a tape node, a dispatch and a visit
+by the backward walk. For small shapes that is most of the step. ``gk.capture(f)``
+runs ``f`` eagerly on its first two calls while recording every kernel launched
+(forward, backward and optimizer alike), checks that the two recordings agree,
+and from then on replays the recorded kernels on the new arguments' arrays: no
+Tensor, node or dispatch per op. It is the CPU counterpart of capturing a CUDA
+graph, in the spirit of tinygrad's TinyJit and ``torch.cuda.graphs``.
+
+>>> import gradkit as gk
+>>> w = gk.tensor([1.0, 2.0], requires_grad=True)
+>>> opt = gk.optim.SGD([w], lr=0.1)
+>>> @gk.capture
+... def step(x):
+...     loss = ((x * w).sum() - 1.0) ** 2
+...     loss.backward()
+...     opt.step()
+...     opt.zero_grad()
+...     return loss
+>>> [round(step(gk.tensor([1.0, 1.0])).item(), 4) for _ in range(4)]
+[4.0, 1.44, 0.5184, 0.1866]
+>>> step.replays
+2
+
+What a replay repeats: every gradkit op's kernel, in the recorded order with the
+recorded params, on the arrays the arguments and pre-existing tensors (parameters,
+optimizer buffers) hold at that call; then the arrays the step installed into
+pre-existing tensors (in-place operators, ``x[i] = v``, optimizer updates) and the
+``.grad`` it left on them. Returned tensors come back detached. Where a kernel reads
+an array for the last time and nothing else can see that memory, the backend may
+write the kernel's result into it (the source says so), as hand-written NumPy does.
+
+What a replay freezes: everything computed outside gradkit ops (Python numbers,
+branches taken, host NumPy results, random draws on the host, a module's
+train/eval mode). The two recorded calls must agree on it (same kernels, params,
+constants and updated tensors), so a step whose Python side changes between calls
+(dropout masks drawn on the host, a branch on a loss value, alternating buffers)
+raises :class:`CaptureError` naming the first difference instead of replaying stale
+values. An optimizer's hyperparameters are guarded: set ``opt.lr`` (a schedule) and
+the next call records anew; so does a parameter whose memory layout changed. It also refuses what it could not
+repeat: a read through a view of memory an in-place operator changed, an in-place
+update of a view of memory from outside the call, backward adding to a ``.grad``
+from before the step, a tensor that shares its array with an argument without being
+it, results whose shape depends on values (boolean-mask indexing, argwhere,
+unique_values), and the gradient of a user op whose VJP computes a value from its
+inputs' raw arrays (``ctx.constant``; no built-in op's VJP does). Arguments with a new shape, strides,
+dtype or backend (or new non-tensor arguments) are recorded afresh, like a retrace;
+so is everything after an op is redefined with ``register_op(..., replace=True)``.
+
+A replay installs nothing unless every kernel succeeded; buffers that update
+kernels change in place (SGD momentum, Adam's m and v) have advanced if a later
+kernel fails, as in an eager step that fails after its optimizer step.
+"""
+from gradkit.capture.recorder import (CaptureError, External, KernelCall, Recorder,  # noqa: F401
+                                      note_created, recording)
+from gradkit.capture.compare import compare  # noqa: F401
+from gradkit.capture.plan import Plan  # noqa: F401
+from gradkit.capture.api import MAX_PENDING, MAX_PLANS, CapturedFunction, capture  # noqa: F401
+
+__all__ = ["capture", "CapturedFunction", "CaptureError"]
+
+
+def __getattr__(name: str) -> object:
+    """``active_recordings`` is read live from the recorder module (it changes)."""
+    if name == "active_recordings":
+        from gradkit.capture import recorder
+        return recorder.active_recordings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

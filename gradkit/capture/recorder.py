@@ -1,0 +1,430 @@
+"""Recording one eager call of a captured function: the ``recording`` context variable
+the engine reads, the :class:`Recorder` it reports every kernel launch and tensor write
+to, and the records it keeps (:class:`KernelCall`, :class:`External`)."""
+from __future__ import annotations
+
+import contextvars
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from gradkit.errors import GradkitError, describe
+from gradkit.tensor import Tensor
+
+
+class CaptureError(GradkitError, RuntimeError):
+    """A captured function cannot be replayed faithfully (see :func:`capture`)."""
+
+    __module__ = "gradkit.capture"  # where users import it from
+
+
+# The recorder of the capture running in this thread / task, or None.
+recording: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar(
+    "gradkit_capture", default=None)
+# How many recordings run now (any thread): Tensor() reports itself only while one does.
+active_recordings = 0
+
+
+def begin_recording(recorder: "Recorder") -> contextvars.Token:
+    """Make ``recorder`` the one the engine reports to in this thread / task."""
+    global active_recordings
+    token = recording.set(recorder)
+    active_recordings += 1
+    return token
+
+
+def end_recording(token: contextvars.Token) -> None:
+    global active_recordings
+    active_recordings -= 1
+    recording.reset(token)
+
+
+def note_created(tensor: Tensor) -> None:
+    """Called by Tensor() while a recording runs: this tensor did not exist before."""
+    recorder = recording.get()
+    if recorder is not None:
+        recorder.created.add(id(tensor))
+
+
+# -- recording ---------------------------------------------------------------------
+
+class KernelCall:
+    """One recorded kernel launch: which kernel, on which slots, with which params."""
+
+    __slots__ = ("op", "kernel", "inputs", "params", "output", "convert", "tensor_params",
+                 "check", "release", "backend", "donated")
+
+    def __init__(self, op: Any, kernel: Callable[..., Any], inputs: tuple[int, ...],
+                 params: dict, output: int, convert: Callable[..., Any] | None,
+                 tensor_params: tuple | None, backend: Any) -> None:
+        self.op = op
+        self.backend = backend
+        self.kernel = kernel
+        self.inputs = inputs
+        self.params = params
+        self.output = output
+        self.convert = convert  # the backend's asarray when the kernel returns a scalar
+        self.tensor_params = tensor_params  # (backend, paths) when params hold Tensors
+        self.check: Callable[..., None] | None = None  # a value check, rerun on each replay
+        self.release: tuple[int, ...] = ()  # slots no later call reads
+        self.donated: int | None = None  # the input slot whose memory the result takes
+
+
+class External:
+    """An array a recording read but no recorded kernel produced."""
+
+    __slots__ = ("slot", "tensor", "arg", "array", "value")
+
+    def __init__(self, slot: int, tensor: Tensor, arg: int | None) -> None:
+        self.slot = slot
+        self.tensor = tensor  # the Tensor it was read through
+        self.arg = arg  # the function's argument index, when it is an argument
+        self.array = tensor.data  # the array object it held when first read
+        self.value = tensor.data  # its values then (a copy once written in place)
+
+
+class Recorder:
+    """Collects the kernel calls and tensor writes of one eager call."""
+
+    def __init__(self, args: tuple) -> None:
+        self.calls: list[KernelCall] = []
+        self.arrays: list[Any] = []  # slot -> array (keeps each alive, so ids stay unique)
+        self.slot_of: dict[int, int] = {}  # id(array) -> slot holding those values now
+        self.externals: list[External] = []
+        self.data_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot, mode, count]
+        self.grad_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot or None]
+        # produced slot -> the produced slot owning its memory (itself unless a view of
+        # another kernel's result), or None when that memory came from outside
+        self.memory_of: dict[int, int | None] = {}
+        # id(memory owner) -> (number of slots then, id of the array written through) for
+        # memory an in-place operator wrote into
+        self.overwritten: dict[int, tuple[int, int]] = {}
+        self.alias_of: dict[int, tuple[Tensor, Tensor]] = {}  # id(detached) -> (it, origin)
+        self.created: set[int] = set()  # ids of the tensors made during this call
+        self.external_roots: dict[int, Any] = {}  # memory owners of the outside arrays
+        self.guards: dict[tuple[int, str], tuple[Any, str, Any]] = {}  # Python values read
+        self.argument_tensors: dict[int, Tensor] = {}  # slot -> the argument holding it
+        self.argument_index: dict[int, int] = {}
+        for index, value in enumerate(args):
+            if isinstance(value, Tensor) and id(value.data) not in self.slot_of:
+                slot = self._external(value, index)
+                self.argument_tensors[slot], self.argument_index[slot] = value, index
+
+    def _new_slot(self, array: Any) -> int:
+        self.arrays.append(array)
+        slot = len(self.arrays) - 1
+        self.slot_of[id(array)] = slot
+        return slot
+
+    def _external(self, tensor: Tensor, arg: int | None) -> int:
+        root = _root(tensor.data)
+        self.external_roots[id(root)] = root
+        slot = self._new_slot(tensor.data)
+        self.externals.append(External(slot, tensor, arg))
+        return slot
+
+    def slot(self, tensor: Tensor) -> int:
+        """The slot holding ``tensor``'s array (a new external slot if none does).
+
+        A whole-array view of a slot's array (the read-only view ``requires_grad_``
+        makes of an argument) is that slot too.
+        """
+        array = tensor.data
+        slot = self.slot_of.get(id(array))
+        if slot is None and getattr(array, "base", None) is not None:
+            slot = self._same_memory_slot(array)
+            if slot is not None:
+                self.slot_of[id(array)] = slot
+                self.arrays.append(array)  # alive, so its id stays its own
+        if self.overwritten:
+            self._check_not_stale(array, slot)
+        if slot is not None and slot in self.argument_tensors and \
+                self._origin(tensor) is not self.argument_tensors[slot]:
+            raise CaptureError(
+                f"capture: the function reads a tensor ({describe(tensor)}) that shares its "
+                f"array with argument {self.argument_index[slot]} without being it (an "
+                "argument passed as w.detach() while the function also reads w?); a replay "
+                "would read the next call's argument for both. Pass a copy, or pass w itself")
+        if slot is None:
+            alias = self.alias_of.get(id(tensor))
+            if alias is not None and alias[1].data is array:  # x.detach(): read x itself
+                tensor = alias[1]
+            return self._external(tensor, None)
+        return slot
+
+    def _same_memory_slot(self, view: Any) -> int | None:
+        """The slot of a kernel result or argument whose memory and layout ``view`` has."""
+        base = view.base
+        if id(base) in self.slot_of and _same_layout(base, view):
+            return self.slot_of[id(base)]
+        key = _layout_key(view)
+        for slot in self.argument_tensors:  # an argument that is itself a view
+            if key is not None and _layout_key(self.arrays[slot]) == key:
+                return slot
+        return None
+
+    def check_accumulation(self, leaf: Tensor) -> None:
+        """backward is about to add to ``leaf.grad``: only a gradient made in this call."""
+        slot = self.slot_of.get(id(leaf.grad.data))
+        made_here = id(leaf.grad) in self.created or slot in self.memory_of or any(
+            e.slot == slot and id(e.tensor) in self.created for e in self.externals)
+        if not made_here:
+            raise CaptureError(
+                f"capture: backward adds to a .grad that was there before the step "
+                f"({describe(leaf)}); a replay would not add to the gradient present at "
+                "its call. Call zero_grad (or set .grad = None) in the step, before backward")
+
+    def _origin(self, tensor: Tensor) -> Tensor:
+        alias = self.alias_of.get(id(tensor))
+        return tensor if alias is None else alias[1]
+
+    def aliased(self, detached: Tensor, origin: Tensor) -> None:
+        """``detached`` shares ``origin``'s array (``origin.detach()``)."""
+        while id(origin) in self.alias_of:
+            origin = self.alias_of[id(origin)][1]
+        self.alias_of[id(detached)] = (detached, origin)
+
+    def _check_not_stale(self, array: Any, slot: int | None) -> None:
+        """Refuse a read of memory an in-place operator changed through another array
+        (a view taken before ``buf += x``): a replay would read the old values."""
+        written = self.overwritten.get(id(_root(array)))
+        if written is None or id(array) == written[1] or (slot is not None and
+                                                           slot >= written[0]):
+            return
+        raise CaptureError(
+            "capture: the function reads, through a view or alias, memory that an in-place "
+            "operator changed (e.g. v = buf.reshape(...); buf += x; use v); a replay "
+            "cannot repeat that. Take the view after the update, or write buf = buf + x")
+
+    def will_overwrite(self, tensor: Tensor) -> None:
+        """Called before an in-place operator writes into ``tensor``'s array."""
+        array = tensor.data
+        if not tensor._backend.is_writeable(array):
+            return  # Backend.overwrite will install a new array: no memory is shared
+        root = _root(array)
+        if root is not array and self.memory_of.get(self.slot_of.get(id(array), -1)) is None:
+            raise CaptureError(
+                f"capture: an in-place operator writes into a view ({describe(tensor)}) of "
+                "memory from outside this call, so into the array it views; a replay cannot "
+                "repeat that. Use x[index] = value on the viewed tensor, or an out-of-place "
+                "operator")
+        slot = self.slot_of.get(id(array))
+        for ext in self.externals:  # keep the values it was read with (a constant's)
+            if ext.slot == slot and ext.value is array:
+                ext.value = tensor._backend.copy(array)
+        # later reads of this memory through any other array are stale (see slot())
+        self.overwritten[id(root)] = (len(self.arrays), id(array))
+
+    def guard(self, owner: Any, name: str) -> None:
+        """A Python value the step reads (an optimizer's learning rate): a replay runs
+        only while ``getattr(owner, name)`` still equals what this recording saw."""
+        self.guards[(id(owner), name)] = (owner, name, getattr(owner, name))
+
+    def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
+               out: Any, converted: bool, backend: Any) -> None:
+        """Called by dispatch after every kernel launch while recording."""
+        if op.value_shaped or (op.index_param is not None and
+                               _boolean_index(params.get(op.index_param))):
+            raise CaptureError(
+                f"capture: {op.name} {'' if op.value_shaped else 'with a boolean mask '}"
+                "gives a result whose shape depends on the values; a replay keeps the "
+                "recorded shapes, so this step cannot be captured (use gk.where with a mask)")
+        inputs = tuple([self.slot(t) for t in args])
+        tensor_params = _tensor_paths(params)
+        if tensor_params:
+            params = _substitute(params, tensor_params, [self.slot(t) for t in
+                                                         _tensors_at(params, tensor_params)])
+            tensor_params = (backend, tensor_params)
+        reused = self.slot_of.get(id(out))  # a kernel that returned an array it was given
+        owner = self._memory_owner(out) if reused is None else self.memory_of.get(reused)
+        call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
+                          backend.asarray if converted else None, tensor_params or None, backend)
+        self.memory_of[call.output] = call.output if owner is _OWN else owner
+        if getattr(op, "check_values", False):
+            call.check = functools.partial(_run_check, op, backend)
+        self.calls.append(call)
+
+    def _memory_owner(self, array: Any) -> Any:
+        """_OWN if ``array`` owns its memory, else the produced slot owning it (or None)."""
+        base = getattr(array, "base", _OWN)
+        if base is None:
+            return _OWN
+        root = _root(base)
+        slot = self.slot_of.get(id(root))
+        if slot is None and id(root) not in self.external_roots:
+            return _OWN  # a view of a kernel's private temporary (sum_to's reshape)
+        return slot if slot is not None and slot in self.memory_of else None
+
+    def wrote_data(self, tensor: Tensor, result: Tensor, mode: str) -> None:
+        """``tensor`` now holds ``result``'s values (an in-place operator, setitem or
+        an optimizer). ``mode`` is how a replay installs them, as the eager path did:
+        "overwrite" (Backend.overwrite), "install" (read-only when the tensor requires
+        a gradient, as optimizers do) or "assign" (plain assignment)."""
+        slot = self.slot(result)
+        self.slot_of[id(tensor.data)] = slot
+        targets = [tensor]
+        if mode == "overwrite":  # the same array read through another tensor (x.detach())
+            targets += [e.tensor for e in self.externals
+                        if e.tensor is not tensor and e.tensor.data is tensor.data]
+        for target in targets:
+            entry = self.data_writes.get(id(target))
+            count = 0 if entry is None else entry[3]
+            self.data_writes[id(target)] = [target, slot, mode, count + 1]
+
+    def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
+        # the gradient tensor itself: its array may still change (w.grad *= scale), so its
+        # slot is looked up when the call ends (finish)
+        self.grad_writes[id(tensor)] = [tensor, grad]
+
+    def finish(self) -> None:
+        """The end of the recorded call: each .grad left behind, as the slot it holds now."""
+        for entry in self.grad_writes.values():
+            if isinstance(entry[1], Tensor):
+                entry[1] = self.slot(entry[1])
+
+    def keep_constant_values(self) -> None:
+        """Copy what the arrays made during the call held, before the caller gets them
+        back (and may change them in place): they are this recording's constants."""
+        for ext in self.externals:
+            if ext.arg is None and id(ext.tensor) in self.created and ext.value is ext.array:
+                ext.value = ext.tensor._backend.copy(ext.value)
+
+    def check_untracked_writes(self) -> None:
+        """A tensor whose array was replaced by plain assignment cannot be replayed."""
+        for ext in self.externals:
+            tensor = ext.tensor
+            if tensor.data is not ext.array and id(tensor) not in self.data_writes and \
+                    self.slot_of.get(id(tensor.data)) is None:
+                raise CaptureError(
+                    f"capture: the function replaced the array of a tensor it read "
+                    f"({describe(tensor)}) by assigning .data (or another path gradkit does "
+                    "not see); a replay would not repeat that. Update it with an in-place "
+                    "operator, x[...] = value, or an optimizer")
+
+
+def _root(array: Any) -> Any:
+    """The array owning ``array``'s memory (itself when it is not a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def _layout_key(array: Any) -> tuple | None:
+    """(address, shape, strides, dtype) of an array's data, where the library says."""
+    interface = getattr(array, "__array_interface__", None)  # NumPy
+    address = interface["data"][0] if interface else getattr(getattr(array, "data", None),
+                                                               "ptr", None)  # CuPy
+    if address is None:
+        return None
+    return (address, array.shape, getattr(array, "strides", None), str(array.dtype))
+
+
+def _same_layout(base: Any, view: Any) -> bool:
+    return (base.shape == view.shape and base.dtype == view.dtype and
+            getattr(base, "strides", None) == getattr(view, "strides", None))
+
+
+_OWN = object()  # marks an array that owns its memory
+
+def _boolean_index(index: Any) -> bool:
+    items = index if isinstance(index, (tuple, list)) else (index,)
+    for item in items:
+        dtype = getattr(item, "dtype", None)
+        if dtype is not None and getattr(item, "ndim", 0) > 0 and np.dtype(
+                dtype if isinstance(dtype, np.dtype) else str(dtype)).kind == "b":
+            return True
+        if isinstance(item, list) and item and all(isinstance(v, bool) for v in item):
+            return True
+    return False
+
+
+def _run_check(op: Any, backend: Any, *arrays: Any, **params: Any) -> None:
+    op.check(*[Tensor(a, backend) for a in arrays], **params)
+
+
+def _tensor_paths(value: Any, path: tuple = ()) -> tuple:
+    """Where Tensors sit inside a params dict (an index tuple holding a Tensor)."""
+    if isinstance(value, Tensor):
+        return (path,)
+    if isinstance(value, dict):
+        return tuple(p for key, item in value.items() for p in _tensor_paths(item, path + (key,)))
+    if isinstance(value, (tuple, list)):
+        return tuple(p for i, item in enumerate(value) for p in _tensor_paths(item, path + (i,)))
+    if isinstance(value, slice):  # x[:n] with a tensor n
+        return tuple(p for name in _SLICE_FIELDS
+                     for p in _tensor_paths(getattr(value, name), path + (name,)))
+    return ()
+
+
+_SLICE_FIELDS = ("start", "stop", "step")
+
+
+def _get(value: Any, path: tuple) -> Any:
+    for key in path:
+        value = getattr(value, key) if isinstance(value, slice) else value[key]
+    return value
+
+
+def _tensors_at(params: dict, paths: tuple) -> list[Tensor]:
+    return [_get(params, path) for path in paths]
+
+
+def _substitute(value: Any, paths: tuple, replacements: list, path: tuple = ()) -> Any:
+    """``value`` with the item at each of ``paths`` replaced (containers rebuilt)."""
+    for p, replacement in zip(paths, replacements):
+        if p == path:
+            return replacement
+    if not any(p[:len(path)] == path for p in paths):
+        return value
+    if isinstance(value, dict):
+        return {k: _substitute(v, paths, replacements, path + (k,)) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(*[_substitute(getattr(value, name), paths, replacements, path + (name,))
+                       for name in _SLICE_FIELDS])
+    rebuilt = [_substitute(v, paths, replacements, path + (i,)) for i, v in enumerate(value)]
+    return type(value)(rebuilt)
+
+
+def param_slots(call: KernelCall) -> tuple[int, ...]:
+    if call.tensor_params is None:
+        return ()
+    return tuple(_get(call.params, path) for path in call.tensor_params[1])
+
+
+def fill_params(call: KernelCall, *values: Any) -> dict:
+    """``call``'s params with its Tensors rebuilt around this replay's arrays."""
+    backend, paths = call.tensor_params
+    return _substitute(call.params, paths, [Tensor(v, backend) for v in values])
+
+
+# -- what a call returned --------------------------------------------------------
+
+class OutputSlot:
+    """Where a returned Tensor's array sits in a recording."""
+
+    __slots__ = ("slot", "backend")
+
+    def __init__(self, slot: int, backend: Any) -> None:
+        self.slot = slot
+        self.backend = backend
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is OutputSlot and other.slot == self.slot
+
+    def __repr__(self) -> str:
+        return f"<output slot {self.slot}>"
+
+
+def output_template(value: Any, recorder: Recorder) -> Any:
+    """The returned structure with each Tensor replaced by its slot."""
+    if isinstance(value, Tensor):
+        return OutputSlot(recorder.slot(value), value._backend)
+    if isinstance(value, (tuple, list)):
+        return type(value)(output_template(v, recorder) for v in value)
+    if isinstance(value, dict):
+        return {k: output_template(v, recorder) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CaptureError(f"capture: the function returned a {type(value).__name__}; a captured "
+                       "function returns Tensors (or tuples, lists, dicts of them, or None)")
