@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from gradkit.capture.compare import compare
 from gradkit.capture.plan import Plan
@@ -24,6 +24,12 @@ def _detached(value: Any) -> Any:
     return value
 
 
+class FirstRecording(NamedTuple):
+    """A signature's first recorded call, waiting for a second one to compare with."""
+    recorder: Recorder
+    template: Any  # what the call returned, each Tensor as its OutputSlot
+
+
 class CapturedFunction:
     """``f`` recorded on its first two calls per signature, replayed afterwards.
 
@@ -34,7 +40,7 @@ class CapturedFunction:
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
         self.plans: dict[tuple, Plan] = {}
-        self.pending: dict[tuple, tuple[Recorder, Any]] = {}
+        self.pending: dict[tuple, FirstRecording] = {}
         self.replays = 0
         self.recordings = 0
         self._warned = False
@@ -81,7 +87,7 @@ class CapturedFunction:
         self.recordings += 1
         previous = self.pending.pop(key, None)
         if previous is None:
-            self.pending[key] = (recorder, template)
+            self.pending[key] = FirstRecording(recorder, template)
             if len(self.pending) > MAX_PENDING:  # an argument that changes on every call
                 self.pending.pop(next(iter(self.pending)))
                 if not self._warned:
@@ -93,9 +99,8 @@ class CapturedFunction:
                         "a tensor, or do not capture this function", RuntimeWarning,
                         stacklevel=3)
         else:
-            first, first_template = previous
-            compare(first, recorder, (first_template, template))
-            self.plans[key] = Plan(first, recorder, template,
+            compare(previous.recorder, recorder, (previous.template, template))
+            self.plans[key] = Plan(previous.recorder, recorder, template,
                                    getattr(self.function, "__qualname__", "function"))
             if len(self.plans) > MAX_PLANS:  # the least recently made goes
                 self.plans.pop(next(iter(self.plans)))

@@ -2,12 +2,18 @@
 :class:`CaptureError` naming the first way they differ."""
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from gradkit.capture.recorder import CaptureError, KernelCall, Recorder
 from gradkit.errors import describe
+
+
+# what two writes must agree on (their targets may differ where made anew each call)
+_DATA_WRITE_EFFECT = attrgetter("slot", "mode", "count")  # a DataWrite's
+_GRAD_WRITE_EFFECT = attrgetter("slot")  # a GradWrite's
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -83,13 +89,13 @@ def compare(first: Recorder, second: Recorder, outputs: tuple[Any, Any]) -> None
     # tensors both calls read from outside: parameters, buffers (the others are made anew)
     persistent = {id(a.tensor) for a, b in zip(first.externals, second.externals)
                   if a.tensor is b.tensor}
-    for kind, a_writes, b_writes in (("updated", first.data_writes, second.data_writes),
-                                     ("left gradients on", first.grad_writes,
-                                      second.grad_writes)):
+    for kind, a_writes, b_writes, effect in (
+            ("updated", first.data_writes, second.data_writes, _DATA_WRITE_EFFECT),
+            ("left gradients on", first.grad_writes, second.grad_writes, _GRAD_WRITE_EFFECT)):
         a_list, b_list = list(a_writes.values()), list(b_writes.values())
         if len(a_list) != len(b_list) or any(
-                a[1:] != b[1:] or (a[0] is not b[0] and (id(a[0]) in persistent or
-                                                       id(b[0]) in persistent))
+                effect(a) != effect(b) or (a.target is not b.target and (
+                    id(a.target) in persistent or id(b.target) in persistent))
                 for a, b in zip(a_list, b_list)):
             raise CaptureError(f"capture: the two calls {kind} tensors differently; {hint}")
     if not same_value(outputs[0], outputs[1]):

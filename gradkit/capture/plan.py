@@ -5,13 +5,42 @@ from __future__ import annotations
 
 import itertools
 import linecache
-from typing import Any
+from typing import Any, NamedTuple
 
 from gradkit.capture.codegen import generate
 from gradkit.capture.compare import same_value
-from gradkit.capture.recorder import CaptureError, OutputSlot, Recorder, param_slots
+from gradkit.capture.recorder import (CaptureError, DataWrite, GradWrite, OutputSlot,
+                                      Recorder, param_slots)
 from gradkit.errors import GradkitError
 from gradkit.tensor import Tensor
+
+
+class ArgumentRead(NamedTuple):
+    """Slot ``slot`` is the array of the function's argument ``index``."""
+    slot: int
+    index: int
+
+
+class StateRead(NamedTuple):
+    """Slot ``slot`` is ``tensor``'s array, read afresh on every replay (a parameter,
+    an optimizer buffer: a tensor the step found in place on both recorded calls)."""
+    slot: int
+    tensor: Tensor
+
+
+class StateLayout(NamedTuple):
+    """The layout a state tensor's array had when recorded: a plan is valid for it."""
+    tensor: Tensor
+    shape: tuple
+    dtype: Any
+    strides: tuple | None
+
+
+class Constant(NamedTuple):
+    """Slot ``slot`` is frozen to ``array`` (a read-only copy of what a tensor the step
+    made outside gradkit ops held)."""
+    slot: int
+    array: Any
 
 
 class Plan:
@@ -25,49 +54,50 @@ class Plan:
     def __init__(self, first: Recorder, second: Recorder, template: Any, name: str) -> None:
         self.calls = second.calls
         self.template = template
-        self.arguments = [(e.slot, e.arg) for e in second.externals if e.arg is not None]
+        self.arguments = [ArgumentRead(e.slot, e.arg) for e in second.externals
+                          if e.arg is not None]
         # Read on every replay: tensors the step found in place on both calls
         # (parameters, optimizer buffers). Frozen: tensors it made itself each call.
         pairs = [(a, b) for a, b in zip(first.externals, second.externals) if b.arg is None]
-        self.state = [(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
-        self.state_layouts = [(b.tensor, (b.array.shape, b.array.dtype,
-                                          getattr(b.array, "strides", None)))
+        self.state = [StateRead(b.slot, b.tensor) for a, b in pairs if a.tensor is b.tensor]
+        self.state_layouts = [StateLayout(b.tensor, b.array.shape, b.array.dtype,
+                                          getattr(b.array, "strides", None))
                               for a, b in pairs if a.tensor is b.tensor]
         self.guards = list(second.guards.values())
         # (copies: the recording's arrays go back to the caller, who may modify them)
-        self.constants = [(b.slot, b.tensor._backend.read_only(b.tensor._backend.copy(b.value),
-                                                              in_place=True))
+        self.constants = [Constant(b.slot, b.tensor._backend.read_only(
+                              b.tensor._backend.copy(b.value), in_place=True))
                           for a, b in pairs if a.tensor is not b.tensor]
         # Writes and grads the step left on tensors that outlive it: a target is a
         # Tensor, or an int when it is the caller's argument of that index.
-        targets: dict[int, Any] = {id(t): t for _, t in self.state}
+        targets: dict[int, Any] = {id(s.tensor): s.tensor for s in self.state}
         targets.update({id(e.tensor): e.arg for e in second.externals if e.arg is not None})
-        self.data_writes = [(targets[id(t)], slot, mode, count) for t, slot, mode, count
-                            in second.data_writes.values() if id(t) in targets]
-        self.grad_writes = [(targets[id(t)], slot) for t, slot in second.grad_writes.values()
-                            if id(t) in targets]
-        constant_slots = {slot for slot, _ in self.constants}
-        self.grad_copies = {slot for _, slot in self.grad_writes if slot in constant_slots}
+        self.data_writes = [DataWrite(targets[id(w.target)], w.slot, w.mode, w.count)
+                            for w in second.data_writes.values() if id(w.target) in targets]
+        self.grad_writes = [GradWrite(targets[id(w.target)], w.slot)
+                            for w in second.grad_writes.values() if id(w.target) in targets]
+        constant_slots = {c.slot for c in self.constants}
+        self.grad_copies = {w.slot for w in self.grad_writes if w.slot in constant_slots}
         # the slots a replay hands back: what it installs and returns
         returned = _template_outputs(template)
-        destinations = ([slot for _, slot, _, _ in self.data_writes] +
-                        [slot for _, slot in self.grad_writes if slot is not None] +
+        destinations = ([w.slot for w in self.data_writes] +
+                        [w.slot for w in self.grad_writes if w.slot is not None] +
                         list({o.slot for o in returned}))
         self.final_slots = sorted(set(destinations))
         # a kernel's result going to one place only: a replay may flag it read-only
         # itself instead of making a read-only view of it
+        read_in = {a.slot for a in self.arguments} | {s.slot for s in self.state}
         self.owned = {slot for slot in self.final_slots if destinations.count(slot) == 1
-                      and slot not in constant_slots and slot not in dict(self.arguments)
-                      and slot not in dict(self.state)}
+                      and slot not in constant_slots and slot not in read_in}
         last_use: dict[int, int] = {}  # slot -> index of the last call reading it
         for index, call in enumerate(self.calls):
             for slot in call.inputs + param_slots(call):
                 last_use[slot] = index
-        self._plan_releases(constant_slots | {slot for slot, _ in self.state}, last_use)
+        self._plan_releases(constant_slots | {s.slot for s in self.state}, last_use)
         self._plan_donations(second.memory_of, last_use)
         self.backend_of_slot = {o.slot: o.backend for o in returned}
         self.output_copies = {o.slot for o in returned if o.slot in constant_slots}
-        installed = {slot for target, slot, mode, _ in self.data_writes if mode == "install"}
+        installed = {w.slot for w in self.data_writes if w.mode == "install"}
         self.output_read_only = {o.slot for o in returned if o.slot in installed}
         self.owned -= self.output_read_only
         self.filename = f"<gradkit.capture {name} #{next(_plan_numbers)}>"
@@ -90,7 +120,7 @@ class Plan:
     def still_valid(self) -> bool:
         """Whether the state tensors kept the layouts and the guarded Python values
         (an optimizer's hyperparameters) the values they had when recorded."""
-        for tensor, (shape, dtype, strides) in self.state_layouts:
+        for tensor, shape, dtype, strides in self.state_layouts:
             data = tensor.data
             if getattr(data, "strides", None) != strides or data.shape != shape or \
                     (data.dtype is not dtype and data.dtype != dtype):
@@ -157,7 +187,8 @@ class Plan:
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
     def _install(self, final: dict, args: tuple) -> None:
-        for target, slot, mode, count in self.data_writes:
+        for write in self.data_writes:
+            target, slot, mode = write.target, write.slot, write.mode
             tensor = args[target] if type(target) is int else target
             backend = tensor._backend
             if mode == "overwrite":
@@ -167,8 +198,9 @@ class Plan:
                                if tensor._requires_grad else final[slot])
             else:  # "assign"
                 tensor.data = final[slot]
-            tensor._version += count
-        for target, slot in self.grad_writes:
+            tensor._version += write.count
+        for write in self.grad_writes:
+            target, slot = write.target, write.slot
             tensor = args[target] if type(target) is int else target
             if slot is None:
                 tensor._grad = None

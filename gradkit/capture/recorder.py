@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -49,39 +50,78 @@ def note_created(tensor: Tensor) -> None:
 
 # -- recording ---------------------------------------------------------------------
 
+class TensorParams(NamedTuple):
+    """Where a kernel call's params held Tensors: a replay rebuilds them on ``backend``
+    around the arrays of the slots that now sit at ``paths``."""
+    backend: Any
+    paths: tuple
+
+
+# eq=False: records are compared field by field (compare), never as wholes
+@dataclass(slots=True, eq=False)
 class KernelCall:
     """One recorded kernel launch: which kernel, on which slots, with which params."""
-
-    __slots__ = ("op", "kernel", "inputs", "params", "output", "convert", "tensor_params",
-                 "check", "release", "backend", "donated")
-
-    def __init__(self, op: Any, kernel: Callable[..., Any], inputs: tuple[int, ...],
-                 params: dict, output: int, convert: Callable[..., Any] | None,
-                 tensor_params: tuple | None, backend: Any) -> None:
-        self.op = op
-        self.backend = backend
-        self.kernel = kernel
-        self.inputs = inputs
-        self.params = params
-        self.output = output
-        self.convert = convert  # the backend's asarray when the kernel returns a scalar
-        self.tensor_params = tensor_params  # (backend, paths) when params hold Tensors
-        self.check: Callable[..., None] | None = None  # a value check, rerun on each replay
-        self.release: tuple[int, ...] = ()  # slots no later call reads
-        self.donated: int | None = None  # the input slot whose memory the result takes
+    op: Any
+    kernel: Callable[..., Any]
+    inputs: tuple[int, ...]
+    params: dict
+    output: int
+    convert: Callable[..., Any] | None  # the backend's asarray when the kernel returns a scalar
+    tensor_params: TensorParams | None  # when params hold Tensors
+    backend: Any
+    check: Callable[..., None] | None = None  # a value check, rerun on each replay
+    release: tuple[int, ...] = ()  # slots no later call reads
+    donated: int | None = None  # the input slot whose memory the result takes
 
 
+@dataclass(slots=True, eq=False)
 class External:
     """An array a recording read but no recorded kernel produced."""
+    slot: int
+    tensor: Tensor  # the Tensor it was read through
+    arg: int | None  # the function's argument index, when it is an argument
+    array: Any  # the array object it held when first read
+    value: Any  # its values then (a copy once written in place)
 
-    __slots__ = ("slot", "tensor", "arg", "array", "value")
 
-    def __init__(self, slot: int, tensor: Tensor, arg: int | None) -> None:
-        self.slot = slot
-        self.tensor = tensor  # the Tensor it was read through
-        self.arg = arg  # the function's argument index, when it is an argument
-        self.array = tensor.data  # the array object it held when first read
-        self.value = tensor.data  # its values then (a copy once written in place)
+@dataclass(slots=True, eq=False)
+class DataWrite:
+    """``target`` holds ``slot``'s values after the call, installed as ``mode`` says
+    (see Recorder.wrote_data), after ``count`` writes (its version goes up by that).
+    In a recording ``target`` is a Tensor; in a plan, an argument's index or a Tensor."""
+    target: Any
+    slot: int
+    mode: str
+    count: int
+
+
+@dataclass(slots=True, eq=False)
+class GradWrite:
+    """``target`` is left with ``slot``'s array as its ``.grad`` (None: no gradient).
+    While recording, ``grad`` is the gradient tensor itself: its array may still change
+    (``w.grad *= scale``), so its slot is looked up when the call ends."""
+    target: Any
+    slot: int | None = None
+    grad: Tensor | None = None
+
+
+class Overwrite(NamedTuple):
+    """An in-place operator wrote into some memory: when, and through which array."""
+    slots_before: int  # the number of slots then (later slots are newer values)
+    array_id: int  # id of the array written through
+
+
+class Alias(NamedTuple):
+    """``tensor`` shares ``origin``'s array (``origin.detach()``)."""
+    tensor: Tensor
+    origin: Tensor
+
+
+class Guard(NamedTuple):
+    """A Python value the step read: ``getattr(owner, name)`` was ``value``."""
+    owner: Any
+    name: str
+    value: Any
 
 
 class Recorder:
@@ -92,18 +132,17 @@ class Recorder:
         self.arrays: list[Any] = []  # slot -> array (keeps each alive, so ids stay unique)
         self.slot_of: dict[int, int] = {}  # id(array) -> slot holding those values now
         self.externals: list[External] = []
-        self.data_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot, mode, count]
-        self.grad_writes: dict[int, list] = {}  # id(tensor) -> [tensor, slot or None]
+        self.data_writes: dict[int, DataWrite] = {}  # id(tensor) -> its last write
+        self.grad_writes: dict[int, GradWrite] = {}  # id(tensor) -> the .grad it was left
         # produced slot -> the produced slot owning its memory (itself unless a view of
         # another kernel's result), or None when that memory came from outside
         self.memory_of: dict[int, int | None] = {}
-        # id(memory owner) -> (number of slots then, id of the array written through) for
-        # memory an in-place operator wrote into
-        self.overwritten: dict[int, tuple[int, int]] = {}
-        self.alias_of: dict[int, tuple[Tensor, Tensor]] = {}  # id(detached) -> (it, origin)
+        # id(memory owner) -> the last in-place write into that memory
+        self.overwritten: dict[int, Overwrite] = {}
+        self.alias_of: dict[int, Alias] = {}  # id(detached) -> it and its origin
         self.created: set[int] = set()  # ids of the tensors made during this call
         self.external_roots: dict[int, Any] = {}  # memory owners of the outside arrays
-        self.guards: dict[tuple[int, str], tuple[Any, str, Any]] = {}  # Python values read
+        self.guards: dict[tuple[int, str], Guard] = {}  # Python values read
         self.argument_tensors: dict[int, Tensor] = {}  # slot -> the argument holding it
         self.argument_index: dict[int, int] = {}
         for index, value in enumerate(args):
@@ -121,7 +160,7 @@ class Recorder:
         root = _root(tensor.data)
         self.external_roots[id(root)] = root
         slot = self._new_slot(tensor.data)
-        self.externals.append(External(slot, tensor, arg))
+        self.externals.append(External(slot, tensor, arg, tensor.data, tensor.data))
         return slot
 
     def slot(self, tensor: Tensor) -> int:
@@ -148,8 +187,8 @@ class Recorder:
                 "would read the next call's argument for both. Pass a copy, or pass w itself")
         if slot is None:
             alias = self.alias_of.get(id(tensor))
-            if alias is not None and alias[1].data is array:  # x.detach(): read x itself
-                tensor = alias[1]
+            if alias is not None and alias.origin.data is array:  # x.detach(): read x itself
+                tensor = alias.origin
             return self._external(tensor, None)
         return slot
 
@@ -177,20 +216,20 @@ class Recorder:
 
     def _origin(self, tensor: Tensor) -> Tensor:
         alias = self.alias_of.get(id(tensor))
-        return tensor if alias is None else alias[1]
+        return tensor if alias is None else alias.origin
 
     def aliased(self, detached: Tensor, origin: Tensor) -> None:
         """``detached`` shares ``origin``'s array (``origin.detach()``)."""
         while id(origin) in self.alias_of:
-            origin = self.alias_of[id(origin)][1]
-        self.alias_of[id(detached)] = (detached, origin)
+            origin = self.alias_of[id(origin)].origin
+        self.alias_of[id(detached)] = Alias(detached, origin)
 
     def _check_not_stale(self, array: Any, slot: int | None) -> None:
         """Refuse a read of memory an in-place operator changed through another array
         (a view taken before ``buf += x``): a replay would read the old values."""
         written = self.overwritten.get(id(_root(array)))
-        if written is None or id(array) == written[1] or (slot is not None and
-                                                           slot >= written[0]):
+        if written is None or id(array) == written.array_id or (
+                slot is not None and slot >= written.slots_before):
             return
         raise CaptureError(
             "capture: the function reads, through a view or alias, memory that an in-place "
@@ -214,12 +253,12 @@ class Recorder:
             if ext.slot == slot and ext.value is array:
                 ext.value = tensor._backend.copy(array)
         # later reads of this memory through any other array are stale (see slot())
-        self.overwritten[id(root)] = (len(self.arrays), id(array))
+        self.overwritten[id(root)] = Overwrite(len(self.arrays), id(array))
 
     def guard(self, owner: Any, name: str) -> None:
         """A Python value the step reads (an optimizer's learning rate): a replay runs
         only while ``getattr(owner, name)`` still equals what this recording saw."""
-        self.guards[(id(owner), name)] = (owner, name, getattr(owner, name))
+        self.guards[(id(owner), name)] = Guard(owner, name, getattr(owner, name))
 
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
                out: Any, converted: bool, backend: Any) -> None:
@@ -235,7 +274,7 @@ class Recorder:
         if tensor_params:
             params = _substitute(params, tensor_params, [self.slot(t) for t in
                                                          _tensors_at(params, tensor_params)])
-            tensor_params = (backend, tensor_params)
+            tensor_params = TensorParams(backend, tensor_params)
         reused = self.slot_of.get(id(out))  # a kernel that returned an array it was given
         owner = self._memory_owner(out) if reused is None else self.memory_of.get(reused)
         call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
@@ -269,19 +308,19 @@ class Recorder:
                         if e.tensor is not tensor and e.tensor.data is tensor.data]
         for target in targets:
             entry = self.data_writes.get(id(target))
-            count = 0 if entry is None else entry[3]
-            self.data_writes[id(target)] = [target, slot, mode, count + 1]
+            count = 0 if entry is None else entry.count
+            self.data_writes[id(target)] = DataWrite(target, slot, mode, count + 1)
 
     def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
         # the gradient tensor itself: its array may still change (w.grad *= scale), so its
         # slot is looked up when the call ends (finish)
-        self.grad_writes[id(tensor)] = [tensor, grad]
+        self.grad_writes[id(tensor)] = GradWrite(tensor, grad=grad)
 
     def finish(self) -> None:
         """The end of the recorded call: each .grad left behind, as the slot it holds now."""
-        for entry in self.grad_writes.values():
-            if isinstance(entry[1], Tensor):
-                entry[1] = self.slot(entry[1])
+        for write in self.grad_writes.values():
+            if write.grad is not None:
+                write.slot = self.slot(write.grad)
 
     def keep_constant_values(self) -> None:
         """Copy what the arrays made during the call held, before the caller gets them
@@ -389,7 +428,7 @@ def _substitute(value: Any, paths: tuple, replacements: list, path: tuple = ()) 
 def param_slots(call: KernelCall) -> tuple[int, ...]:
     if call.tensor_params is None:
         return ()
-    return tuple(_get(call.params, path) for path in call.tensor_params[1])
+    return tuple(_get(call.params, path) for path in call.tensor_params.paths)
 
 
 def fill_params(call: KernelCall, *values: Any) -> dict:
@@ -400,17 +439,11 @@ def fill_params(call: KernelCall, *values: Any) -> dict:
 
 # -- what a call returned --------------------------------------------------------
 
+@dataclass(slots=True, repr=False)
 class OutputSlot:
-    """Where a returned Tensor's array sits in a recording."""
-
-    __slots__ = ("slot", "backend")
-
-    def __init__(self, slot: int, backend: Any) -> None:
-        self.slot = slot
-        self.backend = backend
-
-    def __eq__(self, other: Any) -> bool:
-        return type(other) is OutputSlot and other.slot == self.slot
+    """Where a returned Tensor's array sits in a recording (equal: the same slot)."""
+    slot: int
+    backend: Any = field(compare=False)
 
     def __repr__(self) -> str:
         return f"<output slot {self.slot}>"
