@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gradkit.capture.recorder import fill_params, param_slots
 
-if TYPE_CHECKING:
-    from gradkit.capture.plan import Plan
 
-
-def generate(plan: Plan) -> tuple[str, dict[str, Any], dict[int, int]]:
-    """The replay function's source, the names it uses, and line -> kernel call index.
+def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
+    """The replay function's source, the names it uses, and line -> kernel call index,
+    for a plan (gradkit.capture.plan.Plan: codegen sits below it, so it is not imported).
 
     Slot ``i`` is the local ``s{i}``. Kernel call ``n`` of op ``name`` calls
     ``name_n``: the backend's kernel, or the op's reference forward with the
