@@ -61,13 +61,16 @@ class Op:
     ``ctx.params``, ``ctx.needs``) and the upstream gradient ``g`` as Tensors, and
     returns one gradient (or None) per input, built from gradkit ops.
     ``vjp=None`` marks an op with no gradient (comparisons, argmax).
+    ``float_only=True`` marks a function of real numbers (``exp``, ``mean``): dispatch
+    computes its integer and bool operands in float (see :func:`float_operands`).
     """
 
     def __init__(self, name: str, forward: Callable[..., Any],
                  vjp: Callable[..., tuple] | None, samples: SampleFn | None,
                  family: str, variadic: bool = False,
                  check: Callable[..., None] | None = None, check_values: bool = False,
-                 value_shaped: bool = False, index_param: str | None = None) -> None:
+                 value_shaped: bool = False, index_param: str | None = None,
+                 float_only: bool | None = None) -> None:
         self.name = name
         self.forward = forward
         self.vjp = vjp
@@ -80,6 +83,7 @@ class Op:
         self.value_shaped = value_shaped
         self.index_param = index_param  # the param holding an index: a boolean mask there
         # makes the result's shape depend on values too
+        self.float_only = float_only  # None until registered: keep a replaced op's (_add)
         self.function: Callable[..., Any] | None = None
         self.registered = False
         self.arg_names: list[str] = []  # the array arguments, named in error messages
@@ -103,9 +107,11 @@ class Composite:
     """
 
     def __init__(self, name: str, function: Callable[..., Any], samples: SampleFn | None,
-                 family: str, differentiable: bool = True, variadic: bool = False) -> None:
+                 family: str, differentiable: bool = True, variadic: bool = False,
+                 float_only: bool = False) -> None:
         self.name = name
         self.function = function
+        self.float_only = float_only  # its function casts integer and bool tensors first
         self.samples = samples
         self.family = family
         self.differentiable = differentiable
@@ -152,6 +158,8 @@ def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
         definitions_changed += 1
         for field in ("forward", "vjp", "samples", "check", "check_values"):
             setattr(existing, field, getattr(entry, field))
+        if entry.float_only is not None:  # else the replaced op's dtype rule stays
+            existing.float_only = entry.float_only
         for backend in _backends.instantiated():
             backend._resolved.pop(entry.name, None)
         return existing
@@ -161,6 +169,7 @@ def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
     OPS[entry.name] = entry
     if isinstance(entry, Op):
         entry.registered = True
+        entry.float_only = bool(entry.float_only)
     return entry
 
 
@@ -272,7 +281,8 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               samples: SampleFn | None, family: str = "user", variadic: bool = False,
               check: Callable[..., None] | None = None, check_values: bool = False,
               value_shaped: bool = False, index_param: str | None = None,
-              replace: bool = False, positional: Sequence[str] = ()
+              replace: bool = False, positional: Sequence[str] = (),
+              float_only: bool | None = None
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
 
@@ -282,6 +292,11 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     ``value_shaped=True`` says the result's shape depends on the input values
     (``argwhere``); ``index_param`` names the param holding an index, where a boolean
     mask does the same (``getitem``'s ``index``). :func:`gradkit.capture` refuses both.
+
+    ``float_only=True``: a function of real numbers (the Array API standard's "should
+    have a floating-point data type"); integer and bool operands are computed in float
+    (:func:`float_operands`), so the forward only ever sees floats. Replacing an op
+    (``replace=True``) keeps its rule unless ``float_only`` is given.
 
     ``positional`` names the first params, which the public signature shows after the
     arrays without ``*``, as the Array API standard does: ``("shape",)`` for
@@ -293,22 +308,29 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     """
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
-                check_values, value_shaped=value_shaped, index_param=index_param)
+                check_values, value_shaped=value_shaped, index_param=index_param,
+                float_only=float_only)
         op.function = _public_function(op, forward, positional)
         return _add(op, replace).function
     return decorate
 
 
 def composite(name: str | None = None, *, samples: SampleFn | None, family: str = "user",
-              differentiable: bool = True, replace: bool = False, variadic: bool = False
-              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+              differentiable: bool = True, replace: bool = False, variadic: bool = False,
+              float_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a function built from other ops (gradient for free).
 
     ``variadic=True``: the function takes its tensors as one sequence (``stack``).
+    ``float_only=True``: as for :func:`primitive`, for a function of one array, its first
+    argument (``var``, ``linalg.vector_norm``; ``matrix_power``'s ``n`` stays as it is):
+    an integer or bool Tensor or NumPy array there is cast by :func:`float_operands`
+    before the function runs.
     """
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        if float_only:
+            function = _casting_float_arguments(function)
         entry = Composite(name or function.__name__, function, samples, family, differentiable,
-                          variadic)
+                          variadic, float_only)
         _add(entry, replace)
         function.op = entry  # type: ignore[attr-defined]
         return function
@@ -330,7 +352,8 @@ def call_sample(entry: Op | Composite, tensors: Sequence[Any], params: dict[str,
 
 
 def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple] | None,
-                samples: SampleFn | None = None, replace: bool = False) -> Callable[..., Tensor]:
+                samples: SampleFn | None = None, replace: bool = False,
+                float_only: bool | None = None) -> Callable[..., Tensor]:
     """Add your own differentiable op; returns the function that calls it.
 
     ``forward(xp, *arrays, **params)`` computes the output from raw arrays of the
@@ -339,6 +362,8 @@ def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple
     ``ctx.inputs`` are the input Tensors, ``ctx.out`` the output, ``ctx.params``
     the keyword params, ``ctx.needs[i]`` whether input ``i`` needs a gradient.
     This plays the role of ``jax.custom_vjp`` / ``torch.autograd.Function``.
+    ``float_only=True``: integer and bool operands reach ``forward`` as floats
+    (:func:`float_operands`).
 
     >>> import gradkit as gk
     >>> def cube_forward(xp, x):
@@ -351,7 +376,8 @@ def register_op(name: str, forward: Callable[..., Any], vjp: Callable[..., tuple
     12.0
     >>> gk.unregister_op("cube_doc_example")
     """
-    return primitive(name, vjp=vjp, samples=samples, family="user", replace=replace)(forward)
+    return primitive(name, vjp=vjp, samples=samples, family="user", replace=replace,
+                     float_only=float_only)(forward)
 
 
 # -- arguments every op checks the same way ---------------------------------------
@@ -504,6 +530,8 @@ def _common_backend(op: Op, args: tuple) -> Any:
 def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
     """``args`` with every non-Tensor lifted to a constant on the tensors' backend."""
     backend = _common_backend(op, args)
+    if op.float_only:
+        return _as_float_tensors(op, args, backend)
     like = None
     for value in args:
         if type(value) is Tensor:
@@ -511,6 +539,98 @@ def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
             like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
     return tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i, args)
                   for i, v in enumerate(args)])
+
+
+# -- float-only ops: integer and bool operands are computed in float --------------
+
+# NumPy's (and CuPy's) float dtype classes: a set of types compares no dtype objects, so
+# another library's dtype (array-api-strict's) is simply not in it, and takes the slow path
+_FLOAT_DTYPES = frozenset([type(np.dtype(name)) for name in ("float16", "float32", "float64")])
+_FLOAT32 = np.dtype("float32")  # the common case, checked by identity first
+
+
+def float_dtype_of(values: Sequence[Any]) -> np.dtype:
+    """The float dtype a float-only op computes ``values`` in: the promotion of the
+    float Tensors among them, or the default float dtype when there is none.
+
+    Integer and bool tensors, like Python numbers, take the dtype of the floats they
+    meet, as in PyTorch and JAX (``atan2(float16, int64)`` is float16).
+
+    >>> import gradkit as gk
+    >>> float_dtype_of([gk.tensor([1, 2])]), float_dtype_of([gk.tensor([1.0], dtype="float64"), 2])
+    (dtype('float32'), dtype('float64'))
+    """
+    target = None
+    for value in values:
+        if isinstance(value, Tensor):
+            dtype = value.dtype
+            if dtype.kind == "f":
+                target = dtype if target is None or target == dtype else \
+                    np.promote_types(target, dtype)
+    return get_default_dtype() if target is None else target
+
+
+def float_operands(op: Op | Composite, tensors: Sequence[Any]) -> tuple:
+    """``tensors`` with every integer and bool Tensor cast to :func:`float_dtype_of`
+    them (other values pass through): what a float-only op computes on.
+
+    The rule for every function the Array API standard defines for floating-point
+    inputs only: ``gk.exp(int8 tensor)`` is float32 (the default float dtype, as in
+    PyTorch), not NumPy's float16; a mix (float64, int64) computes in float64. The cast
+    is an ``astype`` call, so ``gk.capture`` records it; integer tensors cannot need a
+    gradient, so the float operands' gradients are those of the op itself.
+    """
+    target = float_dtype_of(tensors)
+    cast = OPS["astype"]
+    return tuple([dispatch(cast, (t,), {"dtype": target})
+                  if isinstance(t, Tensor) and t.dtype.kind != "f" else t for t in tensors])
+
+
+def _as_float_tensors(op: Op, args: tuple, backend: Any) -> tuple[Tensor, ...]:
+    """``_as_tensors`` for a float-only op: its Python numbers take the float dtype its
+    operands are computed in (``atan2(int8 tensor, 300)`` is fine: 300 meets float32,
+    not int8), and its integer and bool tensors are cast to it (:func:`float_operands`)."""
+    like = None
+    cast = False  # an integer or bool tensor (or another library's dtype object: look closer)
+    for value in args:
+        if type(value) is Tensor:
+            dtype = value.data.dtype
+            if dtype is _FLOAT32 or type(dtype) in _FLOAT_DTYPES:
+                like = dtype if like is None or like == dtype else np.promote_types(like, dtype)
+            else:
+                cast = True
+        elif not isinstance(value, (int, float)):  # an array (not weak: its dtype counts)
+            return _as_float_tensors(op, tuple([
+                v if type(v) is Tensor or isinstance(v, (int, float)) else
+                _lift_array(v, backend, op, i, args) for i, v in enumerate(args)]), backend)
+    if cast or like is None:
+        like = float_dtype_of(args)
+    args = tuple([v if type(v) is Tensor else _lift(v, backend, like, op, i, args)
+                  for i, v in enumerate(args)])
+    return float_operands(op, args) if cast else args
+
+
+def _casting_float_arguments(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a float-only composite of one array) with its first argument, when
+    an integer or bool Tensor or NumPy array, computed in float (:func:`float_operands`)."""
+    first = next(iter(inspect.signature(function).parameters))
+
+    def in_float(x: Any) -> Any:
+        if isinstance(x, np.ndarray) and x.dtype.kind != "f":
+            backend = _backends.get_backend()
+            x = Tensor(backend.asarray(x), backend)
+        if isinstance(x, Tensor) and x.dtype.kind != "f":
+            (x,) = float_operands(cast_first.op, (x,))
+        return x
+
+    @functools.wraps(function)
+    def cast_first(*args: Any, **params: Any) -> Any:
+        if args:
+            args = (in_float(args[0]),) + args[1:]
+        elif first in params:
+            params[first] = in_float(params[first])
+        return function(*args, **params)
+    return cast_first
 
 
 def _operand_names(op: Op, count: int) -> list[str]:
@@ -541,6 +661,8 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         raise KeyError(f"op {op.name!r} was unregistered")
     backend = None
     needs_grad = False
+    float_only = op.float_only
+    cast = False
     for a in args:
         if type(a) is not Tensor:
             args = _as_tensors(op, args)
@@ -552,9 +674,14 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         elif a._backend is not backend:
             _common_backend(op, args)  # raises, naming both backends
         if a._requires_grad:
-            needs_grad = True
+            needs_grad = True  # (a float: only those can require a gradient)
+        elif float_only and a.data.dtype is not _FLOAT32 and \
+                type(a.data.dtype) not in _FLOAT_DTYPES:
+            cast = True
     if backend is None:
         backend = _backends.get_backend()
+    if cast:  # a float-only op: integer and bool operands computed in float
+        args = float_operands(op, args)
     if op.check is not None:
         op.check(*args, **params)
     kernel = backend._resolved.get(op.name) or backend.resolve(op)

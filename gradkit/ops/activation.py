@@ -116,7 +116,7 @@ def leaky_relu_vjp(ctx, g):
 @primitive(vjp=leaky_relu_vjp,
            samples=lambda rng: unary_samples()(rng) + [Sample(away_from_zero(rng, (3, 4)),
                                                               slope=0.2)],
-           family=FAMILY)
+           family=FAMILY, float_only=True)
 def leaky_relu(xp, x, *, slope=LEAKY_RELU_SLOPE):
     """``x`` where ``x > 0``, else ``slope * x`` (default slope 0.01).
 
@@ -160,7 +160,7 @@ def elu_vjp(ctx, g):
 @primitive(vjp=elu_vjp,
            samples=lambda rng: unary_samples()(rng) + [Sample(away_from_zero(rng, (3, 4)),
                                                               alpha=0.5)],
-           family=FAMILY)
+           family=FAMILY, float_only=True)
 def elu(xp, x, *, alpha=ELU_ALPHA):
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)`` (default alpha 1).
 
@@ -195,7 +195,7 @@ def sigmoid_vjp(ctx, g):
 
 
 @primitive(vjp=sigmoid_vjp, samples=unary_samples(shapes=((2, 3), (4,), (), (3, 4))),
-           family=FAMILY)
+           family=FAMILY, float_only=True)
 def sigmoid(xp, x):
     """``1 / (1 + exp(-x))``, without overflow for any ``x``.
 
@@ -231,7 +231,7 @@ def tanh_vjp(ctx, g):
     return (tanh_backward(g, ctx.out),)
 
 
-@primitive(vjp=tanh_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=tanh_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def tanh(xp, x):
     """Hyperbolic tangent.
 
@@ -249,7 +249,7 @@ def softplus_vjp(ctx, g):
     return (g * sigmoid(x),)
 
 
-@primitive(vjp=softplus_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=softplus_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def softplus(xp, x):
     """``log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))`` (no overflow).
 
@@ -263,7 +263,7 @@ def softplus(xp, x):
 GELU_C = math.sqrt(2.0 / math.pi)
 
 
-@composite(samples=unary_samples(), family=FAMILY)
+@composite(samples=unary_samples(), family=FAMILY, float_only=True)
 def gelu(x: Any) -> Tensor:
     """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
 
@@ -301,7 +301,7 @@ def softmax_vjp(ctx, g):
     return (y * (g - sum_(g * y, axis=axis, keepdims=True)),)
 
 
-@primitive(vjp=softmax_vjp, samples=_softmax_samples, family=FAMILY)
+@primitive(vjp=softmax_vjp, samples=_softmax_samples, family=FAMILY, float_only=True)
 def softmax(xp, x, *, axis=SOFTMAX_AXIS):
     """``exp(x) / sum(exp(x))`` over ``axis``, shifted by the max (no overflow).
 
@@ -318,7 +318,7 @@ def log_softmax_vjp(ctx, g):
     return (g - exp(ctx.out) * sum_(g, axis=axis, keepdims=True),)
 
 
-@primitive(vjp=log_softmax_vjp, samples=_softmax_samples, family=FAMILY)
+@primitive(vjp=log_softmax_vjp, samples=_softmax_samples, family=FAMILY, float_only=True)
 def log_softmax(xp, x, *, axis=SOFTMAX_AXIS):
     """``x - logsumexp(x)`` over ``axis``: the log of softmax, without overflow or log(0).
 

@@ -85,7 +85,7 @@ def divide_vjp(ctx, g):
             unbroadcast(-g * x / (y * y), y) if ctx.needs[1] else None)
 
 
-@primitive(vjp=divide_vjp, samples=binary_samples(low=0.5), family=FAMILY)
+@primitive(vjp=divide_vjp, samples=binary_samples(low=0.5), family=FAMILY, float_only=True)
 def divide(xp, x1, x2):
     """``x1 / x2`` with broadcasting (true division).
 
@@ -201,7 +201,7 @@ def exp_vjp(ctx, g):
     return (g * ctx.out,)
 
 
-@primitive(vjp=exp_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=exp_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def exp(xp, x):
     """``e ** x``.
 
@@ -217,7 +217,7 @@ def log_vjp(ctx, g):
     return (g / x,)
 
 
-@primitive(vjp=log_vjp, samples=unary_samples(low=0.3), family=FAMILY)
+@primitive(vjp=log_vjp, samples=unary_samples(low=0.3), family=FAMILY, float_only=True)
 def log(xp, x):
     """Natural logarithm.
 
@@ -232,7 +232,7 @@ def sqrt_vjp(ctx, g):
     return (g / (2 * ctx.out),)
 
 
-@primitive(vjp=sqrt_vjp, samples=unary_samples(low=0.3), family=FAMILY)
+@primitive(vjp=sqrt_vjp, samples=unary_samples(low=0.3), family=FAMILY, float_only=True)
 def sqrt(xp, x):
     """Square root.
 

@@ -289,7 +289,7 @@ def inv_vjp(ctx, g):
 
 
 @primitive("linalg.inv", vjp=inv_vjp, samples=_square_samples, family=FAMILY,
-           check=_square_check("linalg.inv"))
+           check=_square_check("linalg.inv"), float_only=True)
 def inv(xp, x):
     """The inverse of each square matrix (last two axes).
 
@@ -337,7 +337,7 @@ def _solve_samples(rng):
 
 
 @primitive("linalg.solve", vjp=solve_vjp, samples=_solve_samples, family=FAMILY,
-           check=check_solve)
+           check=check_solve, float_only=True)
 def solve(xp, x1, x2):
     """The ``x`` with ``x1 @ x = x2``: ``x2`` is one vector (M,) or a stack of
     (M, K) matrices; batch axes broadcast.
@@ -364,7 +364,7 @@ def det_vjp(ctx, g):
 
 
 @primitive("linalg.det", vjp=det_vjp, samples=_square_samples, family=FAMILY,
-           check=_square_check("linalg.det"))
+           check=_square_check("linalg.det"), float_only=True)
 def det(xp, x):
     """The determinant of each square matrix; the gradient ``det * inv(x)^T`` is
     infinite at singular matrices.
@@ -377,7 +377,7 @@ def det(xp, x):
 
 
 @primitive("linalg.slogdet_sign", vjp=None, samples=_square_samples, family=FAMILY,
-           check=_square_check("linalg.slogdet_sign"))
+           check=_square_check("linalg.slogdet_sign"), float_only=True)
 def slogdet_sign(xp, x):
     """The sign (-1, 0 or 1) of each determinant; no gradient. Part of ``slogdet``.
 
@@ -394,7 +394,7 @@ def logabsdet_vjp(ctx, g):
 
 
 @primitive("linalg.logabsdet", vjp=logabsdet_vjp, samples=_square_samples, family=FAMILY,
-           check=_square_check("linalg.logabsdet"))
+           check=_square_check("linalg.logabsdet"), float_only=True)
 def logabsdet(xp, x):
     """``log|det(x)|`` of each square matrix, without overflow; part of ``slogdet``.
 
@@ -449,7 +449,7 @@ def _spd_samples(rng):
 
 
 @primitive("linalg.cholesky", vjp=cholesky_vjp, samples=_spd_samples, family=FAMILY,
-           check=_square_check("linalg.cholesky"))
+           check=_square_check("linalg.cholesky"), float_only=True)
 def cholesky(xp, x, *, upper=False):
     """The Cholesky factor of each symmetric positive-definite matrix: lower ``L`` with
     ``x = L @ L.mT`` (or upper ``U = L.mT``). ``x`` is symmetrized first,
@@ -471,7 +471,7 @@ def _vector_norm_samples(rng):
             Sample(x, axis=(0, 1), ord=-math.inf), Sample(x, ord=3), Sample(x, ord=0.5, axis=-1)]
 
 
-@composite("linalg.vector_norm", samples=_vector_norm_samples, family=FAMILY)
+@composite("linalg.vector_norm", samples=_vector_norm_samples, family=FAMILY, float_only=True)
 def vector_norm(x: Tensor, /, *, axis: Any = None, keepdims: bool = False,
                 ord: float = 2) -> Tensor:
     """The ``ord``-norm of vectors along ``axis`` (all elements for None): 2
@@ -505,7 +505,7 @@ def _matrix_norm_samples(rng):
             Sample(x, ord=math.inf), Sample(x[0], ord=-math.inf)]
 
 
-@composite("linalg.matrix_norm", samples=_matrix_norm_samples, family=FAMILY)
+@composite("linalg.matrix_norm", samples=_matrix_norm_samples, family=FAMILY, float_only=True)
 def matrix_norm(x: Tensor, /, *, keepdims: bool = False, ord: Any = "fro") -> Tensor:
     """The norm of each matrix (last two axes): ``"fro"`` (Frobenius), 1 / -1
     (largest / smallest column sum of magnitudes), inf / -inf (row sums). The 2-norm
@@ -537,7 +537,7 @@ def _norm_samples(rng):
             Sample(away_from_zero(rng, (2, 3, 2)), ord=1, axis=(2, 0), keepdims=True)]
 
 
-@composite("linalg.norm", samples=_norm_samples, family=FAMILY)
+@composite("linalg.norm", samples=_norm_samples, family=FAMILY, float_only=True)
 def norm(x: Tensor, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Tensor:
     """NumPy's ``linalg.norm``: a vector norm over one axis (or of the flattened input
     when ``ord`` and ``axis`` are None), a matrix norm over two axes (or of a 2-D
@@ -622,7 +622,7 @@ def cross(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
 
 @composite("linalg.matrix_power", samples=lambda rng: [
     Sample(_conditioned(rng, (3, 3)) / 3, 3), Sample(_conditioned(rng, (2, 2, 2)) / 2, -2),
-    Sample(_conditioned(rng, (2, 2)), 1)], family=FAMILY)
+    Sample(_conditioned(rng, (2, 2)), 1)], family=FAMILY, float_only=True)
 def matrix_power(x: Tensor, n: int, /) -> Tensor:
     """``x`` multiplied by itself ``n`` times (``n < 0``: of its inverse; ``n = 0``: the
     identity), for each square matrix.

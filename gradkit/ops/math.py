@@ -70,7 +70,7 @@ def sin_vjp(ctx, g):
     return (g * cos(x),)
 
 
-@primitive(vjp=sin_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=sin_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def sin(xp, x):
     """Sine (radians).
 
@@ -86,7 +86,7 @@ def cos_vjp(ctx, g):
     return (-g * sin(x),)
 
 
-@primitive(vjp=cos_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=cos_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def cos(xp, x):
     """Cosine (radians).
 
@@ -102,7 +102,7 @@ def tan_vjp(ctx, g):
     return (g * (1 + out * out),)
 
 
-@primitive(vjp=tan_vjp, samples=_within(-1.2, 1.2), family=FAMILY)
+@primitive(vjp=tan_vjp, samples=_within(-1.2, 1.2), family=FAMILY, float_only=True)
 def tan(xp, x):
     """Tangent (radians).
 
@@ -118,7 +118,7 @@ def asin_vjp(ctx, g):
     return (g / sqrt(1 - x * x),)
 
 
-@primitive(vjp=asin_vjp, samples=_within(-0.8, 0.8), family=FAMILY)
+@primitive(vjp=asin_vjp, samples=_within(-0.8, 0.8), family=FAMILY, float_only=True)
 def asin(xp, x):
     """Inverse sine, in ``[-pi/2, pi/2]``; nan outside ``[-1, 1]``.
 
@@ -134,7 +134,7 @@ def acos_vjp(ctx, g):
     return (-g / sqrt(1 - x * x),)
 
 
-@primitive(vjp=acos_vjp, samples=_within(-0.8, 0.8), family=FAMILY)
+@primitive(vjp=acos_vjp, samples=_within(-0.8, 0.8), family=FAMILY, float_only=True)
 def acos(xp, x):
     """Inverse cosine, in ``[0, pi]``; nan outside ``[-1, 1]``.
 
@@ -150,7 +150,7 @@ def atan_vjp(ctx, g):
     return (g / (1 + x * x),)
 
 
-@primitive(vjp=atan_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=atan_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def atan(xp, x):
     """Inverse tangent, in ``[-pi/2, pi/2]``.
 
@@ -168,7 +168,7 @@ def atan2_vjp(ctx, g):
             unbroadcast(-g * y / denominator, x) if ctx.needs[1] else None)
 
 
-@primitive(vjp=atan2_vjp, samples=binary_samples(), family=FAMILY)
+@primitive(vjp=atan2_vjp, samples=binary_samples(), family=FAMILY, float_only=True)
 def atan2(xp, x1, x2):
     """The angle of the point ``(x2, x1)``: ``atan(x1 / x2)`` in the right quadrant.
 
@@ -189,7 +189,7 @@ def sinh_vjp(ctx, g):
     return (g * cosh(x),)
 
 
-@primitive(vjp=sinh_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=sinh_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def sinh(xp, x):
     """Hyperbolic sine.
 
@@ -205,7 +205,7 @@ def cosh_vjp(ctx, g):
     return (g * sinh(x),)
 
 
-@primitive(vjp=cosh_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=cosh_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def cosh(xp, x):
     """Hyperbolic cosine.
 
@@ -221,7 +221,7 @@ def asinh_vjp(ctx, g):
     return (g / sqrt(x * x + 1),)
 
 
-@primitive(vjp=asinh_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=asinh_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def asinh(xp, x):
     """Inverse hyperbolic sine.
 
@@ -237,7 +237,7 @@ def acosh_vjp(ctx, g):
     return (g / sqrt(x * x - 1),)
 
 
-@primitive(vjp=acosh_vjp, samples=_within(1.2, 3.0), family=FAMILY)
+@primitive(vjp=acosh_vjp, samples=_within(1.2, 3.0), family=FAMILY, float_only=True)
 def acosh(xp, x):
     """Inverse hyperbolic cosine, for ``x >= 1`` (nan below).
 
@@ -253,7 +253,7 @@ def atanh_vjp(ctx, g):
     return (g / (1 - x * x),)
 
 
-@primitive(vjp=atanh_vjp, samples=_within(-0.8, 0.8), family=FAMILY)
+@primitive(vjp=atanh_vjp, samples=_within(-0.8, 0.8), family=FAMILY, float_only=True)
 def atanh(xp, x):
     """Inverse hyperbolic tangent, for ``-1 < x < 1`` (+-inf at +-1, nan beyond).
 
@@ -270,7 +270,7 @@ def expm1_vjp(ctx, g):
     return (g * (ctx.out + 1),)
 
 
-@primitive(vjp=expm1_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=expm1_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def expm1(xp, x):
     """``exp(x) - 1``, accurate for small ``x``.
 
@@ -286,7 +286,7 @@ def log1p_vjp(ctx, g):
     return (g / (1 + x),)
 
 
-@primitive(vjp=log1p_vjp, samples=_within(-0.6, 2.0), family=FAMILY)
+@primitive(vjp=log1p_vjp, samples=_within(-0.6, 2.0), family=FAMILY, float_only=True)
 def log1p(xp, x):
     """``log(1 + x)``, accurate for small ``x``.
 
@@ -302,7 +302,7 @@ def log2_vjp(ctx, g):
     return (g / (x * LN2),)
 
 
-@primitive(vjp=log2_vjp, samples=unary_samples(low=0.3), family=FAMILY)
+@primitive(vjp=log2_vjp, samples=unary_samples(low=0.3), family=FAMILY, float_only=True)
 def log2(xp, x):
     """Base-2 logarithm.
 
@@ -318,7 +318,7 @@ def log10_vjp(ctx, g):
     return (g / (x * LN10),)
 
 
-@primitive(vjp=log10_vjp, samples=unary_samples(low=0.3), family=FAMILY)
+@primitive(vjp=log10_vjp, samples=unary_samples(low=0.3), family=FAMILY, float_only=True)
 def log10(xp, x):
     """Base-10 logarithm.
 
@@ -333,7 +333,7 @@ def exp2_vjp(ctx, g):
     return (g * ctx.out * LN2,)
 
 
-@primitive(vjp=exp2_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=exp2_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def exp2(xp, x):
     """``2 ** x`` (NumPy's name; the standard spells it ``pow(2, x)``).
 
@@ -351,7 +351,7 @@ def logaddexp_vjp(ctx, g):
             unbroadcast(g * exp(y - out), y) if ctx.needs[1] else None)
 
 
-@primitive(vjp=logaddexp_vjp, samples=binary_samples(), family=FAMILY)
+@primitive(vjp=logaddexp_vjp, samples=binary_samples(), family=FAMILY, float_only=True)
 def logaddexp(xp, x1, x2):
     """``log(exp(x1) + exp(x2))`` without overflow.
 
@@ -367,7 +367,7 @@ def reciprocal_vjp(ctx, g):
     return (-g * out * out,)
 
 
-@primitive(vjp=reciprocal_vjp, samples=unary_samples(), family=FAMILY)
+@primitive(vjp=reciprocal_vjp, samples=unary_samples(), family=FAMILY, float_only=True)
 def reciprocal(xp, x):
     """``1 / x``.
 
@@ -385,7 +385,7 @@ def hypot_vjp(ctx, g):
             unbroadcast(g * y / out, y) if ctx.needs[1] else None)
 
 
-@primitive(vjp=hypot_vjp, samples=binary_samples(), family=FAMILY)
+@primitive(vjp=hypot_vjp, samples=binary_samples(), family=FAMILY, float_only=True)
 def hypot(xp, x1, x2):
     """``sqrt(x1**2 + x2**2)`` without overflow; the gradient is undefined at (0, 0).
 
@@ -529,7 +529,7 @@ def copysign_vjp(ctx, g):
     return (unbroadcast(copysign_backward(g, x, y), x) if ctx.needs[0] else None), None
 
 
-@primitive(vjp=copysign_vjp, samples=binary_samples(), family=FAMILY)
+@primitive(vjp=copysign_vjp, samples=binary_samples(), family=FAMILY, float_only=True)
 def copysign(xp, x1, x2):
     """``|x1|`` with the sign of ``x2``; no gradient flows into ``x2``.
 
@@ -595,7 +595,7 @@ def isfinite(xp, x):
     return xp.isfinite(x)
 
 
-@primitive(vjp=None, samples=_special_values, family=FAMILY)
+@primitive(vjp=None, samples=_special_values, family=FAMILY, float_only=True)
 def signbit(xp, x):
     """True where the sign bit of ``x`` is set (including ``-0.0``).
 
@@ -610,7 +610,7 @@ def _nextafter_samples(rng):
     return [Sample(away_from_zero(rng, a), away_from_zero(rng, b)) for a, b in BROADCAST_PAIRS[:4]]
 
 
-@primitive(vjp=None, samples=_nextafter_samples, family=FAMILY)
+@primitive(vjp=None, samples=_nextafter_samples, family=FAMILY, float_only=True)
 def nextafter(xp, x1, x2):
     """The next representable float after ``x1`` towards ``x2`` (no gradient).
 

@@ -154,7 +154,7 @@ def mean_vjp(ctx, g):
     return (expand_reduced(g, x.shape, axis, ctx.params["keepdims"]) / count,)
 
 
-@primitive(vjp=mean_vjp, samples=reduction_samples, family=FAMILY)
+@primitive(vjp=mean_vjp, samples=reduction_samples, family=FAMILY, float_only=True)
 def mean(xp, x, *, axis=None, keepdims=False):
     """Arithmetic mean over ``axis``.
 
@@ -206,7 +206,7 @@ def logsumexp_vjp(ctx, g):
     return (expand_reduced(g, x.shape, axis, keepdims) * exp(x - out),)
 
 
-@primitive(vjp=logsumexp_vjp, samples=reduction_samples, family=FAMILY)
+@primitive(vjp=logsumexp_vjp, samples=reduction_samples, family=FAMILY, float_only=True)
 def logsumexp(xp, x, *, axis=None, keepdims=False):
     """``log(sum(exp(x)))`` over ``axis``, computed without overflow.
 
@@ -228,7 +228,7 @@ def _var_samples(rng):
     return reduction_samples(rng)[:5] + [Sample(away_from_zero(rng, (5, 2)), axis=0, ddof=1)]
 
 
-@composite(samples=_var_samples, family=FAMILY)
+@composite(samples=_var_samples, family=FAMILY, float_only=True)
 def var(x: Tensor, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False,
         ddof: float | None = None) -> Tensor:
     """Variance over ``axis``, dividing by ``N - correction`` (``ddof`` is NumPy's name).
@@ -253,7 +253,7 @@ def var(x: Tensor, /, *, axis: Any = None, correction: float = 0.0, keepdims: bo
     return sum_(multiply(centered, centered), axis=axis, keepdims=keepdims) / (count - ddof)
 
 
-@composite(samples=_var_samples, family=FAMILY)
+@composite(samples=_var_samples, family=FAMILY, float_only=True)
 def std(x: Tensor, /, *, axis: Any = None, correction: float = 0.0, keepdims: bool = False,
         ddof: float | None = None) -> Tensor:
     """Standard deviation over ``axis``: ``sqrt(var(...))``; its gradient is infinite
