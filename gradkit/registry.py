@@ -161,7 +161,7 @@ def _add(entry: Op | Composite, replace: bool) -> Op | Composite:
         if entry.float_only is not None:  # else the replaced op's dtype rule stays
             existing.float_only = entry.float_only
         for backend in _backends.instantiated():
-            backend._resolved.pop(entry.name, None)
+            backend.invalidate(entry.name)
         return existing
     if existing is not None:
         if isinstance(existing, Op):
@@ -684,7 +684,7 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         args = float_operands(op, args)
     if op.check is not None:
         op.check(*args, **params)
-    kernel = backend._resolved.get(op.name) or backend.resolve(op)
+    kernel = backend.resolved.get(op.name) or backend.resolve(op)
     try:
         out = kernel(*[t.data for t in args], **params)
     except GradkitError:

@@ -408,7 +408,7 @@ class Tensor:
 
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
-        from gradkit.ops.shape import _raw_index
+        from gradkit.indexing import raw_index  # it imports Tensor from here
         xp = self._backend.xp
         if isinstance(value, Tensor):
             if value._backend is not self._backend:
@@ -421,7 +421,7 @@ class Tensor:
         if not self._backend.is_writeable(data):
             data = self._backend.copy(data)  # a read-only leaf is never written through
         try:
-            data[_raw_index(index, xp)] = value
+            data[raw_index(index, xp)] = value
         except (ValueError, TypeError, IndexError) as exc:
             from gradkit.errors import IndexingError, ShapeError
             cls = (DTypeError if isinstance(exc, TypeError) else

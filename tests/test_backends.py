@@ -74,8 +74,9 @@ def test_numba_forward_and_vjp_match_numpy(numba_backend, name, dtype):
 @pytest.mark.parametrize("name", NUMBA_KERNEL_OPS)
 def test_numba_kernel_is_registered_with_the_reference_signature(numba_backend, name):
     op = get_op(name)
-    kernel = numba_backend.kernels[name]
-    assert numba_backend.resolve(op) is kernel
+    kernel = numba_backend.resolve(op)
+    assert kernel is numba_backend.resolved[name] is numba_backend.resolve(op)  # made once
+    assert (kernel.__module__, kernel.__name__) == ("gradkit.backends.numba_backend", name)
     reference = list(inspect.signature(op.forward).parameters.values())[1:]  # minus xp
     assert list(inspect.signature(kernel).parameters.values()) == reference
 
@@ -157,7 +158,7 @@ def test_numba_serial_and_parallel_loops_match_numpy(numba_backend, monkeypatch,
     args, params = _kernel_inputs(rng, case, SHAPES[size], dtype)
     name = case.partition(":")[0]
     picked = _picked_loops(numba_backend, monkeypatch)
-    actual = numba_backend.kernels[name](*args, **params)
+    actual = numba_backend.resolve(get_op(name))(*args, **params)
     assert picked == [getattr(getattr(numba_backend._loops, name), path)]
     expected = get_op(name).forward(np, *args, **params)
     assert actual.dtype == expected.dtype == dtype and actual.shape == expected.shape
@@ -172,7 +173,8 @@ def test_numba_threshold_sends_large_arrays_to_the_parallel_loop(numba_backend, 
     loop = getattr(numba_backend._loops, name)
     for size in (1, 20_000, numba_backend.parallel_threshold):  # sigmoid weighs 4 per element
         x = np.random.default_rng(size).standard_normal(size)
-        np.testing.assert_allclose(numba_backend.kernels[name](x), get_op(name).forward(np, x),
+        np.testing.assert_allclose(numba_backend.resolve(get_op(name))(x),
+                                   get_op(name).forward(np, x),
                                    rtol=1e-15)
     assert picked == [loop.serial, loop.serial if name == "relu" else loop.parallel,
                       loop.parallel]
@@ -184,10 +186,11 @@ def test_numba_tanh_is_as_accurate_as_numpy(numba_backend, dtype):
     grid = np.geomspace(1e-30, 60, 100_000)
     x = np.concatenate([grid, -grid, np.linspace(-1, 1, 20_001), [0.0, -0.0, np.inf, -np.inf]])
     x = x.astype(dtype)
-    y = numba_backend.tanh(x)
+    tanh = numba_backend.resolve(get_op("tanh"))
+    y = tanh(x)
     np.testing.assert_allclose(y, np.tanh(x), rtol=2e-15 if dtype is np.float64 else 4e-7,
                                atol=0)
-    assert np.signbit(y[-3]) and np.isnan(numba_backend.tanh(np.array([np.nan], dtype)))[0]
+    assert np.signbit(y[-3]) and np.isnan(tanh(np.array([np.nan], dtype)))[0]
 
 
 def _same_as_reference(backend, name, *args, **params):
@@ -196,9 +199,9 @@ def _same_as_reference(backend, name, *args, **params):
         expected = get_op(name).forward(np, *args, **params)
     except Exception as exc:
         with pytest.raises(type(exc)):
-            backend.kernels[name](*args, **params)
+            backend.resolve(get_op(name))(*args, **params)
         return
-    actual = backend.kernels[name](*args, **params)
+    actual = backend.resolve(get_op(name))(*args, **params)
     assert type(actual) is np.ndarray or np.isscalar(actual)
     actual = np.asarray(actual)
     expected = np.asarray(expected)
@@ -263,12 +266,12 @@ def test_numba_kernels_handle_layouts_and_extreme_values(numba_backend):
 
 def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     """After one process compiled a loop, a fresh process loads it instead of compiling."""
-    numba_backend.relu(np.ones(3))  # compiled (or loaded) and saved in this process
+    numba_backend.resolve(get_op("relu"))(np.ones(3))  # compiled (or loaded) and saved here
     code = textwrap.dedent("""
         import numpy as np, gradkit as gk
         from gradkit import backends
         from gradkit.backends import numba_kernels
-        backends.get("numba").relu(np.ones(3))
+        backends.get("numba").resolve(gk.registry.get_op("relu"))(np.ones(3))
         stats = numba_kernels.relu.serial.stats
         assert not stats.cache_misses and sum(stats.cache_hits.values()) == 1, stats
     """)
@@ -284,7 +287,7 @@ def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
 def test_fused_optimizer_updates_match_the_reference(dtype, size):
     pytest.importorskip("numba")
     numba_backend = gk.backends.get("numba")
-    assert "sgd_update" in numba_backend.kernels and "adam_update" in numba_backend.kernels
+    assert {"sgd_update", "adam_update"} <= set(numba_backend.kernel_factories)
     rng = np.random.default_rng(size)
     arrays = [rng.standard_normal(size).astype(dtype) for _ in range(3)]
     v_state = np.abs(rng.standard_normal(size)).astype(dtype)
@@ -314,16 +317,18 @@ def _sample_arrays(sample, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(__import__(
-    "gradkit.backends.numpy_kernels", fromlist=["KERNELS"]).KERNELS))
+    "gradkit.backends.numpy_kernels", fromlist=["KERNEL_FACTORIES"]).KERNEL_FACTORIES))
 def test_numpy_kernels_equal_the_reference_bit_for_bit(name, dtype):
     """Same operations in the same order: not close, equal (and the same dtype); buffers an
     op updates in place (SGD's velocity) end equal too."""
-    from gradkit.backends.numpy_kernels import KERNELS
+    from gradkit.backends.numpy_backend import NumpyBackend
     op = get_op(name)
+    kernel = NumpyBackend().resolve(op)
+    assert kernel.__name__ == name  # the factory's kernel, not the reference
     for sample in op.samples(np.random.default_rng(0)):
         kernel_args = _sample_arrays(sample, dtype)
         reference_args = [a.copy() for a in kernel_args]
-        got = np.asarray(KERNELS[name](*kernel_args, **sample.params))
+        got = np.asarray(kernel(*kernel_args, **sample.params))
         expected = np.asarray(op.forward(np, *reference_args, **sample.params))
         assert got.dtype == expected.dtype and got.shape == expected.shape, sample
         assert np.array_equal(got, expected, equal_nan=True), sample
@@ -333,21 +338,30 @@ def test_numpy_kernels_equal_the_reference_bit_for_bit(name, dtype):
 
 def test_the_numpy_backend_runs_its_kernels_and_the_reference_backend_does_not():
     from gradkit.backends.numpy_backend import NumpyBackend
-    from gradkit.backends.numpy_kernels import KERNELS
-    assert set(KERNELS) <= set(NumpyBackend().kernels)
-    assert NumpyBackend(kernels=False).kernels == {}
-    assert gk.testing.check_backend("numpy", ops=sorted(KERNELS)) > 0
+    from gradkit.backends.numpy_kernels import KERNEL_FACTORIES
+    assert set(KERNEL_FACTORIES) <= set(NumpyBackend().kernel_factories)
+    reference_only = NumpyBackend(kernels=False)
+    assert reference_only.kernel_factories == {} == reference_only.donating_kernel_factories
+    op = get_op("sum_to")
+    assert reference_only.resolve(op).func is op.forward  # the reference, bound to NumPy
+    assert NumpyBackend().resolve(op).__name__ == "sum_to"
+    assert NumpyBackend.kernel_factories == KERNEL_FACTORIES  # the class's table unchanged
+    assert gk.testing.check_backend("numpy", ops=sorted(KERNEL_FACTORIES)) > 0
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(__import__(
-    "gradkit.backends.numpy_kernels", fromlist=["DONATING_KERNELS"]).DONATING_KERNELS))
+    "gradkit.backends.numpy_kernels",
+    fromlist=["DONATING_KERNEL_FACTORIES"]).DONATING_KERNEL_FACTORIES))
 def test_numpy_in_place_kernels_equal_the_reference_bit_for_bit(name, dtype):
     """The kernels gk.capture gives a dying input's memory: the reference's result,
     written into that input when the case is theirs."""
-    from gradkit.backends.numpy_kernels import DONATING_KERNELS
-    position, kernel = DONATING_KERNELS[name]
+    from gradkit.backends.numpy_backend import NumpyBackend
     op = get_op(name)
+    backend = NumpyBackend()
+    assert name not in backend.donating_kernels  # made with the op's kernel, on first use
+    backend.resolve(op)
+    position, kernel = backend.donating_kernels[name]
     wrote_in_place = 0
     for sample in op.samples(np.random.default_rng(0)):
         kernel_args = _sample_arrays(sample, dtype)

@@ -112,7 +112,7 @@ def test_replacing_a_builtin_op_keeps_functions_methods_and_vjps_working():
     finally:  # replace=True updated the registered op in place: put its rules back
         original.forward, original.vjp = saved
         for backend in gk.backends.instantiated():
-            backend._resolved.pop("exp", None)
+            backend.invalidate("exp")
 
 
 # -- how many gradients a VJP returns --------------------------------------------------

@@ -163,10 +163,8 @@ def test_the_rule_is_an_op_attribute_that_a_replacement_keeps(backend):
                    samples=exp.samples, replace=True)
     try:
         assert exp.float_only and gk.exp(t([1], "int8")).dtype == np.float32
-    finally:
-        exp.forward, exp.vjp = saved
-        for instance in gk.backends.instantiated():
-            instance._resolved.pop("exp", None)
+    finally:  # the built-in definition back, through the same public path
+        gk.register_op("exp", saved[0], saved[1], samples=exp.samples, replace=True)
     halve = gk.register_op("float_only_test_halve", lambda xp, x: x * 0.5,
                            lambda ctx, g: (g * 0.5,), float_only=True)
     try:

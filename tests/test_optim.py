@@ -168,7 +168,8 @@ def test_updates_run_through_the_registered_op(backend, op_name, make):
     """A backend that registers a fused kernel for the update gets every step."""
     calls = []
     reference = backend.resolve(gk.registry.get_op(op_name))
-    previous = backend.kernels.get(op_name)
+    previous = (backend.kernel_factories.get(op_name),
+                backend.donating_kernel_factories.get(op_name))
 
     def counting_kernel(*arrays, **params):
         calls.append([None if a is None else np.array(backend.to_numpy(a)) for a in arrays])
@@ -183,11 +184,10 @@ def test_updates_run_through_the_registered_op(backend, op_name, make):
             optimizer.step()
             optimizer.zero_grad()
     finally:
-        if previous is None:
-            backend.kernels.pop(op_name)
-            backend._resolved.pop(op_name, None)
+        if previous[0] is None:
+            backend.unregister_kernel(op_name)
         else:
-            backend.register_kernel(op_name, previous)
+            backend.register_kernel_factory(op_name, *previous)
     assert len(calls) == 4
     if op_name == "adam_update":
         assert [int(arrays[4]) for arrays in calls] == [1, 1, 2, 2]  # the step count

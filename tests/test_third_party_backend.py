@@ -34,8 +34,28 @@ def test_conformance_check_reports_a_wrong_kernel():
         with pytest.raises(gk.testing.ConformanceError, match=r"exp sample 0 \(float64\): worst at"):
             gk.testing.check_backend("strict", ops=["exp"])
     finally:
-        wrong.kernels.pop("exp")
-        wrong._resolved.pop("exp", None)
+        wrong.unregister_kernel("exp")
+    assert gk.testing.check_backend("strict", ops=["exp"]) > 0  # the reference again
+
+
+def test_a_kernel_factory_gets_the_op_and_its_reference_on_first_use():
+    backend = backends.get("strict")
+    seen = []
+
+    def exp_factory(backend_, op, reference):
+        seen.append((backend_, op.name))
+        return lambda x: reference(x) * 2
+    backend.register_kernel_factory("exp", exp_factory)
+    try:
+        assert seen == []  # made lazily
+        for _ in range(2):
+            y = gk.exp(gk.tensor([0.0, 1.0], backend="strict"))
+            np.testing.assert_allclose(y.numpy(), 2 * np.exp([0.0, 1.0]), rtol=1e-6)
+        assert seen == [(backend, "exp")]  # once per op
+    finally:
+        backend.unregister_kernel("exp")
+    np.testing.assert_allclose(gk.exp(gk.tensor([1.0], backend="strict")).numpy(), np.e,
+                               rtol=1e-6)
 
 
 def test_training_step_on_the_third_party_backend():

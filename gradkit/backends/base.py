@@ -1,20 +1,67 @@
-"""The Backend class: an array module plus the kernels that replace reference forwards."""
+"""The Backend class: an array module plus the kernels that replace reference forwards.
+
+Every backend registers its kernels one way: a table from op name to a kernel factory,
+``kernel_factories = {op_name: factory}``, where ::
+
+    factory(backend, op, reference) -> kernel
+
+``op`` is the registered op (``op.name``, ``op.forward``...), ``reference`` is its
+reference forward bound to this backend's ``xp`` (``reference(*arrays, **params)``:
+the answer for every case the kernel does not take), and ``kernel`` takes the same
+arguments as ``reference``. A backend calls the factory on the op's first use, so
+building a kernel may compile or import lazily, and keeps the kernel in ``resolved``;
+dispatch runs ``backend.resolved.get(op.name) or backend.resolve(op)``. An op without a
+factory runs ``reference``. Backends never look ops up: what a kernel needs from its op
+comes through the factory's arguments. ``donating_kernel_factories = {op_name: (input
+index, factory)}`` adds in-place variants (a kernel that may write its result into that
+input; ``gk.capture`` replays use them where the input is read for the last time).
+
+A backend with a faster exp of its own (float64 only; the reference does the rest):
+
+>>> import numpy as np
+>>> import gradkit as gk
+>>> from gradkit.backends.numpy_backend import NumpyBackend
+>>> def exp_kernel(backend, op, reference):
+...     def exp(x):
+...         if x.dtype != np.float64:
+...             return reference(x)
+...         return np.exp(x, out=np.empty_like(x))
+...     return exp
+>>> class FastExpBackend(NumpyBackend):
+...     name = "fast_exp"
+...     kernel_factories = {**NumpyBackend.kernel_factories, "exp": exp_kernel}
+>>> gk.backends.register_backend("fast_exp", FastExpBackend)
+>>> gk.exp(gk.tensor([0.0, 1.0], dtype="float64", backend="fast_exp")).numpy().tolist()
+[1.0, 2.718281828459045]
+
+A kernel that needs no reference is registered on one backend object as it is:
+
+>>> backend = gk.backends.get("fast_exp")
+>>> backend.register_kernel("negative", lambda x: 0 - x)
+>>> gk.negative(gk.tensor([1.0, 2.0], backend="fast_exp")).numpy().tolist()
+[-1.0, -2.0]
+>>> gk.backends.unregister_backend("fast_exp")
+"""
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from gradkit.dtypes import native_dtype
+
+Kernel = Callable[..., Any]
+# factory(backend, op, reference) -> kernel: see the module docstring
+KernelFactory = Callable[["Backend", Any, Kernel], Kernel]
 
 
 class Backend:
     """Where a tensor's array lives and which kernels run on it.
 
     A backend names an array module (``xp``) that every op's reference forward is
-    written against, and may override any op with a faster kernel of its own
-    (``kernels[op_name]``, same signature as the reference minus ``xp``).
+    written against, and may run any op with a faster kernel of its own, made by its
+    ``kernel_factories`` table (see the module docstring).
 
     >>> from gradkit.backends.numpy_backend import NumpyBackend
     >>> NumpyBackend().name
@@ -29,13 +76,21 @@ class Backend:
     # Where the arrays live, as a DLPack device type (1: CPU, 2: CUDA); gk.from_dlpack
     # picks the backend for a foreign array by it.
     dlpack_device_type: int = 1
+    # A subclass declares its kernels here: op name -> factory(backend, op, reference).
+    kernel_factories: Mapping[str, KernelFactory] = {}
+    # op name -> (input index, factory) of a kernel that may write its result into that
+    # input's memory (used by gk.capture replays where the input is read last there).
+    donating_kernel_factories: Mapping[str, tuple[int, KernelFactory]] = {}
 
     def __init__(self) -> None:
-        self.kernels: dict[str, Callable[..., Any]] = {}
-        self._resolved: dict[str, Callable[..., Any]] = {}
-        # op name -> (input index, kernel): a kernel that may write its result into that
-        # input's memory, used by gk.capture replays where the input is read last there
-        self.donating_kernels: dict[str, tuple[int, Callable[..., Any]]] = {}
+        # This backend's own copies of its class's tables: register_kernel changes one
+        # backend object, not its class.
+        self.kernel_factories = dict(self.kernel_factories)
+        self.donating_kernel_factories = dict(self.donating_kernel_factories)
+        # op name -> the kernel that runs it here, made on first use (dispatch reads it)
+        self.resolved: dict[str, Kernel] = {}
+        # op name -> (input index, in-place kernel), for the ops resolved so far
+        self.donating_kernels: dict[str, tuple[int, Kernel]] = {}
 
     # -- availability -------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -102,22 +157,52 @@ class Backend:
         return self.asarray(source.to_numpy(array))
 
     # -- dispatch -------------------------------------------------------------
-    def register_kernel(self, op_name: str, kernel: Callable[..., Any]) -> None:
-        """Run ``kernel(*arrays, **params)`` instead of the op's reference forward.
+    def register_kernel(self, op_name: str, kernel: Kernel) -> None:
+        """Run ``kernel(*arrays, **params)`` instead of the op's reference forward (and of
+        any kernel of this backend's own for it, its in-place variant included)."""
+        def registered(backend: Backend, op: Any, reference: Kernel) -> Kernel:
+            return kernel
+        self.register_kernel_factory(op_name, registered)
 
-        It replaces any in-place variant (``donating_kernels``) of the op as well.
-        """
-        self.kernels[op_name] = kernel
-        self._resolved.pop(op_name, None)
+    def register_kernel_factory(self, op_name: str, factory: KernelFactory,
+                                donating: tuple[int, KernelFactory] | None = None) -> None:
+        """Make ``op_name``'s kernel with ``factory(backend, op, reference)`` (and its
+        in-place variant with ``donating``, an (input index, factory) pair), replacing
+        what this backend had for it."""
+        self.kernel_factories[op_name] = factory
+        if donating is None:
+            self.donating_kernel_factories.pop(op_name, None)
+        else:
+            self.donating_kernel_factories[op_name] = donating
+        self.invalidate(op_name)
+
+    def unregister_kernel(self, op_name: str) -> None:
+        """Run ``op_name``'s reference forward here: forget this backend's kernel for it."""
+        self.kernel_factories.pop(op_name, None)
+        self.donating_kernel_factories.pop(op_name, None)
+        self.invalidate(op_name)
+
+    def invalidate(self, op_name: str) -> None:
+        """Forget the kernel made for ``op_name``: its next call makes it anew (after the
+        op's definition or this backend's table changed)."""
+        self.resolved.pop(op_name, None)
         self.donating_kernels.pop(op_name, None)
 
-    def resolve(self, op: Any) -> Callable[..., Any]:
-        """The callable that runs ``op`` here: our kernel, else the reference on ``xp``."""
-        fn = self.kernels.get(op.name)
-        if fn is None:
-            fn = partial(op.forward, self.xp)
-        self._resolved[op.name] = fn
-        return fn
+    def resolve(self, op: Any) -> Kernel:
+        """The kernel that runs ``op`` here: made by this backend's factory for it on first
+        use, else the op's reference forward on ``xp``."""
+        kernel = self.resolved.get(op.name)
+        if kernel is not None:
+            return kernel
+        reference = partial(op.forward, self.xp)
+        factory = self.kernel_factories.get(op.name)
+        kernel = reference if factory is None else factory(self, op, reference)
+        donating = self.donating_kernel_factories.get(op.name)
+        if donating is not None:
+            position, make = donating
+            self.donating_kernels[op.name] = (position, make(self, op, reference))
+        self.resolved[op.name] = kernel
+        return kernel
 
     def __repr__(self) -> str:
         return f"<gradkit backend {self.name}>"

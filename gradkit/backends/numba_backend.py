@@ -10,8 +10,11 @@ one dtype and one shape; any other case (broadcasting, mixed or integer dtypes, 
 axes, empty arrays) runs the op's reference forward, so results never differ from
 the NumPy backend by more than rounding.
 
-Numba is imported when the backend is first created, never by ``import gradkit``;
-compiled loops are cached on disk, so only the first process compiles them.
+The kernels are factories in ``KERNEL_FACTORIES`` (gradkit/backends/base.py), added
+to the NumPy backend's table; each kernel gets its op's reference forward from its
+factory for the cases it hands on. Numba is imported when the backend is first
+created, never by ``import gradkit``; compiled loops are cached on disk, so only the
+first process compiles them.
 
 >>> import gradkit as gk
 >>> from gradkit.backends.numba_backend import numba_missing_reason
@@ -21,6 +24,7 @@ True
 """
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from typing import Any, Callable
@@ -28,8 +32,6 @@ from typing import Any, Callable
 import numpy as np
 
 from gradkit.backends.numpy_backend import NumpyBackend
-from gradkit.ops.activation import ELU_ALPHA, LEAKY_RELU_SLOPE, SOFTMAX_AXIS
-from gradkit.registry import get_op
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -86,9 +88,241 @@ def _weight(name: str) -> int:
     return TRANSCENDENTAL_WEIGHT if name in _TRANSCENDENTAL else 1
 
 
-def _reference(op_name: str, *arrays: Any, **params: Any) -> Any:
-    """The op's reference forward on NumPy: the answer for every case a kernel skips."""
-    return get_op(op_name).forward(np, *arrays, **params)
+def _defaults(reference: Callable[..., Any]) -> dict[str, Any]:
+    """The default params of an op's reference forward (a kernel's signature repeats them)."""
+    return {name: p.default for name, p in inspect.signature(reference).parameters.items()
+            if p.default is not p.empty}
+
+
+# -- kernel factories: factory(backend, op, reference) -> kernel ---------------------------
+# Each kernel takes its op's reference arguments (minus xp) and runs the reference for
+# every case its loop does not take; the loops run through NumbaBackend (below).
+
+def _relu(backend: NumbaBackend, op: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
+    def relu(x):
+        return backend._elementwise("relu", reference, (x,), {})
+    return relu
+
+
+def _leaky_relu(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def leaky_relu(x, *, slope=default["slope"]):
+        return backend._elementwise("leaky_relu", reference, (x,), {"slope": slope}, (slope,))
+    return leaky_relu
+
+
+def _elu(backend: NumbaBackend, op: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def elu(x, *, alpha=default["alpha"]):
+        return backend._elementwise("elu", reference, (x,), {"alpha": alpha}, (alpha,))
+    return elu
+
+
+def _sigmoid(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+             ) -> Callable[..., Any]:
+    def sigmoid(x):
+        return backend._elementwise("sigmoid", reference, (x,), {})
+    return sigmoid
+
+
+def _tanh(backend: NumbaBackend, op: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
+    def tanh(x):
+        return backend._elementwise("tanh", reference, (x,), {})
+    return tanh
+
+
+def _relu_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                   ) -> Callable[..., Any]:
+    def relu_backward(g, x):
+        return backend._elementwise("relu_backward", reference, (g, x), {})
+    return relu_backward
+
+
+def _leaky_relu_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                         ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def leaky_relu_backward(g, x, *, slope=default["slope"]):
+        return backend._elementwise("leaky_relu_backward", reference, (g, x), {"slope": slope},
+                                    (slope,))
+    return leaky_relu_backward
+
+
+def _elu_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                  ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def elu_backward(g, x, *, alpha=default["alpha"]):
+        return backend._elementwise("elu_backward", reference, (g, x), {"alpha": alpha},
+                                    (alpha,))
+    return elu_backward
+
+
+def _sigmoid_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                      ) -> Callable[..., Any]:
+    def sigmoid_backward(g, y):
+        return backend._elementwise("sigmoid_backward", reference, (g, y), {})
+    return sigmoid_backward
+
+
+def _tanh_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                   ) -> Callable[..., Any]:
+    def tanh_backward(g, y):
+        return backend._elementwise("tanh_backward", reference, (g, y), {})
+    return tanh_backward
+
+
+# -- fused bias + activation --------------------------------------------------------------
+def _bias_activation(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                     ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def bias_activation(x, bias, *, activation=default["activation"], slope=default["slope"],
+                        alpha=default["alpha"]):
+        params = {"activation": activation, "slope": slope, "alpha": alpha}
+        if not (_is_float(x) and _is_float(bias) and x.dtype == bias.dtype and x.size
+                and bias.ndim == 1 and x.ndim >= 1 and x.shape[-1] == bias.shape[0]):
+            return reference(x, bias, **params)
+        act = backend._activation_args(x, activation, slope, alpha)
+        if act is None:
+            return reference(x, bias, **params)
+        out = np.empty(x.shape, x.dtype)
+        cols = bias.shape[0]
+        backend._run(backend._loops.bias_activation, x.size * _weight(activation),
+                     _input(x, -1, cols), _input(bias), out.reshape(-1, cols), *act)
+        return out
+    return bias_activation
+
+
+def _bias_activation_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                              ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def bias_activation_backward(g, y, *, activation=default["activation"],
+                                 slope=default["slope"], alpha=default["alpha"]):
+        params = {"activation": activation, "slope": slope, "alpha": alpha}
+        if not (_is_float(g) and _is_float(y) and g.dtype == y.dtype and g.shape == y.shape
+                and g.size):
+            return reference(g, y, **params)
+        act = backend._activation_args(g, activation, slope, alpha)
+        if act is None:
+            return reference(g, y, **params)
+        out = np.empty(g.shape, g.dtype)
+        cols = g.shape[-1] if g.ndim else 1
+        backend._run(backend._loops.bias_activation_backward, g.size,
+                     _input(g, -1, cols), _input(y, -1, cols),
+                     out.reshape(-1, cols), *act)
+        return out
+    return bias_activation_backward
+
+
+# -- softmax family (last axis) -----------------------------------------------------------
+def _softmax(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+             ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def softmax(x, *, axis=default["axis"]):
+        return backend._rows("softmax", reference, x, axis)
+    return softmax
+
+
+def _log_softmax(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                 ) -> Callable[..., Any]:
+    default = _defaults(reference)
+
+    def log_softmax(x, *, axis=default["axis"]):
+        return backend._rows("log_softmax", reference, x, axis)
+    return log_softmax
+
+
+# -- fused softmax + cross-entropy --------------------------------------------------------
+def _cross_entropy(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                   ) -> Callable[..., Any]:
+    def cross_entropy(logits, labels):
+        if not (_is_float(logits) and logits.ndim == 2 and logits.size):
+            return reference(logits, labels)
+        rows, cols = logits.shape
+        index = backend._labels(labels, rows)
+        if index is None or index.min() < 0 or index.max() >= cols:
+            return reference(logits, labels)  # it says what is wrong
+        losses = np.empty(rows, logits.dtype)
+        mean = backend._run(backend._loops.cross_entropy, logits.size * TRANSCENDENTAL_WEIGHT,
+                            _input(logits), index, losses)
+        return np.asarray(mean, dtype=logits.dtype)
+    return cross_entropy
+
+
+def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                            ) -> Callable[..., Any]:
+    def cross_entropy_backward(g, logits, labels):
+        if not (_is_float(logits) and logits.ndim == 2 and logits.size and _is_float(g)
+                and g.shape == () and g.dtype == logits.dtype):
+            return reference(g, logits, labels)
+        rows, cols = logits.shape
+        index = backend._labels(labels, rows)
+        if index is None:
+            return reference(g, logits, labels)
+        scale = (g / rows)[()]  # the reference's g / n, in the logits' dtype
+        out = np.empty(logits.shape, logits.dtype)
+        backend._run(backend._loops.cross_entropy_backward,
+                     logits.size * TRANSCENDENTAL_WEIGHT, _input(logits), index, scale, out)
+        return out
+    return cross_entropy_backward
+
+
+# -- optimizer updates --------------------------------------------------------------------
+def _sgd_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                ) -> Callable[..., Any]:
+    def sgd_update(param, grad, velocity=None, *, lr=None, momentum=0.0, nesterov=False,
+                   weight_decay=0.0):
+        buffers = (grad,) if velocity is None else (grad, velocity)
+        if lr is None or not backend._update_applies(param, *buffers):
+            return reference(param, grad, velocity, lr=lr, momentum=momentum,
+                             nesterov=nesterov, weight_decay=weight_decay)
+        t = param.dtype.type
+        out = np.empty(param.shape, param.dtype)
+        state = velocity if momentum != 0 else out  # a placeholder the loop never reads
+        backend._run(backend._loops.sgd_update, param.size, _input(param, -1),
+                     _input(grad, -1), state.reshape(-1), out.reshape(-1), t(lr),
+                     momentum != 0, t(momentum), bool(nesterov), weight_decay != 0,
+                     t(weight_decay))
+        return out
+    return sgd_update
+
+
+def _adam_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
+                 ) -> Callable[..., Any]:
+    def adam_update(param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_decay,
+                    decoupled):
+        if not backend._update_applies(param, grad, m, v):
+            return reference(param, grad, m, v, step, lr=lr, beta1=beta1, beta2=beta2,
+                             eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+        step = int(step)
+        t = param.dtype.type
+        out = np.empty(param.shape, param.dtype)
+        backend._run(backend._loops.adam_update, param.size * TRANSCENDENTAL_WEIGHT,
+                     _input(param, -1), _input(grad, -1), m.reshape(-1), v.reshape(-1),
+                     out.reshape(-1), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
+                     t(weight_decay), weight_decay != 0 and not decoupled,
+                     t(1 - lr * weight_decay), weight_decay != 0 and bool(decoupled),
+                     t(math.sqrt(1 - beta2 ** step)), t(lr / (1 - beta1 ** step)))
+        return out
+    return adam_update
+
+
+# The ops that have a Numba kernel, and the factory of each.
+KERNEL_FACTORIES: dict[str, Callable[..., Callable[..., Any]]] = {
+    "relu": _relu, "leaky_relu": _leaky_relu, "elu": _elu, "sigmoid": _sigmoid,
+    "tanh": _tanh, "relu_backward": _relu_backward,
+    "leaky_relu_backward": _leaky_relu_backward, "elu_backward": _elu_backward,
+    "sigmoid_backward": _sigmoid_backward, "tanh_backward": _tanh_backward,
+    "bias_activation": _bias_activation, "bias_activation_backward": _bias_activation_backward,
+    "softmax": _softmax, "log_softmax": _log_softmax, "cross_entropy": _cross_entropy,
+    "cross_entropy_backward": _cross_entropy_backward, "sgd_update": _sgd_update,
+    "adam_update": _adam_update}
 
 
 class NumbaBackend(NumpyBackend):
@@ -112,6 +346,12 @@ class NumbaBackend(NumpyBackend):
 
     name = "numba"
     parallel_threshold = 1 << 22
+    # The NumPy backend's kernels for the other ops; an in-place variant of the NumPy
+    # backend's only where its op keeps the NumPy kernel it was written for.
+    kernel_factories = {**NumpyBackend.kernel_factories, **KERNEL_FACTORIES}
+    donating_kernel_factories = {
+        name: entry for name, entry in NumpyBackend.donating_kernel_factories.items()
+        if name not in KERNEL_FACTORIES}
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,8 +360,6 @@ class NumbaBackend(NumpyBackend):
         if self._missing is None:
             from gradkit.backends import numba_kernels
             self._loops = numba_kernels
-            for op_name in KERNEL_OPS:
-                self.register_kernel(op_name, getattr(self, op_name))
 
     def unavailable_reason(self) -> str | None:
         return self._missing
@@ -143,55 +381,24 @@ class NumbaBackend(NumpyBackend):
                 return compiled(*args)
         return compiled(*args)
 
-    def _elementwise(self, op_name: str, arrays: tuple, params: dict[str, Any],
-                     scalars: tuple = ()) -> np.ndarray:
-        """Run the op's loop over same-shape, same-dtype float arrays, flattened."""
+    def _elementwise(self, loop_name: str, reference: Callable[..., Any], arrays: tuple,
+                     params: dict[str, Any], scalars: tuple = ()) -> np.ndarray:
+        """Run the loop over same-shape, same-dtype float arrays, flattened; else the
+        reference."""
         first = arrays[0]
         if not (_is_float(first) and first.size
                 and all(_is_float(a) and a.shape == first.shape and a.dtype == first.dtype
                         for a in arrays[1:])):
-            return _reference(op_name, *arrays, **params)
+            return reference(*arrays, **params)
         typed = tuple(_scalar_like(first, s) for s in scalars)
         if any(s is None for s in typed):
-            return _reference(op_name, *arrays, **params)
+            return reference(*arrays, **params)
         out = np.empty(first.shape, first.dtype)
         flat = [_input(a, -1) for a in arrays]
-        self._run(getattr(self._loops, op_name), first.size * _weight(op_name), *flat,
+        self._run(getattr(self._loops, loop_name), first.size * _weight(loop_name), *flat,
                   out.reshape(-1), *typed)
         return out
 
-    # -- activations ----------------------------------------------------------------
-    def relu(self, x):
-        return self._elementwise("relu", (x,), {})
-
-    def leaky_relu(self, x, *, slope=LEAKY_RELU_SLOPE):
-        return self._elementwise("leaky_relu", (x,), {"slope": slope}, (slope,))
-
-    def elu(self, x, *, alpha=ELU_ALPHA):
-        return self._elementwise("elu", (x,), {"alpha": alpha}, (alpha,))
-
-    def sigmoid(self, x):
-        return self._elementwise("sigmoid", (x,), {})
-
-    def tanh(self, x):
-        return self._elementwise("tanh", (x,), {})
-
-    def relu_backward(self, g, x):
-        return self._elementwise("relu_backward", (g, x), {})
-
-    def leaky_relu_backward(self, g, x, *, slope=LEAKY_RELU_SLOPE):
-        return self._elementwise("leaky_relu_backward", (g, x), {"slope": slope}, (slope,))
-
-    def elu_backward(self, g, x, *, alpha=ELU_ALPHA):
-        return self._elementwise("elu_backward", (g, x), {"alpha": alpha}, (alpha,))
-
-    def sigmoid_backward(self, g, y):
-        return self._elementwise("sigmoid_backward", (g, y), {})
-
-    def tanh_backward(self, g, y):
-        return self._elementwise("tanh_backward", (g, y), {})
-
-    # -- fused bias + activation --------------------------------------------------------
     def _activation_args(self, like: np.ndarray, activation: Any, slope: Any,
                          alpha: Any) -> tuple | None:
         kind = self._loops.ACTIVATION_CODES.get(activation) if isinstance(activation, str) \
@@ -203,56 +410,19 @@ class NumbaBackend(NumpyBackend):
             return None
         return kind, slope_, alpha_
 
-    def bias_activation(self, x, bias, *, activation="relu", slope=LEAKY_RELU_SLOPE,
-                        alpha=ELU_ALPHA):
-        params = {"activation": activation, "slope": slope, "alpha": alpha}
-        if not (_is_float(x) and _is_float(bias) and x.dtype == bias.dtype and x.size
-                and bias.ndim == 1 and x.ndim >= 1 and x.shape[-1] == bias.shape[0]):
-            return _reference("bias_activation", x, bias, **params)
-        act = self._activation_args(x, activation, slope, alpha)
-        if act is None:
-            return _reference("bias_activation", x, bias, **params)
-        out = np.empty(x.shape, x.dtype)
-        cols = bias.shape[0]
-        self._run(self._loops.bias_activation, x.size * _weight(activation), _input(x, -1, cols),
-                  _input(bias), out.reshape(-1, cols), *act)
-        return out
-
-    def bias_activation_backward(self, g, y, *, activation="relu", slope=LEAKY_RELU_SLOPE,
-                                 alpha=ELU_ALPHA):
-        params = {"activation": activation, "slope": slope, "alpha": alpha}
-        if not (_is_float(g) and _is_float(y) and g.dtype == y.dtype and g.shape == y.shape
-                and g.size):
-            return _reference("bias_activation_backward", g, y, **params)
-        act = self._activation_args(g, activation, slope, alpha)
-        if act is None:
-            return _reference("bias_activation_backward", g, y, **params)
-        out = np.empty(g.shape, g.dtype)
-        cols = g.shape[-1] if g.ndim else 1
-        self._run(self._loops.bias_activation_backward, g.size,
-                  _input(g, -1, cols), _input(y, -1, cols),
-                  out.reshape(-1, cols), *act)
-        return out
-
-    # -- softmax family (last axis) ---------------------------------------------------
-    def _rows(self, op_name: str, x: Any, axis: Any) -> np.ndarray:
+    def _rows(self, loop_name: str, reference: Callable[..., Any], x: Any,
+              axis: Any) -> np.ndarray:
+        """Run a loop over the rows of the last axis (softmax, log_softmax)."""
         if not (_is_float(x) and x.size and x.ndim >= 1 and type(axis) is int
                 and axis in (-1, x.ndim - 1)):
-            return _reference(op_name, x, axis=axis)
+            return reference(x, axis=axis)
         out = np.empty(x.shape, x.dtype)
         cols = x.shape[-1]
-        self._run(getattr(self._loops, op_name), x.size * TRANSCENDENTAL_WEIGHT,
+        self._run(getattr(self._loops, loop_name), x.size * TRANSCENDENTAL_WEIGHT,
                   _input(x, -1, cols),
                   out.reshape(-1, cols))
         return out
 
-    def softmax(self, x, *, axis=SOFTMAX_AXIS):
-        return self._rows("softmax", x, axis)
-
-    def log_softmax(self, x, *, axis=SOFTMAX_AXIS):
-        return self._rows("log_softmax", x, axis)
-
-    # -- fused softmax + cross-entropy ------------------------------------------------
     @staticmethod
     def _labels(labels: Any, rows: int) -> np.ndarray | None:
         """Labels as contiguous int64 (rows,), or None when the kernel cannot take them."""
@@ -263,76 +433,9 @@ class NumbaBackend(NumpyBackend):
             labels = labels.astype(np.int64)
         return _input(labels)
 
-    # -- optimizer updates --------------------------------------------------------------
     def _update_applies(self, param: Any, *others: Any) -> bool:
         """Same shape, same float dtype; state buffers (others) writable and contiguous."""
         return (_is_float(param) and param.size > 0 and
                 all(_is_float(a) and a.shape == param.shape and a.dtype == param.dtype
                     for a in others) and
                 all(a.flags.writeable and a.flags.c_contiguous for a in others[1:]))
-
-    def sgd_update(self, param, grad, velocity=None, *, lr=None, momentum=0.0,
-                   nesterov=False, weight_decay=0.0):
-        params = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-        buffers = (grad,) if velocity is None else (grad, velocity)
-        if lr is None or not self._update_applies(param, *buffers):
-            return _reference("sgd_update", param, grad, velocity, **params)
-        t = param.dtype.type
-        out = np.empty(param.shape, param.dtype)
-        state = velocity if momentum != 0 else out  # a placeholder the loop never reads
-        self._run(self._loops.sgd_update, param.size, _input(param, -1), _input(grad, -1),
-                  state.reshape(-1), out.reshape(-1), t(lr), momentum != 0, t(momentum),
-                  bool(nesterov), weight_decay != 0, t(weight_decay))
-        return out
-
-    def adam_update(self, param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_decay,
-                    decoupled):
-        params = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                      decoupled=decoupled)
-        if not self._update_applies(param, grad, m, v):
-            return _reference("adam_update", param, grad, m, v, step, **params)
-        step = int(step)
-        t = param.dtype.type
-        out = np.empty(param.shape, param.dtype)
-        self._run(self._loops.adam_update, param.size * TRANSCENDENTAL_WEIGHT,
-                  _input(param, -1), _input(grad, -1), m.reshape(-1), v.reshape(-1),
-                  out.reshape(-1), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
-                  t(weight_decay), weight_decay != 0 and not decoupled,
-                  t(1 - lr * weight_decay), weight_decay != 0 and bool(decoupled),
-                  t(math.sqrt(1 - beta2 ** step)), t(lr / (1 - beta1 ** step)))
-        return out
-
-    def cross_entropy(self, logits, labels):
-        if not (_is_float(logits) and logits.ndim == 2 and logits.size):
-            return _reference("cross_entropy", logits, labels)
-        rows, cols = logits.shape
-        index = self._labels(labels, rows)
-        if index is None or index.min() < 0 or index.max() >= cols:
-            return _reference("cross_entropy", logits, labels)  # it says what is wrong
-        losses = np.empty(rows, logits.dtype)
-        mean = self._run(self._loops.cross_entropy, logits.size * TRANSCENDENTAL_WEIGHT,
-                         _input(logits), index, losses)
-        return np.asarray(mean, dtype=logits.dtype)
-
-    def cross_entropy_backward(self, g, logits, labels):
-        if not (_is_float(logits) and logits.ndim == 2 and logits.size and _is_float(g)
-                and g.shape == () and g.dtype == logits.dtype):
-            return _reference("cross_entropy_backward", g, logits, labels)
-        rows, cols = logits.shape
-        index = self._labels(labels, rows)
-        if index is None:
-            return _reference("cross_entropy_backward", g, logits, labels)
-        scale = (g / rows)[()]  # the reference's g / n, in the logits' dtype
-        out = np.empty(logits.shape, logits.dtype)
-        self._run(self._loops.cross_entropy_backward, logits.size * TRANSCENDENTAL_WEIGHT,
-                  _input(logits), index, scale, out)
-        return out
-
-
-# The ops that have a Numba kernel: each is the backend method of the same name.
-KERNEL_OPS: tuple[str, ...] = (
-    "relu", "leaky_relu", "elu", "sigmoid", "tanh",
-    "relu_backward", "leaky_relu_backward", "elu_backward", "sigmoid_backward",
-    "tanh_backward", "bias_activation", "bias_activation_backward",
-    "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward",
-    "sgd_update", "adam_update")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gradkit.backends import numpy_kernels
 from gradkit.backends.base import Backend
 
 
@@ -18,14 +19,14 @@ class NumpyBackend(Backend):
     """CPU arrays in NumPy; the reference every other backend is checked against."""
 
     name = "numpy"
+    kernel_factories = numpy_kernels.KERNEL_FACTORIES
+    donating_kernel_factories = numpy_kernels.DONATING_KERNEL_FACTORIES
 
     def __init__(self, kernels: bool = True) -> None:
         super().__init__()
-        if kernels:
-            from gradkit.backends.numpy_kernels import DONATING_KERNELS, KERNELS
-            for op_name, kernel in KERNELS.items():
-                self.register_kernel(op_name, kernel)
-            self.donating_kernels.update(DONATING_KERNELS)
+        if not kernels:
+            self.kernel_factories.clear()
+            self.donating_kernel_factories.clear()
 
     @property
     def xp(self) -> Any:

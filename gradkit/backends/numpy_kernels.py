@@ -10,26 +10,27 @@ in the same order; ``gk.testing.check_backend("numpy")`` compares them) and hand
 any case it does not cover (other dtypes, malformed input that must raise the
 reference's error) to the reference forward.
 
+Each function here is a kernel factory, ``factory(backend, op, reference) -> kernel``
+(gradkit/backends/base.py); the NumPy backend resolves ``KERNEL_FACTORIES`` and
+``DONATING_KERNEL_FACTORIES`` on each op's first use.
+
 >>> import numpy as np
->>> from gradkit.backends import numpy_kernels
->>> numpy_kernels.sum_to(np.ones((3, 2)), shape=(2,)).tolist()
+>>> import gradkit as gk
+>>> from gradkit.backends.numpy_backend import NumpyBackend
+>>> kernel = NumpyBackend().resolve(gk.registry.get_op("sum_to"))
+>>> kernel(np.ones((3, 2)), shape=(2,)).tolist()
 [3.0, 3.0]
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from gradkit.registry import get_op
-
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _reference(name: str, *arrays: Any, **params: Any) -> Any:
-    return get_op(name).forward(np, *arrays, **params)
+Kernel = Callable[..., Any]
 
 
 def _is_classification(logits: Any, labels: Any) -> bool:
@@ -47,30 +48,34 @@ def _rows(n: int) -> np.ndarray:
     return rows
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> Any:
-    """The reference's log-sum-exp cross-entropy, picking each row's label by index."""
-    if not _is_classification(logits, labels):
-        return _reference("cross_entropy", logits, labels)
-    n = logits.shape[0]
-    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
-    log_total = np.log(np.add.reduce(np.exp(shifted), axis=1))
-    picked = shifted[_rows(n), labels]
-    loss = np.add.reduce(log_total - picked) / n  # np.mean, without its Python layers
-    if not math.isfinite(loss):  # an infinite logit: the reference's way (shift by 0)
-        return _reference("cross_entropy", logits, labels)
-    return loss
+def cross_entropy(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> Any:
+        """The reference's log-sum-exp cross-entropy, picking each row's label by index."""
+        if not _is_classification(logits, labels):
+            return reference(logits, labels)
+        n = logits.shape[0]
+        shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+        log_total = np.log(np.add.reduce(np.exp(shifted), axis=1))
+        picked = shifted[_rows(n), labels]
+        loss = np.add.reduce(log_total - picked) / n  # np.mean, without its Python layers
+        if not math.isfinite(loss):  # an infinite logit: the reference's way (shift by 0)
+            return reference(logits, labels)
+        return loss
+    return cross_entropy
 
 
-def cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Any:
-    """``g * (softmax(logits) - onehot) / N``, subtracting 1 at each label in place."""
-    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0:
-        return _reference("cross_entropy_backward", g, logits, labels)
-    n = logits.shape[0]
-    probs = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
-    probs /= np.add.reduce(probs, axis=1, keepdims=True)
-    probs[_rows(n), labels] -= 1
-    probs *= g / n
-    return probs
+def cross_entropy_backward(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def cross_entropy_backward(g: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> Any:
+        """``g * (softmax(logits) - onehot) / N``, subtracting 1 at each label in place."""
+        if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0:
+            return reference(g, logits, labels)
+        n = logits.shape[0]
+        probs = np.exp(logits - np.maximum.reduce(logits, axis=1, keepdims=True))
+        probs /= np.add.reduce(probs, axis=1, keepdims=True)
+        probs[_rows(n), labels] -= 1
+        probs *= g / n
+        return probs
+    return cross_entropy_backward
 
 
 @functools.lru_cache(maxsize=256)
@@ -83,59 +88,66 @@ def _summed_axes(from_shape: tuple, to_shape: tuple) -> tuple | None:
         lead + i for i, n in enumerate(to_shape) if n == 1 and from_shape[lead + i] != 1)
 
 
-def sum_to(x: np.ndarray, *, shape: Any) -> Any:
-    """The reference's reduction, with the axes worked out once per pair of shapes."""
-    shape = tuple(shape)
-    axes = _summed_axes(x.shape, shape)
-    if axes is None or x.dtype not in _FLOATS:
-        return _reference("sum_to", x, shape=shape)
-    if not axes:
-        return x.reshape(shape)
-    if len(axes) == x.ndim - len(shape) and axes[-1] == len(axes) - 1:
-        return np.add.reduce(x, axis=axes)  # only leading axes: already ``shape``
-    return np.add.reduce(x, axis=axes, keepdims=True).reshape(shape)
+def sum_to(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def sum_to(x: np.ndarray, *, shape: Any) -> Any:
+        """The reference's reduction, with the axes worked out once per pair of shapes."""
+        shape = tuple(shape)
+        axes = _summed_axes(x.shape, shape)
+        if axes is None or x.dtype not in _FLOATS:
+            return reference(x, shape=shape)
+        if not axes:
+            return x.reshape(shape)
+        if len(axes) == x.ndim - len(shape) and axes[-1] == len(axes) - 1:
+            return np.add.reduce(x, axis=axes)  # only leading axes: already ``shape``
+        return np.add.reduce(x, axis=axes, keepdims=True).reshape(shape)
+    return sum_to
 
 
-def matrix_transpose(x: np.ndarray) -> Any:
-    """``x.mT`` (a view, as ``np.matrix_transpose`` returns)."""
-    if x.ndim < 2:
-        return _reference("matrix_transpose", x)
-    return x.mT
+def matrix_transpose(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def matrix_transpose(x: np.ndarray) -> Any:
+        """``x.mT`` (a view, as ``np.matrix_transpose`` returns)."""
+        if x.ndim < 2:
+            return reference(x)
+        return x.mT
+    return matrix_transpose
 
 
-def bias_activation(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
-                    slope: float = 0.01, alpha: float = 1.0) -> Any:
-    """``relu(x + bias)`` clipping the sum in place; other activations: the reference."""
-    if activation != "relu":
-        return _reference("bias_activation", x, bias, activation=activation, slope=slope,
-                          alpha=alpha)
-    z = x + bias
-    return np.maximum(z, 0, out=z)
+def bias_activation(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def bias_activation(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
+                        slope: float = 0.01, alpha: float = 1.0) -> Any:
+        """``relu(x + bias)`` clipping the sum in place; other activations: the reference."""
+        if activation != "relu":
+            return reference(x, bias, activation=activation, slope=slope, alpha=alpha)
+        z = x + bias
+        return np.maximum(z, 0, out=z)
+    return bias_activation
 
 
-def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None = None, *,
-               lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
-               weight_decay: float = 0.0) -> Any:
-    """The reference's update with one new array: ``lr * grad`` is computed into the
-    result, which ``param - ...`` then overwrites (for a 784x512 float32 weight: 94 us
-    instead of 150 us; the reference allocates twice)."""
-    if param.dtype not in _FLOATS or grad.dtype != param.dtype or \
-            type(lr) is not float and type(lr) is not int:
-        return _reference("sgd_update", param, grad, velocity, lr=lr, momentum=momentum,
-                          nesterov=nesterov, weight_decay=weight_decay)
-    if weight_decay != 0:
-        grad = grad + weight_decay * param
-    if momentum != 0:
-        velocity *= momentum  # the reference's velocity[...] = momentum * velocity + grad
-        velocity += grad
-        grad = grad + momentum * velocity if nesterov else velocity
-    out = np.multiply(grad, lr)
-    return np.subtract(param, out, out=out)
+def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None = None, *,
+                   lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
+                   weight_decay: float = 0.0) -> Any:
+        """The reference's update with one new array: ``lr * grad`` is computed into the
+        result, which ``param - ...`` then overwrites (for a 784x512 float32 weight: 94 us
+        instead of 150 us; the reference allocates twice)."""
+        if param.dtype not in _FLOATS or grad.dtype != param.dtype or \
+                type(lr) is not float and type(lr) is not int:
+            return reference(param, grad, velocity, lr=lr, momentum=momentum,
+                             nesterov=nesterov, weight_decay=weight_decay)
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        if momentum != 0:
+            velocity *= momentum  # the reference's velocity[...] = momentum * velocity + grad
+            velocity += grad
+            grad = grad + momentum * velocity if nesterov else velocity
+        out = np.multiply(grad, lr)
+        return np.subtract(param, out, out=out)
+    return sgd_update
 
 
-KERNELS = {name: globals()[name] for name in (
-    "cross_entropy", "cross_entropy_backward", "sum_to", "matrix_transpose",
-    "bias_activation", "sgd_update")}
+KERNEL_FACTORIES = {factory.__name__: factory for factory in (
+    cross_entropy, cross_entropy_backward, sum_to, matrix_transpose, bias_activation,
+    sgd_update)}
 
 
 # -- kernels that write their result into a dying input (gk.capture replays) ------------
@@ -145,52 +157,67 @@ KERNELS = {name: globals()[name] for name in (
 # in-place updates. Each computes exactly what the kernel above does, and hands any case
 # it does not cover to it.
 
-def bias_activation_into_x(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
-                           slope: float = 0.01, alpha: float = 1.0) -> Any:
-    """relu(x + bias), written into ``x``."""
-    if activation != "relu" or x.dtype not in _FLOATS or bias.dtype != x.dtype or \
-            bias.shape != x.shape[-1:] or not _lendable(x):
-        return bias_activation(x, bias, activation=activation, slope=slope, alpha=alpha)
-    np.add(x, bias, out=x)
-    return np.maximum(x, 0, out=x)
+def bias_activation_into_x(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    not_in_place = bias_activation(backend, op, reference)
+
+    def bias_activation_into_x(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
+                               slope: float = 0.01, alpha: float = 1.0) -> Any:
+        """relu(x + bias), written into ``x``."""
+        if activation != "relu" or x.dtype not in _FLOATS or bias.dtype != x.dtype or \
+                bias.shape != x.shape[-1:] or not _lendable(x):
+            return not_in_place(x, bias, activation=activation, slope=slope, alpha=alpha)
+        np.add(x, bias, out=x)
+        return np.maximum(x, 0, out=x)
+    return bias_activation_into_x
 
 
-def bias_activation_backward_into_g(g: np.ndarray, y: np.ndarray, *, activation: str = "relu",
-                                    slope: float = 0.01, alpha: float = 1.0) -> Any:
-    """relu: ``g * (y > 0)``, written into ``g``."""
-    if activation != "relu" or g.dtype not in _FLOATS or y.dtype != g.dtype or \
-            y.shape != g.shape or not _lendable(g):
-        return _reference("bias_activation_backward", g, y, activation=activation,
-                          slope=slope, alpha=alpha)
-    return np.multiply(g, (y > 0).astype(g.dtype), out=g)  # the reference's product
+def bias_activation_backward_into_g(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def bias_activation_backward_into_g(g: np.ndarray, y: np.ndarray, *,
+                                        activation: str = "relu", slope: float = 0.01,
+                                        alpha: float = 1.0) -> Any:
+        """relu: ``g * (y > 0)``, written into ``g``."""
+        if activation != "relu" or g.dtype not in _FLOATS or y.dtype != g.dtype or \
+                y.shape != g.shape or not _lendable(g):
+            return reference(g, y, activation=activation, slope=slope, alpha=alpha)
+        return np.multiply(g, (y > 0).astype(g.dtype), out=g)  # the reference's product
+    return bias_activation_backward_into_g
 
 
-def cross_entropy_backward_into_logits(g: np.ndarray, logits: np.ndarray,
-                                       labels: np.ndarray) -> Any:
-    """The softmax-minus-one-hot gradient, written into ``logits``."""
-    if not _is_classification(logits, labels) or g.dtype != logits.dtype or g.ndim != 0 or \
-            not _lendable(logits):
-        return cross_entropy_backward(g, logits, labels)
-    n = logits.shape[0]
-    np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True), out=logits)
-    probs = np.exp(logits, out=logits)
-    probs /= np.add.reduce(probs, axis=1, keepdims=True)
-    probs[_rows(n), labels] -= 1
-    probs *= g / n
-    return probs
+def cross_entropy_backward_into_logits(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    not_in_place = cross_entropy_backward(backend, op, reference)
+
+    def cross_entropy_backward_into_logits(g: np.ndarray, logits: np.ndarray,
+                                           labels: np.ndarray) -> Any:
+        """The softmax-minus-one-hot gradient, written into ``logits``."""
+        if not _is_classification(logits, labels) or g.dtype != logits.dtype or \
+                g.ndim != 0 or not _lendable(logits):
+            return not_in_place(g, logits, labels)
+        n = logits.shape[0]
+        np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True), out=logits)
+        probs = np.exp(logits, out=logits)
+        probs /= np.add.reduce(probs, axis=1, keepdims=True)
+        probs[_rows(n), labels] -= 1
+        probs *= g / n
+        return probs
+    return cross_entropy_backward_into_logits
 
 
-def sgd_update_into_grad(param: np.ndarray, grad: np.ndarray, velocity: Any = None, *,
-                         lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
-                         weight_decay: float = 0.0) -> Any:
-    """Plain SGD (no momentum, no weight decay): ``param - lr * grad`` written into ``grad``."""
-    if momentum != 0 or weight_decay != 0 or param.dtype not in _FLOATS or \
-            grad.dtype != param.dtype or grad.shape != param.shape or \
-            type(lr) is not float and type(lr) is not int or not _lendable(grad):
-        return sgd_update(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov,
-                          weight_decay=weight_decay)
-    np.multiply(grad, lr, out=grad)
-    return np.subtract(param, grad, out=grad)
+def sgd_update_into_grad(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    not_in_place = sgd_update(backend, op, reference)
+
+    def sgd_update_into_grad(param: np.ndarray, grad: np.ndarray, velocity: Any = None, *,
+                             lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
+                             weight_decay: float = 0.0) -> Any:
+        """Plain SGD (no momentum, no weight decay): ``param - lr * grad`` written into
+        ``grad``."""
+        if momentum != 0 or weight_decay != 0 or param.dtype not in _FLOATS or \
+                grad.dtype != param.dtype or grad.shape != param.shape or \
+                type(lr) is not float and type(lr) is not int or not _lendable(grad):
+            return not_in_place(param, grad, velocity, lr=lr, momentum=momentum,
+                                nesterov=nesterov, weight_decay=weight_decay)
+        np.multiply(grad, lr, out=grad)
+        return np.subtract(param, grad, out=grad)
+    return sgd_update_into_grad
 
 
 def _lendable(array: np.ndarray) -> bool:
@@ -198,8 +225,9 @@ def _lendable(array: np.ndarray) -> bool:
     return array.base is None and array.flags.writeable
 
 
-# op name -> (the input whose memory the result may take, the kernel that does so)
-DONATING_KERNELS = {
+# op name -> (the input whose memory the result may take, the factory of the kernel that
+# does so)
+DONATING_KERNEL_FACTORIES = {
     "bias_activation": (0, bias_activation_into_x),
     "bias_activation_backward": (0, bias_activation_backward_into_g),
     "cross_entropy_backward": (1, cross_entropy_backward_into_logits),

@@ -143,7 +143,7 @@ class Plan:
                 views_of.setdefault(owner, []).append(viewer)
         for index, call in enumerate(self.calls):
             variant = call.backend.donating_kernels.get(call.op.name)
-            if variant is None or call.kernel is not call.backend._resolved.get(call.op.name):
+            if variant is None or call.kernel is not call.backend.resolved.get(call.op.name):
                 continue  # (a kernel registered since the recording: leave it be)
             position, kernel = variant
             if position >= len(call.inputs):

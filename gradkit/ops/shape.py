@@ -15,6 +15,7 @@ import numpy as np
 
 from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ArgumentError, ShapeError, describe
+from gradkit.indexing import is_advanced, raw_index
 from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, as_shape, composite, primitive
@@ -616,34 +617,6 @@ def triu(xp, x, *, k=0):
 
 # -- indexing -------------------------------------------------------------------------
 
-def _raw_item(item: Any, xp: Any) -> Any:
-    """One index entry with Tensors, lists and foreign arrays replaced by ``xp`` arrays."""
-    if isinstance(item, Tensor):
-        return item.data
-    if isinstance(item, list):
-        return xp.asarray(item) if item else xp.asarray(item, dtype=xp.int64)
-    if isinstance(item, np.ndarray) and xp is not np:
-        return xp.asarray(item)
-    return item
-
-
-def _raw_index(index: Any, xp: Any) -> tuple:
-    """The index as a tuple of raw entries ending in ``...``.
-
-    NumPy implies the trailing ``...``; the Array API standard wants it spelled out.
-    """
-    items = tuple(_raw_item(i, xp) for i in (index if isinstance(index, tuple) else (index,)))
-    if any(i is Ellipsis for i in items) or _is_advanced(items):
-        return items
-    return items + (Ellipsis,)
-
-
-def _is_advanced(index: Any) -> bool:
-    items = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(i, "shape") and getattr(i, "ndim", 0) > 0 or isinstance(i, list)
-               for i in items)
-
-
 def getitem_vjp(ctx, g):
     (x,) = ctx.inputs
     return (scatter_add(g, shape=x.shape, index=ctx.params["index"]),)
@@ -667,7 +640,7 @@ def getitem(xp, x, *, index):
     >>> gk.getitem(gk.tensor([1.0, 2.0, 3.0]), index=[2, 0]).numpy().tolist()
     [3.0, 1.0]
     """
-    raw = _raw_index(index, xp)
+    raw = raw_index(index, xp)
     if len(raw) == 1 and x.ndim > 1 and getattr(raw[0], "ndim", 0) == 1 and \
             to_numpy_dtype(raw[0].dtype).kind in "iu":
         return xp.take(x, raw[0], axis=0)  # rows by index: the standard's spelling
@@ -695,8 +668,8 @@ def scatter_add(xp, values, *, shape, index):
     [2.0, 1.0]
     """
     out = xp.zeros(shape, dtype=values.dtype)
-    raw = _raw_index(index, xp)
-    if not _is_advanced(raw):  # basic indices never repeat an element
+    raw = raw_index(index, xp)
+    if not is_advanced(raw):  # basic indices never repeat an element
         without_new_axes = tuple(i for i in raw if i is not None)
         out[without_new_axes] = xp.reshape(values, out[without_new_axes].shape)
     elif hasattr(getattr(xp, "add", None), "at"):
@@ -742,11 +715,11 @@ def setitem(xp, x, value, *, index):
     out = xp.astype(x, x.dtype, copy=True)
     if value.dtype != x.dtype:
         value = xp.astype(value, x.dtype)
-    raw = _raw_index(index, xp)
+    raw = raw_index(index, xp)
     try:
         out[raw] = value
     except (IndexError, TypeError):
-        if not _is_advanced(raw):
+        if not is_advanced(raw):
             raise
         # The standard has no integer-array __setitem__ (array-api-strict refuses it):
         # write on the host, once.
