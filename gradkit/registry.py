@@ -210,6 +210,10 @@ def _shown_signature(op: Op, signature: inspect.Signature, array_params: list,
     return signature.replace(parameters=shown)
 
 
+# Param types that need no conversion (the common case, checked first: bind is hot).
+_PLAIN_PARAMS = frozenset({int, float, bool, str, type(None), tuple, list})
+
+
 def _public_function(op: Op, forward: Callable[..., Any],
                      positional: Sequence[str] = ()) -> Callable[..., Any]:
     """A real Python function for ``op``: its name, docstring and signature minus ``xp``.
@@ -244,11 +248,11 @@ def _public_function(op: Op, forward: Callable[..., Any],
                 if name in params:
                     raise TypeError(f"{op.name}: got two values for {name!r}")
                 params[name] = value
-        for name in list(params):
-            if isinstance(params[name], np.generic):
+        for name, value in list(params.items()):
+            if type(value) not in _PLAIN_PARAMS and isinstance(value, np.generic):
                 # a NumPy scalar param (slope=np.float64(0.1)) is a Python number: it
                 # takes the tensor's dtype, as Python numbers do (and as in PyTorch)
-                params[name] = params[name].item()
+                params[name] = value.item()
             if name in array_names:
                 args = args + (None,) * (array_names[name] + 1 - len(args))
                 args = args[:array_names[name]] + (params.pop(name),) + args[array_names[name] + 1:]

@@ -113,12 +113,12 @@ def check_linear(x, weight, bias=None) -> None:
 def linear_vjp(ctx, g):
     x, weight = ctx.inputs[:2]
     grads = [None] * len(ctx.inputs)
-    if ctx.needs[0]:  # unbroadcast: a gradient has its input's dtype (mixed precision)
-        grads[0] = unbroadcast(matmul(g, matrix_transpose(weight)), x)
+    if ctx.needs[0]:  # (mixed precision: the engine casts a wider gradient to x's dtype)
+        grads[0] = matmul(g, matrix_transpose(weight))
     if ctx.needs[1]:
         rows_x = x if x.ndim == 2 else reshape(x, shape=(-1, x.shape[-1]))
         rows_g = g if g.ndim == 2 else reshape(g, shape=(-1, g.shape[-1]))
-        grads[1] = unbroadcast(matmul(matrix_transpose(rows_x), rows_g), weight)
+        grads[1] = matmul(matrix_transpose(rows_x), rows_g)
     if len(ctx.inputs) == 3 and ctx.needs[2]:
         grads[2] = unbroadcast(g, ctx.inputs[2])
     return tuple(grads)
