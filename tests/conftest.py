@@ -22,6 +22,12 @@ backends.register_backend("strict", ArrayApiStrictBackend)
 backends.register_backend("cuda_emulated", EmulatedCudaBackend)
 TEST_ONLY_BACKENDS = ("strict", "cuda_emulated")
 
+# tests/mpi runs on several ranks, under mpiexec (ci/distributed_tests.sh); a plain run
+# of the suite leaves it out rather than skipping it test by test.
+from gradkit.distributed.world import launched_by_mpi  # noqa: E402
+
+collect_ignore = [] if launched_by_mpi() else ["mpi"]
+
 
 def _backends_under_test() -> list[str]:
     """GRADKIT_BACKEND's first choice when set, else every built-in backend usable here.
