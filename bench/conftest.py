@@ -30,3 +30,9 @@ def peer_available(module: str) -> bool:
 @pytest.fixture
 def quick() -> bool:
     return QUICK
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """The BLAS (library, kernels, threads) and the CPU's AVX-512 go into the JSON."""
+    from gradkit.benchmarks.blas import record
+    machine_info["gradkit_blas"] = record()

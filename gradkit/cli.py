@@ -100,6 +100,10 @@ def info() -> int:
         print(f"  {name:8s} {state}")
     print("libraries: " + ", ".join(f"{m} {_version_of(m)}" for m in
                                     ("numpy", "numba", "cupy", "array-api-strict")))
+    from gradkit.benchmarks.blas import describe
+    blas = describe()
+    print("BLAS: " + ("; ".join(blas) if blas else
+                      "unknown (pip install threadpoolctl to see which one runs matmul)"))
     return 0
 
 

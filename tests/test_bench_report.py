@@ -58,3 +58,25 @@ def test_gate_passes_within_30_percent_and_fails_beyond(tmp_path):
     assert _gate(_results(tmp_path / "ok.json", 2.5), baseline).returncode == 0
     worse = _gate(_results(tmp_path / "worse.json", 2.7), baseline)
     assert worse.returncode == 1 and "REGRESSION" in worse.stdout
+
+
+def test_blas_report_warns_when_openblas_runs_older_kernels_than_the_cpu_has():
+    from gradkit.benchmarks.blas import warnings_for
+    haswell = [{"internal_api": "openblas", "architecture": "Haswell"}]
+    assert warnings_for(haswell, avx512=False) == []
+    assert warnings_for([{"internal_api": "openblas", "architecture": "SkylakeX"}], True) == []
+    (warning,) = warnings_for(haswell, True, {"OPENBLAS_CORETYPE": "Haswell"})
+    assert "Haswell kernels on a CPU with AVX-512" in warning and "unset OPENBLAS_CORETYPE" in warning
+
+
+def test_info_and_the_report_name_the_blas(capsys, tmp_path):
+    pytest.importorskip("threadpoolctl")
+    from gradkit.benchmarks.blas import record
+    assert cli.main(["info"]) == 0
+    assert "BLAS: openblas" in capsys.readouterr().out or not record()["blas"]
+    results = _results(tmp_path / "r.json", 1.5)
+    data = json.loads(results.read_text())
+    data.setdefault("machine_info", {})["gradkit_blas"] = record()
+    results.write_text(json.dumps(data))
+    assert cli.main(["bench", "--json", str(results), "--out", str(tmp_path)]) == 0
+    assert "BLAS:" in capsys.readouterr().out or not record()["blas"]

@@ -68,7 +68,14 @@ def other_rows(data: dict[str, Any], group: str) -> list[dict[str, Any]]:
 
 def table(data: dict[str, Any]) -> str:
     """The report as text."""
-    lines = [f"{'size':8s} {'implementation':22s} {'ms/step':>10s} {'GFLOP/s':>9s} {'x floor':>8s}"]
+    lines = []
+    blas = data.get("machine_info", {}).get("gradkit_blas")
+    if blas:  # what every matmul of the run ran on
+        lines += [f"BLAS: {b['internal_api']} {b['version']} ({b['architecture']} kernels, "
+                  f"{b['num_threads']} threads)" for b in blas["blas"]]
+        lines += [f"warning: {w}" for w in blas["warnings"]] + [""]
+    lines.append(f"{'size':8s} {'implementation':22s} {'ms/step':>10s} {'GFLOP/s':>9s} "
+                 f"{'x floor':>8s}")
     for r in rows_from_json(data):
         ratio = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] is not None else "-"
         lines.append(f"{r['size']:8s} {r['impl']:22s} {r['ms_per_step']:10.3f} "
