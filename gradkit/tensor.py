@@ -22,6 +22,16 @@ from gradkit.errors import BackendError, DTypeError, describe
 ARRAY_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
 
 
+# The ``gradkit`` package, which __array_namespace__ returns: gradkit/__init__.py binds it
+# when it has loaded (the core does not import the package that re-exports everything).
+_namespace: list[Any] = [None]
+
+
+def bind_namespace(module: Any) -> None:
+    """Make ``module`` what ``Tensor.__array_namespace__`` returns (gradkit/__init__.py)."""
+    _namespace[0] = module
+
+
 class HostConversionError(BackendError, TypeError):
     """``np.asarray(t)`` of a tensor whose data is off the host: call ``t.numpy()``."""
 
@@ -35,6 +45,7 @@ class Tensor:
 
     __slots__ = ("data", "_backend", "_requires_grad", "_grad", "node", "_version", "__weakref__")
     __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
+    _gradkit_tensor = True  # gradkit.errors.is_tensor: modules below the core ask this
 
     def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
         self.data = data
@@ -104,8 +115,7 @@ class Tensor:
         if api_version is not None and api_version not in ARRAY_API_VERSIONS:
             raise ValueError(f"__array_namespace__: unsupported api_version {api_version!r}; "
                              f"gradkit answers for {list(ARRAY_API_VERSIONS)}")
-        import gradkit
-        return gradkit
+        return _namespace[0]
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
                    copy: bool | None = None) -> Any:
@@ -408,7 +418,7 @@ class Tensor:
 
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
-        from gradkit.indexing import raw_index  # it imports Tensor from here
+        from gradkit.indexing import raw_index
         xp = self._backend.xp
         if isinstance(value, Tensor):
             if value._backend is not self._backend:

@@ -19,7 +19,7 @@ from gradkit.indexing import is_advanced, raw_index
 from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, as_shape, composite, primitive
-from gradkit.tensor import Tensor
+from gradkit.tensor import Tensor, tensor
 
 FAMILY = "shape"
 
@@ -558,6 +558,16 @@ def _diff_samples(rng):
             Sample(_draw(rng, (3, 4)), prepend=_draw(rng, (3, 1)), append=_draw(rng, (3, 2)))]
 
 
+def _operand_like(value: Any, x: Tensor) -> Tensor:
+    """``gk.asarray(value, dtype=x.dtype, device=x.device)`` for diff's prepend and append,
+    made here (ops sit below gradkit.creation); a Tensor keeps its gradient."""
+    if isinstance(value, Tensor):
+        if value._backend is not x._backend:
+            value = value.to(x._backend)
+        return value if value.dtype == x.dtype else value.astype(x.dtype)
+    return tensor(value, dtype=x.dtype, backend=x._backend)
+
+
 @composite(samples=_diff_samples, family=FAMILY)
 def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
          append: Any = None) -> Tensor:
@@ -568,9 +578,8 @@ def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
     >>> gk.diff(gk.tensor([1.0, 4.0, 9.0])).numpy().tolist()
     [3.0, 5.0]
     """
-    from gradkit.creation import asarray
     (axis,) = normalize_axis_list(axis, x.ndim, "diff", "axis")
-    parts = [p if p is x else asarray(p, dtype=x.dtype, device=x._backend)
+    parts = [p if p is x else _operand_like(p, x)
              for p in (prepend, x, append) if p is not None]
     if len(parts) > 1:
         x = concatenate(parts, axis=axis)
