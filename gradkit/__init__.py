@@ -13,8 +13,8 @@ from gradkit.creation import (zeros, ones, empty, full, zeros_like, ones_like, e
                               full_like, arange, linspace, eye, asarray, from_dlpack)
 from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
-from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value_and_grad,
-                              vjp, jvp, jacobian, hessian)
+from gradkit.autodiff import no_grad, enable_grad, is_grad_enabled
+from gradkit.transforms import grad, value_and_grad, vjp, jvp, jacobian, hessian
 from gradkit.registry import register_op, unregister_op
 from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load

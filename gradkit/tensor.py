@@ -16,6 +16,7 @@ import numpy as np
 from gradkit import backends as _backends
 from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
 from gradkit.errors import BackendError, DTypeError, describe
+from gradkit.grad_mode import check_stays_in_graph, is_grad_enabled, no_grad
 
 # The versions of the Array API standard ``x.__array_namespace__(api_version=...)``
 # accepts; gradkit covers parts of each (see the README), the namespace is the same.
@@ -30,6 +31,28 @@ _namespace: list[Any] = [None]
 def bind_namespace(module: Any) -> None:
     """Make ``module`` what ``Tensor.__array_namespace__`` returns (gradkit/__init__.py)."""
     _namespace[0] = module
+
+
+# What Tensor's operators and backward call, bound by the layers above when they load
+# (gradkit.ops binds itself, gradkit.autodiff its backward): the core does not import them.
+_ops: Any = None
+_engine: dict[str, Any] = {}
+
+
+def bind_ops(module: Any) -> None:
+    """Make ``module`` (gradkit.ops) the namespace Tensor's operators and methods call."""
+    global _ops
+    _ops = module
+
+
+def bound_ops() -> Any:
+    """The ops namespace bound by :func:`bind_ops` (for the core's own op calls)."""
+    return _ops
+
+
+def bind_backward(function: Any) -> None:
+    """Make ``function`` what ``Tensor.backward`` runs (gradkit.autodiff.backward)."""
+    _engine["backward"] = function
 
 
 class HostConversionError(BackendError, TypeError):
@@ -184,7 +207,6 @@ class Tensor:
         """Inside gk.grad & co., a tensor being differentiated (or computed from one)
         refuses to be copied out of the graph: the copy would carry no gradient."""
         if self._requires_grad:
-            from gradkit.autodiff import check_stays_in_graph
             check_stays_in_graph(self, where)
 
     def _host_data(self, where: str) -> Any:
@@ -287,12 +309,10 @@ class Tensor:
         graph is freed afterwards unless ``retain_graph``; ``create_graph``
         records the backward pass so the gradients can be differentiated again.
         """
-        from gradkit.autodiff import backward
-        backward(self, grad, retain_graph, create_graph)
+        _engine["backward"](self, grad, retain_graph, create_graph)
 
     def _update_in_place(self, result: "Tensor", name: str) -> "Tensor":
         """Write ``result`` into this tensor (an in-place operator); bump its version."""
-        from gradkit.autodiff import is_grad_enabled
         from gradkit.errors import GraphError, ShapeError
         if self._requires_grad and is_grad_enabled():
             raise GraphError(f"{name}: in-place update of a tensor that requires a gradient "
@@ -304,7 +324,6 @@ class Tensor:
         recorder = _capture.recording.get()
         if recorder is not None:
             if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
-                from gradkit.autodiff import no_grad
                 with no_grad():
                     result = result.astype(self.dtype)
             recorder.will_overwrite(self)
@@ -392,13 +411,11 @@ class Tensor:
         >>> v.grad.item()
         3.0
         """
-        from gradkit.autodiff import is_grad_enabled
         from gradkit.errors import GraphError
         tracked = is_grad_enabled() and (self._requires_grad or (
             isinstance(value, Tensor) and value._requires_grad))
         if not tracked:
             if _capture.recording.get() is not None:  # as an op, so a replay repeats it
-                from gradkit.autodiff import no_grad
                 with no_grad():
                     self._update_in_place(_ops.setitem(self, value, index=index), "setitem")
                 return
@@ -628,4 +645,3 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
 
 
 from gradkit.capture import recorder as _capture  # noqa: E402  (these use Tensor, so they load after it)
-from gradkit import ops as _ops  # noqa: E402
