@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from gradkit.errors import DTypeError, GradkitError, GraphError, ShapeError, describe
+from gradkit.errors import CaptureError, DTypeError, GradkitError, GraphError, ShapeError, describe
 from gradkit.grad_mode import (_Differentiating, _GradMode, _depends_on,  # noqa: F401
                                _differentiated, check_stays_in_graph, enable_grad, grad_enabled,
                                is_grad_enabled, no_grad)
+from gradkit.interception import current_interceptor
 from gradkit.tensor import Tensor, bind_backward, bound_ops
 
 
@@ -51,8 +52,7 @@ class Node:
         it and refuses to record it.
         """
         if from_input_values:
-            from gradkit.capture import CaptureError, recording
-            if recording.get() is not None:
+            if current_interceptor.get() is not None:
                 raise CaptureError(
                     f"capture: the gradient of {self.op.name} computes a value from its "
                     "inputs' raw arrays (outside the ops), which a replay cannot repeat; a "
@@ -152,8 +152,7 @@ def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
 def _check_capturable_accumulation(leaf: Tensor) -> None:
     """Inside gk.capture, a .grad from before the step cannot be accumulated into: a
     replay would add to the recording's gradient, not to the one there at that call."""
-    from gradkit.capture import recording
-    recorder = recording.get()
+    recorder = current_interceptor.get()
     if recorder is not None:
         recorder.check_accumulation(leaf)
 

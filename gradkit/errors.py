@@ -37,6 +37,12 @@ class BackendError(GradkitError, RuntimeError):
     """A backend that is unknown, unavailable, or mixed with another in one op."""
 
 
+class CaptureError(GradkitError, RuntimeError):
+    """A captured function cannot be replayed faithfully (see :func:`gradkit.capture.capture`)."""
+
+    __module__ = "gradkit.capture"  # where users import it from
+
+
 def is_tensor(value: Any) -> bool:
     """Whether ``value`` is a gradkit Tensor, asked without importing the core (this module
     sits below it): Tensor carries the class attribute ``_gradkit_tensor``."""

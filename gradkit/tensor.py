@@ -16,6 +16,7 @@ import numpy as np
 from gradkit import backends as _backends
 from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
 from gradkit.errors import BackendError, DTypeError, describe
+from gradkit import interception as _capture
 from gradkit.grad_mode import check_stays_in_graph, is_grad_enabled, no_grad
 
 # The versions of the Array API standard ``x.__array_namespace__(api_version=...)``
@@ -182,7 +183,7 @@ class Tensor:
             raise TypeError(f"grad: expected a gradkit Tensor or None, got "
                             f"{type(value).__name__}")
         self._grad = value
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.wrote_grad(self, value)
 
@@ -321,7 +322,7 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"{name}: the result has shape {result.shape} but the tensor "
                              f"updated in place has shape {self.shape} ({describe(self)})")
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
                 with no_grad():
@@ -341,7 +342,7 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
         detached = Tensor(self.data, self._backend)
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.aliased(detached, self)
         return detached
@@ -415,7 +416,7 @@ class Tensor:
         tracked = is_grad_enabled() and (self._requires_grad or (
             isinstance(value, Tensor) and value._requires_grad))
         if not tracked:
-            if _capture.recording.get() is not None:  # as an op, so a replay repeats it
+            if _capture.current_interceptor.get() is not None:  # as an op, so a replay repeats it
                 with no_grad():
                     self._update_in_place(_ops.setitem(self, value, index=index), "setitem")
                 return
@@ -429,7 +430,7 @@ class Tensor:
         result = _ops.setitem(old, value, index=index)
         self.data, self.node, self._requires_grad = result.data, result.node, True
         self._version += 1
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.wrote_data(self, result, "assign")
 
@@ -644,4 +645,3 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     return t
 
 
-from gradkit.capture import recorder as _capture  # noqa: E402  (these use Tensor, so they load after it)
