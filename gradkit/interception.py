@@ -3,10 +3,11 @@
 
 The core (Tensor, dispatch, backward) reads the variable and calls the installed object's
 methods; it never imports who installed it. ``gk.capture`` installs its Recorder here
-(``gradkit.capture.recording`` is this same variable). The methods the core calls:
-``kernel_call`` (dispatch, after a launch), ``note_created`` (Tensor()), ``will_overwrite``,
-``wrote_data``, ``wrote_grad``, ``aliased`` (Tensor writes), ``check_accumulation``
-(backward) and ``external`` reads as the recorder documents them.
+(``gradkit.capture.recording`` is this same variable). The methods the core calls, as
+gradkit.capture.recorder.Recorder documents them: ``kernel`` (dispatch and the transfer
+op, after a launch), ``note_created`` (Tensor()), ``will_overwrite``, ``wrote_data``,
+``wrote_grad``, ``aliased`` (writes to a Tensor's data or .grad, detach) and
+``check_accumulation`` (backward, before adding into a .grad).
 """
 from __future__ import annotations
 
