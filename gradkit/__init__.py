@@ -4,15 +4,17 @@ The module is also an Array API namespace: ``x.__array_namespace__()`` returns i
 so code written for the standard runs on gradkit tensors (see the README).
 """
 import math as _math
+import sys as _sys
 
 from gradkit.tensor import Tensor, tensor, HostConversionError
+from gradkit.tensor import bind_namespace as _bind_namespace
 from gradkit.device import Device
 from gradkit.creation import (zeros, ones, empty, full, zeros_like, ones_like, empty_like,
                               full_like, arange, linspace, eye, asarray, from_dlpack)
 from gradkit import registry, testing
 from gradkit.ops import *  # noqa: F401,F403
-from gradkit.autodiff import (no_grad, enable_grad, is_grad_enabled, grad, value_and_grad,
-                              vjp, jvp, jacobian, hessian)
+from gradkit.autodiff import no_grad, enable_grad, is_grad_enabled
+from gradkit.transforms import grad, value_and_grad, vjp, jvp, jacobian, hessian
 from gradkit.registry import register_op, unregister_op
 from gradkit import nn, optim  # noqa: F401
 from gradkit.serialization import save, load
@@ -33,6 +35,8 @@ bool = bool_  # the standard's name (shadows the builtin inside this module only
 e, pi, inf, nan, newaxis = _math.e, _math.pi, _math.inf, _math.nan, None
 
 __version__ = "0.1.0"
+
+_bind_namespace(_sys.modules[__name__])  # Tensor.__array_namespace__
 
 
 def __getattr__(name: str):

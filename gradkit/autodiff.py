@@ -1,4 +1,5 @@
-"""The tape and reverse mode: Node, grad mode, backward, and the functional transforms.
+"""The tape and reverse mode: Node, backward (grad mode is gradkit.grad_mode's, the
+functional transforms gradkit.transforms'; both are importable from here too).
 
 A Tensor made by an op whose inputs need a gradient carries a :class:`Node`: the
 op, its input Tensors, its params and its output array. ``backward`` sorts the
@@ -10,66 +11,15 @@ is itself recorded and can be differentiated again; ``jvp``, ``jacobian`` and
 """
 from __future__ import annotations
 
-import contextvars
-import functools
 from typing import Any, Callable, Sequence
 
-import numpy as np
+from gradkit.errors import CaptureError, DTypeError, GradkitError, GraphError, ShapeError, describe
+from gradkit.grad_mode import (_Differentiating, _GradMode, _depends_on,  # noqa: F401
+                               _differentiated, check_stays_in_graph, enable_grad, grad_enabled,
+                               is_grad_enabled, no_grad)
+from gradkit.interception import current_interceptor
+from gradkit.tensor import Tensor, bind_backward, bound_ops
 
-from gradkit.errors import DTypeError, GradkitError, GraphError, ShapeError, describe
-from gradkit.tensor import Tensor
-
-
-# -- grad mode -------------------------------------------------------------------
-
-# Per thread and per asyncio task (a ContextVar), like gk.use_backend.
-grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("gradkit_grad", default=True)
-
-
-def is_grad_enabled() -> bool:
-    """Whether ops record tape nodes right now (in this thread / task)."""
-    return grad_enabled.get()
-
-
-class _GradMode:
-    """Context manager and decorator that sets grad recording on or off."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._tokens: list[contextvars.Token] = []
-
-    def __enter__(self) -> None:
-        self._tokens.append(grad_enabled.set(self.enabled))
-
-    def __exit__(self, *exc: Any) -> None:
-        grad_enabled.reset(self._tokens.pop())
-
-    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _GradMode(self.enabled):
-                return function(*args, **kwargs)
-        return wrapper
-
-
-def no_grad() -> _GradMode:
-    """Record no tape inside the block (or the decorated function).
-
-    >>> import gradkit as gk
-    >>> x = gk.tensor([1.0], requires_grad=True)
-    >>> with gk.no_grad():
-    ...     (x * 2).requires_grad
-    False
-    """
-    return _GradMode(False)
-
-
-def enable_grad() -> _GradMode:
-    """Record the tape inside the block, even within ``no_grad``."""
-    return _GradMode(True)
-
-
-# -- the tape --------------------------------------------------------------------
 
 class Node:
     """One recorded op application; also the ``ctx`` a VJP rule receives."""
@@ -102,8 +52,7 @@ class Node:
         it and refuses to record it.
         """
         if from_input_values:
-            from gradkit.capture import CaptureError, recording
-            if recording.get() is not None:
+            if current_interceptor.get() is not None:
                 raise CaptureError(
                     f"capture: the gradient of {self.op.name} computes a value from its "
                     "inputs' raw arrays (outside the ops), which a replay cannot repeat; a "
@@ -203,8 +152,7 @@ def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
 def _check_capturable_accumulation(leaf: Tensor) -> None:
     """Inside gk.capture, a .grad from before the step cannot be accumulated into: a
     replay would add to the recording's gradient, not to the one there at that call."""
-    from gradkit.capture import recording
-    recorder = recording.get()
+    recorder = current_interceptor.get()
     if recorder is not None:
         recorder.check_accumulation(leaf)
 
@@ -218,8 +166,7 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
     """
     data = g.data
     if id(data) in seen or not g._backend.is_writeable(data):
-        from gradkit.ops import copy
-        g = copy(g)  # an op, so gk.capture records and replays it
+        g = bound_ops().copy(g)  # an op, so gk.capture records and replays it
     seen.add(id(g.data))
     return g
 
@@ -394,278 +341,4 @@ def backward(out: Tensor, grad: Any = None, retain_graph: bool = False,
     run_backward([out], [cotangent], None, retain_graph, create_graph)
 
 
-# -- functional transforms ---------------------------------------------------------
-
-# The tensors the enclosing gk.grad / vjp / jvp / jacobian / hessian calls differentiate
-# (this thread / task): a host copy of one of them, or of anything computed from one,
-# carries no gradient, so the transform would silently return zeros.
-_differentiated: contextvars.ContextVar[tuple[Tensor, ...]] = contextvars.ContextVar(
-    "gradkit_differentiated", default=())
-
-
-class _Differentiating:
-    """Inside the block, ``wrt`` are among the tensors the transforms differentiate."""
-
-    def __init__(self, wrt: Sequence[Tensor]) -> None:
-        self.wrt = tuple(wrt)
-
-    def __enter__(self) -> None:
-        self._token = _differentiated.set(_differentiated.get() + self.wrt)
-
-    def __exit__(self, *exc: Any) -> None:
-        _differentiated.reset(self._token)
-
-
-def _depends_on(t: Tensor, leaves: set[int]) -> bool:
-    """Whether ``t`` is one of ``leaves`` (ids) or was computed from one (walks the tape)."""
-    stack, seen = [t], set()
-    while stack:
-        current = stack.pop()
-        if id(current) in leaves:
-            return True
-        node = current.node
-        if node is None or node.inputs is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(i for i in node.inputs if i._requires_grad)
-    return False
-
-
-def check_stays_in_graph(t: Tensor, where: str) -> None:
-    """Raise GraphError if ``t`` leaves the graph of a transform that differentiates it.
-
-    ``.numpy()``, ``.item()`` and ``gk.tensor(t)`` copy the values out of the graph;
-    inside ``gk.grad(f)`` that is a silent zero gradient unless it is what the user
-    means, which they say with ``.detach()``.
-    """
-    differentiated = _differentiated.get()
-    if not differentiated or not t._requires_grad:
-        return
-    if _depends_on(t, {id(d) for d in differentiated}):
-        raise GraphError(
-            f"{where}: this tensor ({describe(t)}) depends on an input that gk.grad/vjp/jvp/"
-            "jacobian/hessian differentiates; a host copy of it carries no gradient, so the "
-            "transform would silently return zeros. Compute with gradkit ops instead, or "
-            "call .detach() first if you mean to leave the graph")
-
-def _as_input_tensor(value: Any) -> Tensor:
-    if isinstance(value, Tensor):
-        return value
-    from gradkit.tensor import tensor
-    return tensor(value)
-
-
-def _prepare(args: tuple, argnums: Sequence[int], where: str) -> tuple[list, list[Tensor], bool]:
-    """Wrap the differentiated arguments as Tensors that require a gradient.
-
-    Returns the new argument list, the tensors to differentiate with respect to,
-    and whether to record the backward pass: yes when an argument is already being
-    traced by an outer transform, which is how grad of grad composes.
-    """
-    args = list(args)
-    wrt: list[Tensor] = []
-    outer = False
-    for i in argnums:
-        if not -len(args) <= i < len(args):
-            raise IndexError(f"{where}: argnums={i} but the function got {len(args)} arguments")
-        t = _as_input_tensor(args[i])
-        if not np.issubdtype(t.dtype, np.floating):
-            raise DTypeError(f"{where}: argument {i} ({describe(t)}) must be floating point "
-                             "to be differentiated")
-        if t._requires_grad and grad_enabled.get():
-            outer = True
-        else:
-            t = t.detach().requires_grad_(True)
-        args[i] = t
-        wrt.append(t)
-    return args, wrt, outer
-
-
-def _normalize_argnums(argnums: int | Sequence[int]) -> tuple[tuple[int, ...], bool]:
-    if isinstance(argnums, int):
-        return (argnums,), True
-    return tuple(argnums), False
-
-
-def _zeros_like(t: Tensor) -> Tensor:
-    return Tensor(t._backend.xp.zeros(t.shape, dtype=t.data.dtype), t._backend)
-
-
-def _gradients_of(out: Tensor, wrt: list[Tensor], cotangent: Tensor, create_graph: bool,
-                  retain_graph: bool) -> list[Tensor]:
-    if not out._requires_grad:
-        return [_zeros_like(t) for t in wrt]
-    grads = run_backward([out], [cotangent], wrt, retain_graph, create_graph)
-    return [g if g is not None else _zeros_like(t) for g, t in zip(grads, wrt)]
-
-
-def _as_output(value: Any, where: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{where}: the function must return a gradkit Tensor, "
-                        f"got {type(value).__name__}")
-    return value
-
-
-def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0
-                   ) -> Callable[..., tuple[Tensor, Any]]:
-    """``f``'s value and its gradient with respect to argument(s) ``argnums``.
-
-    ``f`` must return a scalar (size-1) Tensor.
-
-    >>> import gradkit as gk
-    >>> value, g = gk.value_and_grad(lambda x: (x * x).sum())(gk.tensor([1.0, 2.0]))
-    >>> value.item(), g.numpy().tolist()
-    (5.0, [2.0, 4.0])
-    """
-    nums, single = _normalize_argnums(argnums)
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
-        new_args, wrt, outer = _prepare(args, nums, "grad")
-        with _GradMode(True), _Differentiating(wrt):
-            out = _as_output(f(*new_args, **kwargs), "grad")
-        cotangent = _root_cotangent(out, None, "grad")
-        grads = _gradients_of(out, wrt, cotangent, create_graph=outer, retain_graph=outer)
-        if not outer:
-            out = out.detach()
-        return out, (grads[0] if single else tuple(grads))
-    return wrapper
-
-
-def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The gradient of scalar-valued ``f`` with respect to argument(s) ``argnums``.
-
-    Composes: ``gk.grad(gk.grad(f))`` is the second derivative.
-
-    >>> import gradkit as gk
-    >>> gk.grad(lambda x: x ** 3)(gk.tensor(2.0)).item()
-    12.0
-    >>> gk.grad(gk.grad(lambda x: x ** 3))(gk.tensor(2.0)).item()
-    12.0
-    """
-    with_value = value_and_grad(f, argnums)
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return with_value(*args, **kwargs)[1]
-    return wrapper
-
-
-def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], tuple]]:
-    """``f(*primals)`` and a function mapping a cotangent to one gradient per primal.
-
-    >>> import gradkit as gk
-    >>> out, vjp_fn = gk.vjp(lambda x: x * 3, gk.tensor([1.0, 2.0]))
-    >>> vjp_fn(gk.tensor([1.0, 10.0]))[0].numpy().tolist()
-    [3.0, 30.0]
-    """
-    args, wrt, outer = _prepare(primals, range(len(primals)), "vjp")
-    with _GradMode(True), _Differentiating(wrt):
-        out = _as_output(f(*args), "vjp")
-
-    def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
-        cot = _root_cotangent(out, cotangent, "vjp")
-        record = outer or (cot._requires_grad and grad_enabled.get())
-        return tuple(_gradients_of(out, wrt, cot, create_graph=record, retain_graph=True))
-
-    return (out if outer else out.detach()), vjp_fn
-
-
-def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
-        ) -> tuple[Tensor, Tensor]:
-    """``f(*primals)`` and its directional derivative along ``tangents``.
-
-    Forward mode from reverse mode by the double-VJP trick: the VJP is linear in
-    its cotangent ``u``, so differentiating ``<vjp(u), tangents>`` by ``u`` gives J t.
-
-    >>> import gradkit as gk
-    >>> out, t = gk.jvp(lambda x: x * x, (gk.tensor([3.0]),), (gk.tensor([1.0]),))
-    >>> t.numpy().tolist()
-    [6.0]
-    """
-    # a single Tensor stands for a one-element tuple
-    primals = (primals,) if isinstance(primals, Tensor) else tuple(primals)
-    tangents = (tangents,) if isinstance(tangents, Tensor) else tuple(tangents)
-    if len(primals) != len(tangents):
-        raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents")
-    args, wrt, outer = _prepare(primals, range(len(primals)), "jvp")
-    tangent_tensors = []
-    for i, (p, t) in enumerate(zip(wrt, tangents)):
-        t = _as_input_tensor(t)
-        if t.shape != p.shape:
-            raise ShapeError(f"jvp: tangent {i} has shape {t.shape} but its primal has "
-                             f"shape {p.shape}")
-        tangent_tensors.append(t.astype(p.dtype) if t.dtype != p.dtype else t)
-    with _GradMode(True), _Differentiating(wrt):
-        out = _as_output(f(*args), "jvp")
-        u = _zeros_like(out).requires_grad_(True)
-        if not out._requires_grad:
-            return out, _zeros_like(out)
-        grads = run_backward([out], [u], wrt, retain_graph=True, create_graph=True)
-        total = None
-        for g, t in zip(grads, tangent_tensors):
-            if g is not None:
-                term = (g * t).sum()
-                total = term if total is None else total + term
-    if total is None or not total._requires_grad:
-        return (out if outer else out.detach()), _zeros_like(out)
-    (tangent_out,) = run_backward([total], [_root_cotangent(total, None, "jvp")], [u],
-                                  retain_graph=outer, create_graph=outer)
-    if tangent_out is None:
-        tangent_out = _zeros_like(out)
-    return (out if outer else out.detach()), tangent_out
-
-
-def _jacobians_of(out: Tensor, wrt: list[Tensor], outer: bool) -> list[Tensor]:
-    """d out / d w for each w in ``wrt``: one VJP per output element, one-hot cotangents."""
-    from gradkit.ops import reshape, stack
-    rows: list[list[Tensor]] = [[] for _ in wrt]
-    xp = out._backend.xp
-    for k in range(out.size):
-        basis = xp.zeros(out.size, dtype=out.data.dtype)
-        basis[k] = 1
-        cot = Tensor(xp.reshape(basis, out.shape), out._backend)
-        for row, g in zip(rows, _gradients_of(out, wrt, cot, create_graph=outer,
-                                               retain_graph=True)):
-            row.append(g)
-    return [reshape(stack(row), out.shape + t.shape) if row else
-            Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t._backend)
-            for row, t in zip(rows, wrt)]
-
-
-def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """A function returning the Jacobian of ``f``: shape ``out.shape + x.shape``.
-
-    With a tuple ``argnums`` it returns one Jacobian per argument; when ``f``
-    returns a tuple of Tensors, one result per output (as in JAX).
-
-    >>> import gradkit as gk
-    >>> gk.jacobian(lambda x: x * x)(gk.tensor([1.0, 2.0])).numpy().tolist()
-    [[2.0, 0.0], [0.0, 4.0]]
-    """
-    nums, single = _normalize_argnums(argnums)
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        new_args, wrt, outer = _prepare(args, nums, "jacobian")
-        with _GradMode(True), _Differentiating(wrt):
-            result = f(*new_args, **kwargs)
-        outputs = result if isinstance(result, (tuple, list)) else (result,)
-        per_output = []
-        for out in outputs:
-            jacobians = _jacobians_of(_as_output(out, "jacobian"), wrt, outer)
-            per_output.append(jacobians[0] if single else tuple(jacobians))
-        return tuple(per_output) if isinstance(result, (tuple, list)) else per_output[0]
-    return wrapper
-
-
-def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """A function returning the Hessian of scalar ``f``: shape ``x.shape + x.shape``.
-
-    With a tuple ``argnums``, the nested tuple ``H[i][j] = d2f / dx_i dx_j``.
-
-    >>> import gradkit as gk
-    >>> gk.hessian(lambda x: (x ** 3).sum())(gk.tensor([1.0, 2.0])).numpy().tolist()
-    [[6.0, 0.0], [0.0, 12.0]]
-    """
-    return jacobian(grad(f, argnums), argnums)
+bind_backward(backward)  # Tensor.backward (the tensor module does not import this one)

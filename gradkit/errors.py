@@ -37,11 +37,21 @@ class BackendError(GradkitError, RuntimeError):
     """A backend that is unknown, unavailable, or mixed with another in one op."""
 
 
+class CaptureError(GradkitError, RuntimeError):
+    """A captured function cannot be replayed faithfully (see :func:`gradkit.capture.capture`)."""
+
+    __module__ = "gradkit.capture"  # where users import it from
+
+
+def is_tensor(value: Any) -> bool:
+    """Whether ``value`` is a gradkit Tensor, asked without importing the core (this module
+    sits below it): Tensor carries the class attribute ``_gradkit_tensor``."""
+    return getattr(type(value), "_gradkit_tensor", False) is True
+
+
 def describe(value: Any) -> str:
     """One operand as ``backend dtype shape``, e.g. ``numpy float32 (32, 64)``."""
-    from gradkit.tensor import Tensor
-
-    if isinstance(value, Tensor):
+    if is_tensor(value):
         return f"{value.backend} {value.dtype} {tuple(value.shape)}"
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from gradkit.tensor import Tensor
+from gradkit.errors import is_tensor
 
 
 def _raw_item(item: Any, xp: Any) -> Any:
     """One index entry with Tensors, lists and foreign arrays replaced by ``xp`` arrays."""
-    if isinstance(item, Tensor):
+    if is_tensor(item):  # Tensor is not imported: backends read indices through here too
         return item.data
     if isinstance(item, list):
         return xp.asarray(item) if item else xp.asarray(item, dtype=xp.int64)

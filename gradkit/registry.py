@@ -22,7 +22,7 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled
-from gradkit.capture import recording as capture_recording
+from gradkit.interception import current_interceptor as capture_recording
 from gradkit.dtypes import get_default_dtype, is_floating, to_numpy_dtype
 from gradkit.errors import (ArgumentError, BackendError, DTypeError, GradkitError, IndexingError,
                             ShapeError,

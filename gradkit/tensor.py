@@ -16,10 +16,44 @@ import numpy as np
 from gradkit import backends as _backends
 from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
 from gradkit.errors import BackendError, DTypeError, describe
+from gradkit import interception as _capture
+from gradkit.grad_mode import check_stays_in_graph, is_grad_enabled, no_grad
 
 # The versions of the Array API standard ``x.__array_namespace__(api_version=...)``
 # accepts; gradkit covers parts of each (see the README), the namespace is the same.
 ARRAY_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
+
+
+# The ``gradkit`` package, which __array_namespace__ returns: gradkit/__init__.py binds it
+# when it has loaded (the core does not import the package that re-exports everything).
+_namespace: list[Any] = [None]
+
+
+def bind_namespace(module: Any) -> None:
+    """Make ``module`` what ``Tensor.__array_namespace__`` returns (gradkit/__init__.py)."""
+    _namespace[0] = module
+
+
+# What Tensor's operators and backward call, bound by the layers above when they load
+# (gradkit.ops binds itself, gradkit.autodiff its backward): the core does not import them.
+_ops: Any = None
+_engine: dict[str, Any] = {}
+
+
+def bind_ops(module: Any) -> None:
+    """Make ``module`` (gradkit.ops) the namespace Tensor's operators and methods call."""
+    global _ops
+    _ops = module
+
+
+def bound_ops() -> Any:
+    """The ops namespace bound by :func:`bind_ops` (for the core's own op calls)."""
+    return _ops
+
+
+def bind_backward(function: Any) -> None:
+    """Make ``function`` what ``Tensor.backward`` runs (gradkit.autodiff.backward)."""
+    _engine["backward"] = function
 
 
 class HostConversionError(BackendError, TypeError):
@@ -35,6 +69,7 @@ class Tensor:
 
     __slots__ = ("data", "_backend", "_requires_grad", "_grad", "node", "_version", "__weakref__")
     __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
+    _gradkit_tensor = True  # gradkit.errors.is_tensor: modules below the core ask this
 
     def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
         self.data = data
@@ -104,8 +139,7 @@ class Tensor:
         if api_version is not None and api_version not in ARRAY_API_VERSIONS:
             raise ValueError(f"__array_namespace__: unsupported api_version {api_version!r}; "
                              f"gradkit answers for {list(ARRAY_API_VERSIONS)}")
-        import gradkit
-        return gradkit
+        return _namespace[0]
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
                    copy: bool | None = None) -> Any:
@@ -149,7 +183,7 @@ class Tensor:
             raise TypeError(f"grad: expected a gradkit Tensor or None, got "
                             f"{type(value).__name__}")
         self._grad = value
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.wrote_grad(self, value)
 
@@ -174,7 +208,6 @@ class Tensor:
         """Inside gk.grad & co., a tensor being differentiated (or computed from one)
         refuses to be copied out of the graph: the copy would carry no gradient."""
         if self._requires_grad:
-            from gradkit.autodiff import check_stays_in_graph
             check_stays_in_graph(self, where)
 
     def _host_data(self, where: str) -> Any:
@@ -277,12 +310,10 @@ class Tensor:
         graph is freed afterwards unless ``retain_graph``; ``create_graph``
         records the backward pass so the gradients can be differentiated again.
         """
-        from gradkit.autodiff import backward
-        backward(self, grad, retain_graph, create_graph)
+        _engine["backward"](self, grad, retain_graph, create_graph)
 
     def _update_in_place(self, result: "Tensor", name: str) -> "Tensor":
         """Write ``result`` into this tensor (an in-place operator); bump its version."""
-        from gradkit.autodiff import is_grad_enabled
         from gradkit.errors import GraphError, ShapeError
         if self._requires_grad and is_grad_enabled():
             raise GraphError(f"{name}: in-place update of a tensor that requires a gradient "
@@ -291,10 +322,9 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"{name}: the result has shape {result.shape} but the tensor "
                              f"updated in place has shape {self.shape} ({describe(self)})")
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
-                from gradkit.autodiff import no_grad
                 with no_grad():
                     result = result.astype(self.dtype)
             recorder.will_overwrite(self)
@@ -312,7 +342,7 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
         detached = Tensor(self.data, self._backend)
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.aliased(detached, self)
         return detached
@@ -382,13 +412,11 @@ class Tensor:
         >>> v.grad.item()
         3.0
         """
-        from gradkit.autodiff import is_grad_enabled
         from gradkit.errors import GraphError
         tracked = is_grad_enabled() and (self._requires_grad or (
             isinstance(value, Tensor) and value._requires_grad))
         if not tracked:
-            if _capture.recording.get() is not None:  # as an op, so a replay repeats it
-                from gradkit.autodiff import no_grad
+            if _capture.current_interceptor.get() is not None:  # as an op, so a replay repeats it
                 with no_grad():
                     self._update_in_place(_ops.setitem(self, value, index=index), "setitem")
                 return
@@ -402,13 +430,13 @@ class Tensor:
         result = _ops.setitem(old, value, index=index)
         self.data, self.node, self._requires_grad = result.data, result.node, True
         self._version += 1
-        recorder = _capture.recording.get()
+        recorder = _capture.current_interceptor.get()
         if recorder is not None:
             recorder.wrote_data(self, result, "assign")
 
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
-        from gradkit.indexing import raw_index  # it imports Tensor from here
+        from gradkit.indexing import raw_index
         xp = self._backend.xp
         if isinstance(value, Tensor):
             if value._backend is not self._backend:
@@ -617,5 +645,3 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     return t
 
 
-from gradkit.capture import recorder as _capture  # noqa: E402  (these use Tensor, so they load after it)
-from gradkit import ops as _ops  # noqa: E402

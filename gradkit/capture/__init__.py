@@ -62,8 +62,8 @@ __all__ = ["capture", "CapturedFunction", "CaptureError"]
 
 
 def __getattr__(name: str) -> object:
-    """``active_recordings`` is read live from the recorder module (it changes)."""
+    """``active_recordings`` is read live from gradkit.interception (it changes)."""
     if name == "active_recordings":
-        from gradkit.capture import recorder
-        return recorder.active_recordings
+        from gradkit import interception
+        return interception.active_recordings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

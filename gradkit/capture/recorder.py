@@ -10,42 +10,15 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from gradkit.errors import GradkitError, describe
+from gradkit.errors import CaptureError, describe  # noqa: F401  (gk.capture exports it)
+from gradkit.interception import (begin_recording, current_interceptor,  # noqa: F401
+                                  end_recording, note_created)
 from gradkit.tensor import Tensor
 
 
-class CaptureError(GradkitError, RuntimeError):
-    """A captured function cannot be replayed faithfully (see :func:`capture`)."""
-
-    __module__ = "gradkit.capture"  # where users import it from
-
-
-# The recorder of the capture running in this thread / task, or None.
-recording: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar(
-    "gradkit_capture", default=None)
-# How many recordings run now (any thread): Tensor() reports itself only while one does.
-active_recordings = 0
-
-
-def begin_recording(recorder: "Recorder") -> contextvars.Token:
-    """Make ``recorder`` the one the engine reports to in this thread / task."""
-    global active_recordings
-    token = recording.set(recorder)
-    active_recordings += 1
-    return token
-
-
-def end_recording(token: contextvars.Token) -> None:
-    global active_recordings
-    active_recordings -= 1
-    recording.reset(token)
-
-
-def note_created(tensor: Tensor) -> None:
-    """Called by Tensor() while a recording runs: this tensor did not exist before."""
-    recorder = recording.get()
-    if recorder is not None:
-        recorder.created.add(id(tensor))
+# The variable the engine reads (the core's one interception point) and its bookkeeping
+# live in the core, gradkit.interception; a Recorder is what gk.capture installs there.
+recording = current_interceptor
 
 
 # -- recording ---------------------------------------------------------------------
@@ -202,6 +175,10 @@ class Recorder:
             if key is not None and _layout_key(self.arrays[slot]) == key:
                 return slot
         return None
+
+    def note_created(self, tensor: Tensor) -> None:
+        """Tensor() while this recording runs: this tensor did not exist before the call."""
+        self.created.add(id(tensor))
 
     def check_accumulation(self, leaf: Tensor) -> None:
         """backward is about to add to ``leaf.grad``: only a gradient made in this call."""

@@ -319,7 +319,9 @@ class DataParallel(Module):
     def _reduce_with_ops(self) -> None:
         """The whole step's reduction as gradkit ops (recorded by gk.capture): agree,
         then per bucket flatten * rows, all-reduce, divide by the global rows."""
-        from gradkit import concatenate, reshape, tensor, zeros
+        from gradkit.creation import zeros
+        from gradkit.ops.shape import concatenate, reshape
+        from gradkit.tensor import tensor
         from gradkit.distributed.ops import agree, all_reduce_sum
         rows = self._step["rows"]
         for index, bucket in enumerate(self.buckets):
@@ -440,5 +442,5 @@ def hash_text(text: str) -> int:
 
 
 def _host_backend() -> Any:
-    from gradkit import backends
+    from gradkit import backends  # the package gradkit.backends, not gradkit's __init__
     return backends.get("numpy")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gradkit.distributed.world import CollectiveTimeoutError, DistributedError
+from gradkit.distributed.errors import CollectiveTimeoutError, DistributedError
 
 
 def _nccl_types(nccl: Any) -> dict[str, tuple[int, str | None]]:

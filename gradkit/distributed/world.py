@@ -20,20 +20,12 @@ import time
 import warnings
 from typing import Any
 
-from gradkit.errors import GradkitError
+from gradkit.distributed.errors import CollectiveTimeoutError, DistributedError  # noqa: F401
 
 # Variables an MPI launcher sets in each rank's environment.
 LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
                       "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDI_CONTROL_FD")
 DEFAULT_TIMEOUT = 300.0
-
-
-class DistributedError(GradkitError, RuntimeError):
-    """A collective that cannot run: no MPI, ranks that disagree, a bad argument."""
-
-
-class CollectiveTimeoutError(DistributedError):
-    """A collective waited longer than the timeout (another rank failed or diverged)."""
 
 
 class World:

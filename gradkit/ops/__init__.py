@@ -7,11 +7,14 @@ and the Array API standard's (and NumPy's) other spellings of existing ops
 (``pow`` for ``power``, ``concat`` for ``concatenate``, ``arcsin`` for ``asin``...).
 Ops registered as ``linalg.<name>`` are exported by ``gradkit.linalg`` only.
 """
+import sys as _sys
+
 from gradkit.ops import (activation, elementwise, fused, linalg, loss, math,  # noqa: F401
                          optim_update, reduce, search, shape, transfer)
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.shape import permute, split
 from gradkit.registry import OPS as _OPS
+from gradkit.tensor import bind_ops as _bind_ops
 
 _TOP_LEVEL = sorted(name for name in _OPS if "." not in name)
 for _name in _TOP_LEVEL:
@@ -29,3 +32,7 @@ for _alias, _name in ALIASES.items():
     globals()[_alias] = _OPS[_name].function
 
 __all__ = _TOP_LEVEL + sorted(ALIASES) + ["permute", "split", "unbroadcast"]
+
+# Tensor's operators and methods (x + y, x.sum(), ...) call the ops through this module,
+# bound here: gradkit.tensor sits below the ops and does not import them.
+_bind_ops(_sys.modules[__name__])

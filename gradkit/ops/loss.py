@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gradkit.dtypes import as_dtype, native_dtype
 from gradkit.errors import DTypeError, ShapeError, describe, describe_operands
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.activation import relu, softmax
@@ -36,6 +37,12 @@ def _as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     if isinstance(value, Tensor):
         return value
     return tensor(value, backend=like._backend if like is not None else None)
+
+
+def _arange(n: int, dtype: Any, backend: Any) -> Tensor:
+    """``gk.arange(n, dtype=dtype, device=backend)``, made here: ops sit below gradkit.creation."""
+    return Tensor(backend.xp.arange(n, dtype=native_dtype(backend.xp, as_dtype(dtype, "arange"))),
+                  backend)
 
 
 def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tensor) -> None:
@@ -180,13 +187,12 @@ def svm_loss(scores: Any, labels: Any) -> Tensor:
     scores = _as_tensor(scores)
     labels = _as_tensor(labels, like=scores)
     check_classification("svm_loss", "scores", scores, labels)
-    from gradkit.creation import arange
     n, c = scores.shape
     # every step an op on the labels tensor (no raw arrays), so gk.capture replays it
-    correct = getitem(scores, index=(arange(n, device=scores._backend), labels))
+    correct = getitem(scores, index=(_arange(n, "int64", scores._backend), labels))
     margins = relu(scores - expand_dims(correct, axis=1) + 1)  # a margin of exactly 0 adds 0
-    others = (expand_dims(labels, axis=1) != arange(c, dtype=labels.dtype,
-                                                     device=scores._backend)).astype(scores.dtype)
+    others = (expand_dims(labels, axis=1) !=
+              _arange(c, labels.dtype, scores._backend)).astype(scores.dtype)
     return mean(sum_(multiply(margins, others), axis=1))
 
 

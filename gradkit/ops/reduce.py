@@ -20,6 +20,7 @@ from gradkit.errors import ArgumentError
 from gradkit.ops.broadcasting import expand_reduced, keepdims_shape, normalize_axes
 from gradkit.ops.elementwise import exp, sqrt, where
 from gradkit.ops.samples import away_from_zero
+from gradkit.ops.shape import flip, getitem
 from gradkit.registry import Sample, composite, primitive
 from gradkit.tensor import Tensor
 
@@ -319,7 +320,6 @@ def _scan_axis(x_ndim: int, axis: int | None) -> int:
 def cumulative_sum_vjp(ctx, g):
     """out_k sums x_j for j <= k (j < k with include_initial), so x_j's gradient sums
     g_k for k >= j: a cumulative sum of g taken from the end."""
-    from gradkit.ops.shape import flip, getitem
     (x,) = ctx.inputs
     axis = _scan_axis(x.ndim, ctx.params["axis"])
     if ctx.params["include_initial"]:

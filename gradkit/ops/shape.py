@@ -16,10 +16,9 @@ import numpy as np
 from gradkit.dtypes import to_numpy_dtype
 from gradkit.errors import ArgumentError, ShapeError, describe
 from gradkit.indexing import is_advanced, raw_index
-from gradkit.ops.broadcasting import normalize_axes, unbroadcast
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Sample, as_shape, composite, primitive
-from gradkit.tensor import Tensor
+from gradkit.tensor import Tensor, tensor
 
 FAMILY = "shape"
 
@@ -31,6 +30,42 @@ def _draw(rng, shape):
 def _as_tuple(shape: Any) -> tuple:
     """A shape param (checked by ``as_shape``: an integer or a sequence) as a tuple."""
     return (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+
+
+# -- gradient plumbing shared by every op family (re-exported by ops.broadcasting) ----
+
+def unbroadcast(g: Tensor, like: Tensor) -> Tensor:
+    """Sum ``g`` down to ``like``'s shape and cast it to ``like``'s dtype.
+
+    Every VJP of a broadcasting op ends here, so a gradient always has its
+    input's shape and dtype.
+    """
+    if g.data.shape != like.data.shape:
+        g = sum_to(g, shape=like.shape)
+    if g.data.dtype != like.data.dtype:
+        g = g.astype(like.dtype)
+    return g
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, int or tuple) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(sorted(a % ndim if ndim else a for a in axes))
+
+
+def keepdims_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    """``shape`` with the reduced axes kept as size 1."""
+    axes = normalize_axes(axis, len(shape))
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def expand_reduced(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tensor:
+    """Broadcast the gradient of a reduction back to the reduced input's ``shape``."""
+    if not keepdims:
+        g = reshape(g, shape=keepdims_shape(shape, axis))
+    return broadcast_to(g, shape=shape)
 
 
 # -- reshape family ----------------------------------------------------------------
@@ -368,12 +403,12 @@ def _tile_shapes(shape: tuple[int, ...], repetitions: Any) -> tuple[tuple, tuple
 def tile_vjp(ctx, g):
     """Output axis k is repetitions[k] copies of input axis k: split it into
     (copies, size) and sum over the copies."""
-    from gradkit.ops.reduce import sum_
     (x,) = ctx.inputs
     shape, reps = _tile_shapes(x.shape, ctx.params["repetitions"])
     interleaved = tuple(n for pair in zip(reps, shape) for n in pair)
     copies = tuple(range(0, 2 * len(shape), 2))
-    return (reshape(sum_(reshape(g, shape=interleaved), axis=copies), shape=x.shape),)
+    # Tensor.sum is gk.sum (ops.reduce sits above this family and imports it)
+    return (reshape(reshape(g, shape=interleaved).sum(axis=copies), shape=x.shape),)
 
 
 @primitive(vjp=tile_vjp, samples=lambda rng: [
@@ -428,9 +463,8 @@ def repeat_vjp(ctx, g):
     shape = (x.size,) if flat is not None else x.shape
     axis = axis % len(shape)
     if isinstance(repeats, int):  # each element's copies sit side by side: sum them
-        from gradkit.ops.reduce import sum_
         split = shape[:axis] + (shape[axis], repeats) + shape[axis + 1:]
-        gx = sum_(reshape(g, shape=split), axis=axis + 1)
+        gx = reshape(g, shape=split).sum(axis=axis + 1)  # gk.sum, as in tile_vjp
     else:
         index = (slice(None),) * axis + (_repeat_index(shape[axis], repeats),)
         gx = scatter_add(g, shape=shape, index=index)
@@ -558,6 +592,16 @@ def _diff_samples(rng):
             Sample(_draw(rng, (3, 4)), prepend=_draw(rng, (3, 1)), append=_draw(rng, (3, 2)))]
 
 
+def _operand_like(value: Any, x: Tensor) -> Tensor:
+    """``gk.asarray(value, dtype=x.dtype, device=x.device)`` for diff's prepend and append,
+    made here (ops sit below gradkit.creation); a Tensor keeps its gradient."""
+    if isinstance(value, Tensor):
+        if value._backend is not x._backend:
+            value = value.to(x._backend)
+        return value if value.dtype == x.dtype else value.astype(x.dtype)
+    return tensor(value, dtype=x.dtype, backend=x._backend)
+
+
 @composite(samples=_diff_samples, family=FAMILY)
 def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
          append: Any = None) -> Tensor:
@@ -568,9 +612,8 @@ def diff(x: Tensor, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
     >>> gk.diff(gk.tensor([1.0, 4.0, 9.0])).numpy().tolist()
     [3.0, 5.0]
     """
-    from gradkit.creation import asarray
     (axis,) = normalize_axis_list(axis, x.ndim, "diff", "axis")
-    parts = [p if p is x else asarray(p, dtype=x.dtype, device=x._backend)
+    parts = [p if p is x else _operand_like(p, x)
              for p in (prepend, x, append) if p is not None]
     if len(parts) > 1:
         x = concatenate(parts, axis=axis)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gradkit import backends as _backends
 from gradkit.autodiff import Node, grad_enabled
-from gradkit.capture import recording as capture_recording
+from gradkit.interception import current_interceptor as capture_recording
 from gradkit.ops.samples import away_from_zero
 from gradkit.registry import Op, Sample, composite
 from gradkit.tensor import Tensor
