@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 from _pytest.doctest import DoctestItem
 
-# gradkit/backends/numba_kernels.py imports numba at the top (the Numba backend loads
+# gradkit/backends/numba/kernels.py imports numba at the top (the Numba backend loads
 # it on first use); where numba is missing there is nothing in it to collect.
 collect_ignore: list[str] = []
 try:
     import numba  # noqa: F401
 except ImportError:
-    collect_ignore.append("gradkit/backends/numba_kernels.py")
+    collect_ignore.append("gradkit/backends/numba/kernels.py")
 
 
 # Docstring examples that need an optional extra (a GPU machine may lack them).

@@ -9,7 +9,7 @@ log, asks for every name expression's lowered (mangled) name and for the PTX (an
 cubin where CuPy asks NVRTC for one). One line per (file, CUDA version, target) says
 PASS or FAIL; the exit status is 1 when anything failed.
 
-The options and name expressions come from gradkit.backends.cuda_backend
+The options and name expressions come from gradkit.backends.cuda.backend
 (COMPILE_OPTIONS, name_expressions, kernel_names, kernel_source), never from here.
 
 Usage:
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # check this checkout's kernels, not an installed copy
 
-from gradkit.backends import cuda_backend  # noqa: E402
+from gradkit.backends.cuda import backend as cuda_backend  # noqa: E402
 
 ENV_VAR = "GRADKIT_NVRTC"
 # Where each wheel puts the library, relative to site-packages (or to a pip --target folder).

@@ -272,7 +272,7 @@ def check_backend(backend: Any, ops: Sequence[str] | None = None,
     """
     from gradkit import backends as _backends
     from gradkit.registry import OPS
-    from gradkit.backends.numpy_backend import NumpyBackend
+    from gradkit.backends.numpy.backend import NumpyBackend
     target = _backends.get(backend)
     reference = NumpyBackend(kernels=False)  # the reference forwards, no kernel
     names = sorted(OPS) if ops is None else list(ops)

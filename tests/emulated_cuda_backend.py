@@ -13,7 +13,7 @@ The whole suite runs on it with ``GRADKIT_BACKEND=cuda_emulated python -m pytest
 from __future__ import annotations
 
 import emulated_cupy
-from gradkit.backends.cuda_backend import CudaBackend
+from gradkit.backends.cuda.backend import CudaBackend
 
 NAME = "cuda_emulated"
 

@@ -26,7 +26,7 @@ from strict_reference import FLOATS, INTS, QUICK, assert_same, host, to_strict  
 
 import gradkit as gk  # noqa: E402
 from gradkit import backends  # noqa: E402
-from gradkit.backends.numpy_backend import NumpyBackend  # noqa: E402
+from gradkit.backends.numpy.backend import NumpyBackend  # noqa: E402
 
 ALL_DTYPES = FLOATS + INTS + [np.dtype("uint64"), np.dtype(bool)]
 STRICT_DTYPE = {np.dtype(name): getattr(xps, name) for name in (
@@ -278,7 +278,7 @@ def test_dlpack_exports_and_imports_without_copies():
 
 
 def test_implicit_host_conversion_is_refused_off_the_host():
-    from gradkit.backends.cuda_backend import CudaBackend
+    from gradkit.backends.cuda.backend import CudaBackend
     assert CudaBackend.host_conversion_allowed is False and CudaBackend.dlpack_device_type == 2
 
     class OffHost(NumpyBackend):  # stands in for a GPU backend

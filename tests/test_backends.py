@@ -43,7 +43,7 @@ TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e
 @pytest.fixture
 def numba_backend():
     """The Numba backend; the test is skipped (saying why) only where numba cannot be imported."""
-    from gradkit.backends.numba_backend import numba_missing_reason
+    from gradkit.backends.numba.backend import numba_missing_reason
     reason = numba_missing_reason()
     if reason is not None:
         pytest.skip(reason)
@@ -58,7 +58,7 @@ def test_importing_gradkit_does_not_import_numba():
 
 
 def test_numba_missing_says_how_to_install(monkeypatch):
-    from gradkit.backends.numba_backend import NumbaBackend
+    from gradkit.backends.numba.backend import NumbaBackend
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now fails
     reason = NumbaBackend().unavailable_reason()
     assert reason is not None and "pip install numba" in reason and "gradkit[numba]" in reason
@@ -76,7 +76,7 @@ def test_numba_kernel_is_registered_with_the_reference_signature(numba_backend, 
     op = get_op(name)
     kernel = numba_backend.resolve(op)
     assert kernel is numba_backend.resolved[name] is numba_backend.resolve(op)  # made once
-    assert (kernel.__module__, kernel.__name__) == ("gradkit.backends.numba_backend", name)
+    assert (kernel.__module__, kernel.__name__) == ("gradkit.backends.numba.backend", name)
     reference = list(inspect.signature(op.forward).parameters.values())[1:]  # minus xp
     assert list(inspect.signature(kernel).parameters.values()) == reference
 
@@ -270,7 +270,7 @@ def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     code = textwrap.dedent("""
         import numpy as np, gradkit as gk
         from gradkit import backends
-        from gradkit.backends import numba_kernels
+        from gradkit.backends.numba import kernels as numba_kernels
         backends.get("numba").resolve(gk.registry.get_op("relu"))(np.ones(3))
         stats = numba_kernels.relu.serial.stats
         assert not stats.cache_misses and sum(stats.cache_hits.values()) == 1, stats
@@ -317,11 +317,11 @@ def _sample_arrays(sample, dtype):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(__import__(
-    "gradkit.backends.numpy_kernels", fromlist=["KERNEL_FACTORIES"]).KERNEL_FACTORIES))
+    "gradkit.backends.numpy.kernels", fromlist=["KERNEL_FACTORIES"]).KERNEL_FACTORIES))
 def test_numpy_kernels_equal_the_reference_bit_for_bit(name, dtype):
     """Same operations in the same order: not close, equal (and the same dtype); buffers an
     op updates in place (SGD's velocity) end equal too."""
-    from gradkit.backends.numpy_backend import NumpyBackend
+    from gradkit.backends.numpy.backend import NumpyBackend
     op = get_op(name)
     kernel = NumpyBackend().resolve(op)
     assert kernel.__name__ == name  # the factory's kernel, not the reference
@@ -337,8 +337,8 @@ def test_numpy_kernels_equal_the_reference_bit_for_bit(name, dtype):
 
 
 def test_the_numpy_backend_runs_its_kernels_and_the_reference_backend_does_not():
-    from gradkit.backends.numpy_backend import NumpyBackend
-    from gradkit.backends.numpy_kernels import KERNEL_FACTORIES
+    from gradkit.backends.numpy.backend import NumpyBackend
+    from gradkit.backends.numpy.kernels import KERNEL_FACTORIES
     assert set(KERNEL_FACTORIES) <= set(NumpyBackend().kernel_factories)
     reference_only = NumpyBackend(kernels=False)
     assert reference_only.kernel_factories == {} == reference_only.donating_kernel_factories
@@ -351,12 +351,12 @@ def test_the_numpy_backend_runs_its_kernels_and_the_reference_backend_does_not()
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(__import__(
-    "gradkit.backends.numpy_kernels",
+    "gradkit.backends.numpy.kernels",
     fromlist=["DONATING_KERNEL_FACTORIES"]).DONATING_KERNEL_FACTORIES))
 def test_numpy_in_place_kernels_equal_the_reference_bit_for_bit(name, dtype):
     """The kernels gk.capture gives a dying input's memory: the reference's result,
     written into that input when the case is theirs."""
-    from gradkit.backends.numpy_backend import NumpyBackend
+    from gradkit.backends.numpy.backend import NumpyBackend
     op = get_op(name)
     backend = NumpyBackend()
     assert name not in backend.donating_kernels  # made with the op's kernel, on first use

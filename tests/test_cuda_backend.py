@@ -14,7 +14,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import backends
-from gradkit.backends import cuda_backend
+from gradkit.backends.cuda import backend as cuda_backend
 from gradkit.registry import OPS
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
@@ -23,7 +23,7 @@ KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
 def test_importing_gradkit_imports_no_gpu_or_jit_library():
     import subprocess
     import sys
-    code = ("import sys, gradkit, gradkit.backends.cuda_backend; "
+    code = ("import sys, gradkit, gradkit.backends.cuda.backend; "
             "print(sorted(m for m in ('cupy', 'numba') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
@@ -188,7 +188,7 @@ def _no_driver():
     (dict(driverGetVersion=lambda: 12090, getDeviceCount=lambda: 0), "no CUDA device is visible"),
 ])
 def test_unusable_cuda_says_why_and_how_to_fix(runtime, reason):
-    from gradkit.backends.cuda_backend import CudaBackend
+    from gradkit.backends.cuda.backend import CudaBackend
     assert re.search(reason, CudaBackend(cupy=_cupy_with(**runtime)).unavailable_reason())
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gradkit.backends import cuda_backend
+from gradkit.backends.cuda import backend as cuda_backend
 
 CHECKER_PATH = Path(__file__).resolve().parents[1] / "ci" / "nvrtc_compile.py"
 # What CuPy 14.2 appends to RawModule's options (CuPy's -I folders aside; see the checker).

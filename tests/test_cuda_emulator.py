@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cuda_emulator as ce
-from gradkit.backends import cuda_backend
+from gradkit.backends.cuda import backend as cuda_backend
 
 _NO_COMPILER = ce.compiler_available()
 pytestmark = [pytest.mark.cuda_kernels,

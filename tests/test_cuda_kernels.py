@@ -14,7 +14,7 @@ import pytest
 
 import gradkit as gk
 from gradkit import backends
-from gradkit.backends.cuda_backend import KERNEL_FACTORIES, THREADS, CudaBackend
+from gradkit.backends.cuda.backend import KERNEL_FACTORIES, THREADS, CudaBackend
 from gradkit.registry import get_op
 
 pytestmark = pytest.mark.cuda_kernels

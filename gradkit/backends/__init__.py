@@ -168,7 +168,7 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
 
 
 def _numpy_factory() -> Backend:
-    from gradkit.backends.numpy_backend import NumpyBackend
+    from gradkit.backends.numpy.backend import NumpyBackend
     return NumpyBackend()
 
 
@@ -176,7 +176,7 @@ register_backend("numpy", _numpy_factory, aliases=("np", "cpu"))
 
 
 def _numba_factory() -> Backend:
-    from gradkit.backends.numba_backend import NumbaBackend
+    from gradkit.backends.numba.backend import NumbaBackend
     return NumbaBackend()
 
 
@@ -184,7 +184,7 @@ register_backend("numba", _numba_factory)
 
 
 def _cuda_factory() -> Backend:
-    from gradkit.backends.cuda_backend import CudaBackend
+    from gradkit.backends.cuda.backend import CudaBackend
     return CudaBackend()
 
 

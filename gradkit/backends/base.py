@@ -20,7 +20,7 @@ A backend with a faster exp of its own (float64 only; the reference does the res
 
 >>> import numpy as np
 >>> import gradkit as gk
->>> from gradkit.backends.numpy_backend import NumpyBackend
+>>> from gradkit.backends.numpy.backend import NumpyBackend
 >>> def exp_kernel(backend, op, reference):
 ...     def exp(x):
 ...         if x.dtype != np.float64:
@@ -63,7 +63,7 @@ class Backend:
     written against, and may run any op with a faster kernel of its own, made by its
     ``kernel_factories`` table (see the module docstring).
 
-    >>> from gradkit.backends.numpy_backend import NumpyBackend
+    >>> from gradkit.backends.numpy.backend import NumpyBackend
     >>> NumpyBackend().name
     'numpy'
     """

@@ -17,7 +17,7 @@ created, never by ``import gradkit``; compiled loops are cached on disk, so only
 first process compiles them.
 
 >>> import gradkit as gk
->>> from gradkit.backends.numba_backend import numba_missing_reason
+>>> from gradkit.backends.numba.backend import numba_missing_reason
 >>> reason = numba_missing_reason()
 >>> reason is None or "pip install numba" in reason
 True
@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gradkit.backends.numpy_backend import NumpyBackend
+from gradkit.backends.numpy.backend import NumpyBackend
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -358,7 +358,7 @@ class NumbaBackend(NumpyBackend):
         self._missing = numba_missing_reason()
         self._parallel_lock = threading.Lock()
         if self._missing is None:
-            from gradkit.backends import numba_kernels
+            from gradkit.backends.numba import kernels as numba_kernels
             self._loops = numba_kernels
 
     def unavailable_reason(self) -> str | None:

@@ -48,7 +48,7 @@ def kernel_source(name: str) -> str:
     packaged = resources.files("gradkit").joinpath("kernels", name)
     if packaged.is_file():
         return packaged.read_text()
-    checkout = Path(__file__).resolve().parents[2] / "kernels" / name
+    checkout = Path(__file__).resolve().parents[3] / "kernels" / name
     if checkout.is_file():
         return checkout.read_text()
     raise FileNotFoundError(f"CUDA kernel source {name} is neither in the gradkit package "
@@ -64,7 +64,7 @@ def kernel_names() -> list[str]:
     packaged = resources.files("gradkit").joinpath("kernels")
     if packaged.is_dir():
         return sorted(p.name for p in packaged.iterdir() if p.name.endswith(".cu"))
-    return sorted(p.name for p in (Path(__file__).resolve().parents[2] / "kernels").glob("*.cu"))
+    return sorted(p.name for p in (Path(__file__).resolve().parents[3] / "kernels").glob("*.cu"))
 
 
 def name_expressions(source: str) -> list[str]:

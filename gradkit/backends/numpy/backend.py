@@ -1,6 +1,6 @@
 """The NumPy backend: the reference forwards on NumPy, plus a few NumPy kernels.
 
-The kernels (gradkit/backends/numpy_kernels.py) compute what the reference does
+The kernels (gradkit/backends/numpy/kernels.py) compute what the reference does
 with fewer, cheaper NumPy calls. ``NumpyBackend(kernels=False)`` runs the
 reference forwards only: it is what every backend, this one included, is
 checked against (``gk.testing.check_backend``).
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from gradkit.backends import numpy_kernels
+from gradkit.backends.numpy import kernels as numpy_kernels
 from gradkit.backends.base import Backend
 
 

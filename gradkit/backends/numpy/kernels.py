@@ -16,7 +16,7 @@ Each function here is a kernel factory, ``factory(backend, op, reference) -> ker
 
 >>> import numpy as np
 >>> import gradkit as gk
->>> from gradkit.backends.numpy_backend import NumpyBackend
+>>> from gradkit.backends.numpy.backend import NumpyBackend
 >>> kernel = NumpyBackend().resolve(gk.registry.get_op("sum_to"))
 >>> kernel(np.ones((3, 2)), shape=(2,)).tolist()
 [3.0, 3.0]
