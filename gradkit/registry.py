@@ -70,7 +70,7 @@ class Op:
                  family: str, variadic: bool = False,
                  check: Callable[..., None] | None = None, check_values: bool = False,
                  value_shaped: bool = False, index_param: str | None = None,
-                 float_only: bool | None = None) -> None:
+                 float_only: bool | None = None, output_backend: str | None = None) -> None:
         self.name = name
         self.forward = forward
         self.vjp = vjp
@@ -84,6 +84,9 @@ class Op:
         self.index_param = index_param  # the param holding an index: a boolean mask there
         # makes the result's shape depend on values too
         self.float_only = float_only  # None until registered: keep a replaced op's (_add)
+        # the param naming the backend the result lives on (a move between backends);
+        # for every other op, the result lives on its inputs' backend
+        self.output_backend = output_backend
         self.function: Callable[..., Any] | None = None
         self.registered = False
         self.arg_names: list[str] = []  # the array arguments, named in error messages
@@ -286,7 +289,7 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
               check: Callable[..., None] | None = None, check_values: bool = False,
               value_shaped: bool = False, index_param: str | None = None,
               replace: bool = False, positional: Sequence[str] = (),
-              float_only: bool | None = None
+              float_only: bool | None = None, output_backend: str | None = None
               ) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
     """Decorator: turn a reference forward ``f(xp, *arrays, **params)`` into an op.
 
@@ -296,6 +299,8 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     ``value_shaped=True`` says the result's shape depends on the input values
     (``argwhere``); ``index_param`` names the param holding an index, where a boolean
     mask does the same (``getitem``'s ``index``). :func:`gradkit.capture` refuses both.
+    ``output_backend`` names the param that says which backend the result lives on (a
+    move between backends); otherwise it lives on the inputs' backend.
 
     ``float_only=True``: a function of real numbers (the Array API standard's "should
     have a floating-point data type"); integer and bool operands are computed in float
@@ -313,7 +318,7 @@ def primitive(name: str | None = None, *, vjp: Callable[..., tuple] | None,
     def decorate(forward: Callable[..., Any]) -> Callable[..., Tensor]:
         op = Op(name or forward.__name__, forward, vjp, samples, family, variadic, check,
                 check_values, value_shaped=value_shaped, index_param=index_param,
-                float_only=float_only)
+                float_only=float_only, output_backend=output_backend)
         op.function = _public_function(op, forward, positional)
         return _add(op, replace).function
     return decorate
@@ -695,6 +700,8 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         raise
     except (ValueError, TypeError, IndexError) as exc:
         raise _op_error(op, args, exc) from exc
+    if op.output_backend is not None:  # a move: the result lives on another backend
+        backend = _backends.get(params[op.output_backend])
     converted = type(out) is not backend.array_type
     if converted:
         out = backend.asarray(out)

@@ -188,3 +188,15 @@ def test_a_list_holding_a_tensor_that_requires_grad_is_not_copied_silently(backe
             convert()
     assert gk.asarray([a, a]).requires_grad  # stacked: the gradient reaches each element
     assert gk.tensor([a.detach(), a.detach()]).tolist() == [1.0, 1.0]
+
+
+def test_a_move_between_backends_of_one_array_type_changes_the_backend():
+    """numpy and numba both hold NumPy arrays: the tensor still says where it now lives,
+    and the gradient comes back to the original backend."""
+    if gk.backends.available()["numba"] is not None:
+        pytest.skip("numba is not installed")
+    x = gk.tensor([1.0, 2.0], requires_grad=True, backend="numpy")
+    y = x.to("numba")
+    assert y.backend == "numba" and (y * 2).backend == "numba"
+    (y * 3).to("numpy").sum().backward()
+    assert x.grad.backend == "numpy" and x.grad.tolist() == [3.0, 3.0]

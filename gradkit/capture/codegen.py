@@ -36,11 +36,11 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
             # the reference forward: call it directly, with the array module first
             namespace[name], namespace[f"xp{n}"] = kernel.func, kernel.args[0]
             arguments.insert(0, f"xp{n}")
-            what = f"reference forward on {call.backend.name}"
+            what = (f"move to {call.backend.name}" if call.op.output_backend is not None
+                    else f"reference forward on {call.backend.name}")
         else:
             namespace[name] = kernel
-            what = ("move to " if call.op.name == "to_backend" else "") + \
-                f"{call.backend.name}" + ("" if call.op.name == "to_backend" else " kernel")
+            what = f"{call.backend.name} kernel"
             if call.donated is not None:
                 what += f", result written into s{call.donated}'s memory"
         if call.tensor_params is not None:

@@ -8,34 +8,35 @@
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from gradkit import backends as _backends
-from gradkit.autodiff import Node, grad_enabled
-from gradkit.interception import current_interceptor as capture_recording
 from gradkit.ops.samples import away_from_zero
-from gradkit.registry import Op, Sample, composite
+from gradkit.registry import Sample, composite, primitive
 from gradkit.tensor import Tensor
 
 
-def to_backend_vjp(ctx, g):
+def copy_to_backend_vjp(ctx, g):
     (x,) = ctx.inputs
     return (to_backend(g, x._backend),)
 
 
-def _transfer_forward(xp: Any, x: Any, *, backend: Any) -> Any:
-    raise RuntimeError("to_backend runs through gradkit.ops.transfer.to_backend, not dispatch")
+def _copy_samples(rng):
+    return [Sample(away_from_zero(rng, (2, 3)), backend="numpy", source="numpy")]
 
 
-def _move(array: Any, *, target: Any, source: Any) -> Any:
-    """The move itself, as gk.capture replays it."""
-    return target.from_backend(array, source)
+@primitive(vjp=copy_to_backend_vjp, samples=_copy_samples, family="backend",
+           output_backend="backend")
+def copy_to_backend(xp, x, *, backend, source):
+    """``x``'s array copied from backend ``source`` to backend ``backend`` (names): the op a
+    move dispatches, so the tape and gk.capture see it like any kernel; call
+    :func:`to_backend`.
 
-
-# The op recorded on the tape by a move; its forward never runs through dispatch,
-# because its output lives on another backend than its input.
-TRANSFER = Op("to_backend", _transfer_forward, to_backend_vjp, samples=None, family="backend")
+    >>> import gradkit as gk
+    >>> gk.copy_to_backend(gk.tensor([1.0]), backend="numpy", source="numpy").backend
+    'numpy'
+    """
+    return _backends.get(backend).from_backend(x, _backends.get(source))
 
 
 def _samples(rng):
@@ -46,19 +47,10 @@ def _samples(rng):
 def to_backend(x: Tensor, backend: Any) -> Tensor:
     """``x`` on ``backend`` (a name or Backend); returns ``x`` itself if already there.
 
-    Also ``x.to(name)``. The copy records a tape node, so gradients computed on
-    the new backend come back to ``x`` on its own backend.
+    Also ``x.to(name)``. The copy is an op (:func:`copy_to_backend`) with a tape node, so
+    gradients computed on the new backend come back to ``x`` on its own backend.
     """
     target = _backends.get(backend)
-    source = x._backend
-    if target is source:
+    if target is x._backend:
         return x
-    data = target.from_backend(x.data, source)
-    recorder = capture_recording.get()
-    if recorder is not None:  # so that gk.capture replays the move
-        recorder.kernel(TRANSFER, functools.partial(_move, target=target, source=source),
-                        (x,), {}, data, False, target)
-    if x._requires_grad and grad_enabled.get():
-        return Tensor(data, target, Node(TRANSFER, (x,), {"backend": target.name}, data,
-                                         target, (True,)))
-    return Tensor(data, target)
+    return copy_to_backend(x, backend=target.name, source=x._backend.name)
