@@ -192,8 +192,7 @@ class DataParallel(Module):
     def _broadcast_parameters(self, params: list[Tensor]) -> None:
         for p in params:
             values = collectives._run("broadcast", p.detach(), 0)
-            p.data = p._backend.read_only(values.data)
-            p._version += 1
+            p.write(p._backend.read_only(values.data), source=values)
 
     def _build_buckets(self, params: list[Tensor]) -> None:
         limit = self.bucket_mb * 2 ** 20
