@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gradkit import autodiff as _autodiff
-from gradkit.autodiff import _root_cotangent, run_backward
+from gradkit.autodiff import root_cotangent, run_backward
 from gradkit.errors import DTypeError, ShapeError, describe
 from gradkit.grad_mode import _Differentiating, _GradMode, grad_enabled
 from gradkit.tensor import Tensor
@@ -93,7 +93,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0
         new_args, wrt, outer = _prepare(args, nums, "grad")
         with _GradMode(True), _Differentiating(wrt):
             out = _as_output(f(*new_args, **kwargs), "grad")
-        cotangent = _root_cotangent(out, None, "grad")
+        cotangent = root_cotangent(out, None, "grad")
         grads = _gradients_of(out, wrt, cotangent, create_graph=outer, retain_graph=outer)
         if not outer:
             out = out.detach()
@@ -133,7 +133,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
         out = _as_output(f(*args), "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
-        cot = _root_cotangent(out, cotangent, "vjp")
+        cot = root_cotangent(out, cotangent, "vjp")
         record = outer or (cot._requires_grad and grad_enabled.get())
         return tuple(_gradients_of(out, wrt, cot, create_graph=record, retain_graph=True))
 
@@ -178,7 +178,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
                 total = term if total is None else total + term
     if total is None or not total._requires_grad:
         return (out if outer else out.detach()), _zeros_like(out)
-    (tangent_out,) = run_backward([total], [_root_cotangent(total, None, "jvp")], [u],
+    (tangent_out,) = run_backward([total], [root_cotangent(total, None, "jvp")], [u],
                                   retain_graph=outer, create_graph=outer)
     if tangent_out is None:
         tangent_out = _zeros_like(out)

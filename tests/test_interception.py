@@ -130,3 +130,33 @@ def test_unreported_write_is_not_heard(listener):
     x.write(gk.ones(2).data, report=False)
     x.write(grad=None, report=False)
     assert listener.writes(x) == []
+
+
+def test_gradient_ready_goes_through_the_interception_point():
+    from gradkit.autodiff import on_gradient_ready
+    w, b = gk.tensor([2.0], requires_grad=True), gk.tensor([1.0], requires_grad=True)
+    seen = []
+    remove = interception.add_gradient_ready_listener(lambda leaf: seen.append(leaf))
+    remove_public = on_gradient_ready(lambda leaf: seen.append(("public", leaf)))
+    try:
+        assert len(interception.gradient_ready_listeners) >= 2
+        (w * 3.0 + b * w).sum().backward()
+    finally:
+        remove()
+        remove_public()
+    assert {id(x) for x in seen if not isinstance(x, tuple)} == {id(w), id(b)}
+    assert {id(x[1]) for x in seen if isinstance(x, tuple)} == {id(w), id(b)}
+    seen.clear()
+    (w * 3.0).sum().backward()
+    assert seen == []  # removed
+
+
+def test_functional_transforms_fire_no_gradient_ready():
+    w = gk.tensor([2.0], requires_grad=True)
+    seen = []
+    remove = interception.add_gradient_ready_listener(seen.append)
+    try:
+        gk.grad(lambda x: (x * x).sum())(w)
+    finally:
+        remove()
+    assert seen == []

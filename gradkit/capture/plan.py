@@ -171,7 +171,7 @@ class Plan:
 
     def _replay_error(self, exc: Exception) -> Exception:
         """The error of a kernel during a replay, naming its op and operands."""
-        from gradkit.registry import _op_error
+        from gradkit.registry import op_error
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != self.filename:
             tb = tb.tb_next
@@ -183,7 +183,7 @@ class Plan:
         local = tb.tb_frame.f_locals
         operands = tuple(Tensor(local[f"s{i}"], call.backend) for i in call.inputs
                          if f"s{i}" in local)
-        error = _op_error(call.op, operands, exc)
+        error = op_error(call.op, operands, exc)
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
     def _install(self, final: dict, args: tuple) -> None:
