@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from gradkit.errors import CaptureError, DTypeError, GradkitError, GraphError, ShapeError, describe
-from gradkit.grad_mode import (_Differentiating, _GradMode, _depends_on,  # noqa: F401
-                               _differentiated, check_stays_in_graph, enable_grad, grad_enabled,
+from gradkit.grad_mode import (Differentiating, GradMode, depends_on,  # noqa: F401
+                               check_stays_in_graph, enable_grad, grad_enabled,
                                is_grad_enabled, no_grad)
 from gradkit.interception import (add_gradient_ready_listener, current_interceptor,
                                   gradient_ready, gradient_ready_listeners)
@@ -253,7 +253,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
     freed: list[Node] = []
     seen = {id(cot.data) for cot in cotangents}
-    with _GradMode(create_graph):
+    with GradMode(create_graph):
         try:
             order = _reverse_topological(roots)
             # [gradient-ready event] count each leaf's pending contributions

@@ -14,7 +14,7 @@ import numpy as np
 from gradkit import autodiff as _autodiff
 from gradkit.autodiff import root_cotangent, run_backward
 from gradkit.errors import DTypeError, ShapeError, describe
-from gradkit.grad_mode import _Differentiating, _GradMode, grad_enabled
+from gradkit.grad_mode import Differentiating, GradMode, grad_enabled
 from gradkit.tensor import Tensor
 
 def _as_input_tensor(value: Any) -> Tensor:
@@ -91,7 +91,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         new_args, wrt, outer = _prepare(args, nums, "grad")
-        with _GradMode(True), _Differentiating(wrt):
+        with GradMode(True), Differentiating(wrt):
             out = _as_output(f(*new_args, **kwargs), "grad")
         cotangent = root_cotangent(out, None, "grad")
         grads = _gradients_of(out, wrt, cotangent, create_graph=outer, retain_graph=outer)
@@ -129,7 +129,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
     [3.0, 30.0]
     """
     args, wrt, outer = _prepare(primals, range(len(primals)), "vjp")
-    with _GradMode(True), _Differentiating(wrt):
+    with GradMode(True), Differentiating(wrt):
         out = _as_output(f(*args), "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
@@ -165,7 +165,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             raise ShapeError(f"jvp: tangent {i} has shape {t.shape} but its primal has "
                              f"shape {p.shape}")
         tangent_tensors.append(t.astype(p.dtype) if t.dtype != p.dtype else t)
-    with _GradMode(True), _Differentiating(wrt):
+    with GradMode(True), Differentiating(wrt):
         out = _as_output(f(*args), "jvp")
         u = _zeros_like(out).requires_grad_(True)
         if not out._requires_grad:
@@ -217,7 +217,7 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callabl
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         new_args, wrt, outer = _prepare(args, nums, "jacobian")
-        with _GradMode(True), _Differentiating(wrt):
+        with GradMode(True), Differentiating(wrt):
             result = f(*new_args, **kwargs)
         outputs = result if isinstance(result, (tuple, list)) else (result,)
         per_output = []
