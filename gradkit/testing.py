@@ -69,7 +69,7 @@ def _analytic(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int],
         leaves[i] = xs[i].detach().requires_grad_(True)
     with GradMode(True):
         out = f(*leaves)
-    if not isinstance(out, Tensor) or not out._requires_grad:
+    if not isinstance(out, Tensor) or not out.requires_grad:
         return [np.zeros(xs[i].shape) for i in wrt]
     cot = Tensor(out._backend.asarray(cotangent.astype(out.dtype)), out._backend)
     grads = run_backward([out], [cot], [leaves[i] for i in wrt], False, False)
@@ -152,11 +152,11 @@ def _vjp_function(f: Callable[..., Tensor], n_inputs: int, wrt: list[int],
     def vjp_of_f(*args: Tensor) -> Tensor:
         xs, u = list(args[:n_inputs]), args[n_inputs]
         for i in wrt:  # evaluated without a tape (numeric side), the inputs still need one
-            if not xs[i]._requires_grad:
+            if not xs[i].requires_grad:
                 xs[i] = xs[i].detach().requires_grad_(True)
         with GradMode(True):
             out = f(*xs)
-            if not out._requires_grad:
+            if not out.requires_grad:
                 return (u * 0.0).sum()
             grads = run_backward([out], [u], [xs[i] for i in wrt], True, True)
             terms = [(g * Tensor(g._backend.asarray(w.astype(g.dtype)), g._backend)).sum()
@@ -233,10 +233,10 @@ def _run(entry: Any, sample: Any, xs: list[Tensor], cotangent: np.ndarray | None
         from gradkit.ops import concatenate, reshape
         out = concatenate([reshape(o, (-1,)) for o in out], axis=0)
     value = np.asarray(out._backend.to_numpy(out.data))
-    if cotangent is None or not out._requires_grad:
+    if cotangent is None or not out.requires_grad:
         return value, []
     cot = tensor(cotangent.astype(value.dtype), backend=out._backend)
-    wrt = [x for x in xs if x._requires_grad]
+    wrt = [x for x in xs if x.requires_grad]
     grads = run_backward([out], [cot], wrt, False, False)
     return value, [None if g is None else np.asarray(g._backend.to_numpy(g.data)) for g in grads]
 

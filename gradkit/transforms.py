@@ -41,7 +41,7 @@ def _prepare(args: tuple, argnums: Sequence[int], where: str) -> tuple[list, lis
         if not np.issubdtype(t.dtype, np.floating):
             raise DTypeError(f"{where}: argument {i} ({describe(t)}) must be floating point "
                              "to be differentiated")
-        if t._requires_grad and grad_enabled.get():
+        if t.requires_grad and grad_enabled.get():
             outer = True
         else:
             t = t.detach().requires_grad_(True)
@@ -62,7 +62,7 @@ def _zeros_like(t: Tensor) -> Tensor:
 
 def _gradients_of(out: Tensor, wrt: list[Tensor], cotangent: Tensor, create_graph: bool,
                   retain_graph: bool) -> list[Tensor]:
-    if not out._requires_grad:
+    if not out.requires_grad:
         return [_zeros_like(t) for t in wrt]
     grads = run_backward([out], [cotangent], wrt, retain_graph, create_graph)
     return [g if g is not None else _zeros_like(t) for g, t in zip(grads, wrt)]
@@ -134,7 +134,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
         cot = root_cotangent(out, cotangent, "vjp")
-        record = outer or (cot._requires_grad and grad_enabled.get())
+        record = outer or (cot.requires_grad and grad_enabled.get())
         return tuple(_gradients_of(out, wrt, cot, create_graph=record, retain_graph=True))
 
     return (out if outer else out.detach()), vjp_fn
@@ -168,7 +168,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     with GradMode(True), Differentiating(wrt):
         out = _as_output(f(*args), "jvp")
         u = _zeros_like(out).requires_grad_(True)
-        if not out._requires_grad:
+        if not out.requires_grad:
             return out, _zeros_like(out)
         grads = run_backward([out], [u], wrt, retain_graph=True, create_graph=True)
         total = None
@@ -176,7 +176,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             if g is not None:
                 term = (g * t).sum()
                 total = term if total is None else total + term
-    if total is None or not total._requires_grad:
+    if total is None or not total.requires_grad:
         return (out if outer else out.detach()), _zeros_like(out)
     (tangent_out,) = run_backward([total], [root_cotangent(total, None, "jvp")], [u],
                                   retain_graph=outer, create_graph=outer)

@@ -58,7 +58,7 @@ def to_backend(x: Tensor, backend: Any) -> Tensor:
     if recorder is not None:  # so that gk.capture replays the move
         recorder.kernel(TRANSFER, functools.partial(_move, target=target, source=source),
                         (x,), {}, data, False, target)
-    if x._requires_grad and grad_enabled.get():
+    if x.requires_grad and grad_enabled.get():
         return Tensor(data, target, Node(TRANSFER, (x,), {"backend": target.name}, data,
                                          target, (True,)))
     return Tensor(data, target)
