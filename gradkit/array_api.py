@@ -20,7 +20,7 @@ import numpy as np
 
 from gradkit import backends as _backends
 from gradkit.device import Device, devices, resolve_backend
-from gradkit.dtypes import _SUPPORTED, as_dtype, float16, get_default_dtype, int64, isdtype
+from gradkit.dtypes import SUPPORTED_DTYPES, as_dtype, float16, get_default_dtype, int64, isdtype
 from gradkit.ops.elementwise import astype as _astype_op
 from gradkit.ops.elementwise import clip as _clip_op
 from gradkit.ops.elementwise import where
@@ -120,7 +120,7 @@ class ArrayNamespaceInfo:
         listed.
         """
         resolve_backend(device)
-        chosen = [d for d in _SUPPORTED if d != float16 and (kind is None or isdtype(d, kind))]
+        chosen = [d for d in SUPPORTED_DTYPES if d != float16 and (kind is None or isdtype(d, kind))]
         return {d.name: d for d in sorted(chosen, key=lambda d: (d.kind, d.itemsize))}
 
     def devices(self) -> list[Device]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from gradkit.errors import CaptureError, DTypeError, GradkitError, GraphError, ShapeError, describe
-from gradkit.grad_mode import (_Differentiating, _GradMode, _depends_on,  # noqa: F401
-                               _differentiated, check_stays_in_graph, enable_grad, grad_enabled,
+from gradkit.grad_mode import (Differentiating, GradMode, depends_on,  # noqa: F401
+                               check_stays_in_graph, enable_grad, grad_enabled,
                                is_grad_enabled, no_grad)
-from gradkit.interception import current_interceptor
+from gradkit.interception import (add_gradient_ready_listener, current_interceptor,
+                                  gradient_ready, gradient_ready_listeners)
 from gradkit.tensor import Tensor, bind_backward, bound_ops
 
 
@@ -172,13 +173,9 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
 
 
 # -- the engine's gradient-ready event ----------------------------------------------
-# [gradient-ready hook, added for gk.distributed.DataParallel; a later refactor folds it
-# into the core's single interception point.] Callbacks run during Tensor.backward,
-# once per leaf per backward, right after the leaf's .grad got its last contribution
-# (so a data-parallel wrapper can start all-reducing while backward goes on).
-_gradient_ready_hooks: list[Callable[[Tensor], None]] = []
-
-
+# Reported through the core's interception point (gradkit.interception): the engine
+# calls interception.gradient_ready(leaf) right after a leaf's .grad got its last
+# contribution, once per leaf per backward.
 def on_gradient_ready(callback: Callable[[Tensor], None]) -> Callable[[], None]:
     """Call ``callback(leaf)`` whenever a leaf's ``.grad`` is final during a backward.
 
@@ -186,7 +183,8 @@ def on_gradient_ready(callback: Callable[[Tensor], None]) -> Callable[[], None]:
     which write no ``.grad``), after the leaf's last accumulation, in the order the
     gradients become final; ``leaf.grad`` may be replaced by the callback. While any
     callback is registered, a backward that fails partway may have written some
-    ``.grad`` already. Returns a function that removes the callback.
+    ``.grad`` already. Returns a function that removes the callback. (The public name
+    of ``gradkit.interception.add_gradient_ready_listener``.)
 
     >>> import gradkit as gk
     >>> from gradkit.autodiff import on_gradient_ready
@@ -197,12 +195,7 @@ def on_gradient_ready(callback: Callable[[Tensor], None]) -> Callable[[], None]:
     >>> remove(); sorted(seen)
     [[2.0], [4.0]]
     """
-    _gradient_ready_hooks.append(callback)
-
-    def remove() -> None:
-        if callback in _gradient_ready_hooks:
-            _gradient_ready_hooks.remove(callback)
-    return remove
+    return add_gradient_ready_listener(callback)
 
 
 def _leaf_uses(order: list[Node]) -> dict[int, int]:
@@ -223,7 +216,7 @@ def _install_grad(leaf: Tensor, g: Tensor, seen: set[int]) -> None:
 
 def _finish_leaves(node: Node, uses: dict[int, int], leaf_grads: dict[int, Tensor],
                    finished: set[int], seen: set[int]) -> None:
-    """[gradient-ready hook] ``node``'s VJP has run: a leaf input with no edge left
+    """[gradient-ready event] ``node``'s VJP has run: a leaf input with no edge left
     has its final gradient, so install its .grad and fire the event."""
     for inp, need in zip(node.inputs, node.needs):
         key = id(inp)
@@ -233,8 +226,7 @@ def _finish_leaves(node: Node, uses: dict[int, int], leaf_grads: dict[int, Tenso
         if uses[key] == 0 and key in leaf_grads and inp._requires_grad and key not in finished:
             finished.add(key)
             _install_grad(inp, leaf_grads[key], seen)
-            for hook in list(_gradient_ready_hooks):
-                hook(inp)
+            gradient_ready(inp)
 
 
 def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
@@ -261,16 +253,16 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
     freed: list[Node] = []
     seen = {id(cot.data) for cot in cotangents}
-    with _GradMode(create_graph):
+    with GradMode(create_graph):
         try:
             order = _reverse_topological(roots)
-            # [gradient-ready hook] count each leaf's pending contributions
-            uses = _leaf_uses(order) if inputs is None and _gradient_ready_hooks else None
+            # [gradient-ready event] count each leaf's pending contributions
+            uses = _leaf_uses(order) if inputs is None and gradient_ready_listeners else None
             finished: set[int] = set()
             for node in order:
                 g = node_grads.pop(node, None)
                 if g is None:
-                    if uses is not None:  # [gradient-ready hook] its edges are done too
+                    if uses is not None:  # [gradient-ready event] its edges are done too
                         _finish_leaves(node, uses, leaf_grads, finished, seen)
                     continue
                 if targets is not None and id(node) in targets:
@@ -290,7 +282,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                     else:
                         leaves[id(inp)] = inp
                         _accumulate(leaf_grads, id(inp), gi)
-                if uses is not None:  # [gradient-ready hook]
+                if uses is not None:  # [gradient-ready event]
                     _finish_leaves(node, uses, leaf_grads, finished, seen)
                 if not retain_graph:
                     node.free()
@@ -305,15 +297,15 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                 leaf = leaves[key]
                 if leaf._requires_grad and key not in finished:
                     _install_grad(leaf, g, seen)
-                    for hook in (_gradient_ready_hooks if uses is not None else ()):
-                        hook(leaf)
+                    if uses is not None:
+                        gradient_ready(leaf)
             return None
     captured.update(leaf_grads)
     found = [captured.get(id(t.node if t.node is not None else t)) for t in inputs]
     return [g if g is None or create_graph else _independent(g, seen) for g in found]
 
 
-def _root_cotangent(out: Tensor, grad: Any, where: str) -> Tensor:
+def root_cotangent(out: Tensor, grad: Any, where: str) -> Tensor:
     if grad is None:
         if out.size != 1:
             raise GraphError(
@@ -337,7 +329,7 @@ def backward(out: Tensor, grad: Any = None, retain_graph: bool = False,
     if not out._requires_grad:
         raise GraphError(f"backward: this tensor ({describe(out)}) does not require a "
                          "gradient: no input of the computation had requires_grad=True")
-    cotangent = _root_cotangent(out, grad, "backward")
+    cotangent = root_cotangent(out, grad, "backward")
     run_backward([out], [cotangent], None, retain_graph, create_graph)
 
 

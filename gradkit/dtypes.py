@@ -23,7 +23,7 @@ int8, int16, int32, int64 = (np.dtype(f"int{b}") for b in (8, 16, 32, 64))
 uint8, uint16, uint32, uint64 = (np.dtype(f"uint{b}") for b in (8, 16, 32, 64))
 float16, float32, float64 = (np.dtype(f"float{b}") for b in (16, 32, 64))
 
-_SUPPORTED = {bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
+SUPPORTED_DTYPES = {bool_, int8, int16, int32, int64, uint8, uint16, uint32, uint64,
               float16, float32, float64}
 _default_float = float32
 
@@ -36,7 +36,7 @@ def as_dtype(dtype: Any, op: str = "tensor", operand: Any = None) -> np.dtype:
     >>> as_dtype("float64")
     dtype('float64')
     """
-    choices = sorted(str(d) for d in _SUPPORTED)
+    choices = sorted(str(d) for d in SUPPORTED_DTYPES)
     suffix = ""
     if operand is not None:
         from gradkit.errors import describe
@@ -45,7 +45,7 @@ def as_dtype(dtype: Any, op: str = "tensor", operand: Any = None) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError as exc:
         raise DTypeError(f"{op}: unknown dtype {dtype!r}; use one of {choices}{suffix}") from exc
-    if resolved not in _SUPPORTED:
+    if resolved not in SUPPORTED_DTYPES:
         raise DTypeError(f"{op}: unsupported dtype {dtype!r}; use one of {choices}{suffix}")
     return resolved
 

@@ -21,7 +21,7 @@ def is_grad_enabled() -> bool:
     return grad_enabled.get()
 
 
-class _GradMode:
+class GradMode:
     """Context manager and decorator that sets grad recording on or off."""
 
     def __init__(self, enabled: bool) -> None:
@@ -37,12 +37,12 @@ class _GradMode:
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _GradMode(self.enabled):
+            with GradMode(self.enabled):
                 return function(*args, **kwargs)
         return wrapper
 
 
-def no_grad() -> _GradMode:
+def no_grad() -> GradMode:
     """Record no tape inside the block (or the decorated function).
 
     >>> import gradkit as gk
@@ -51,12 +51,12 @@ def no_grad() -> _GradMode:
     ...     (x * 2).requires_grad
     False
     """
-    return _GradMode(False)
+    return GradMode(False)
 
 
-def enable_grad() -> _GradMode:
+def enable_grad() -> GradMode:
     """Record the tape inside the block, even within ``no_grad``."""
-    return _GradMode(True)
+    return GradMode(True)
 
 
 # -- the tape --------------------------------------------------------------------
@@ -71,7 +71,7 @@ _differentiated: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVa
     "gradkit_differentiated", default=())
 
 
-class _Differentiating:
+class Differentiating:
     """Inside the block, ``wrt`` are among the tensors the transforms differentiate."""
 
     def __init__(self, wrt: Sequence[Any]) -> None:
@@ -84,7 +84,7 @@ class _Differentiating:
         _differentiated.reset(self._token)
 
 
-def _depends_on(t: Any, leaves: set[int]) -> bool:
+def depends_on(t: Any, leaves: set[int]) -> bool:
     """Whether ``t`` is one of ``leaves`` (ids) or was computed from one (walks the tape)."""
     stack, seen = [t], set()
     while stack:
@@ -109,7 +109,7 @@ def check_stays_in_graph(t: Any, where: str) -> None:
     differentiated = _differentiated.get()
     if not differentiated or not t._requires_grad:
         return
-    if _depends_on(t, {id(d) for d in differentiated}):
+    if depends_on(t, {id(d) for d in differentiated}):
         raise GraphError(
             f"{where}: this tensor ({describe(t)}) depends on an input that gk.grad/vjp/jvp/"
             "jacobian/hessian differentiates; a host copy of it carries no gradient, so the "

@@ -650,7 +650,7 @@ def _operand_names(op: Op, count: int) -> list[str]:
     return [op.arg_names[i] if i < len(op.arg_names) else f"{last}{i}" for i in range(count)]
 
 
-def _op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
+def op_error(op: Op, tensors: tuple, exc: Exception) -> GradkitError:
     """A library's exception from a kernel, as a gradkit error naming op and operands."""
     names = _operand_names(op, len(tensors))
     operands = describe_operands(names, list(tensors))
@@ -699,7 +699,7 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     except GradkitError:
         raise
     except (ValueError, TypeError, IndexError) as exc:
-        raise _op_error(op, args, exc) from exc
+        raise op_error(op, args, exc) from exc
     if op.output_backend is not None:  # a move: the result lives on another backend
         backend = _backends.get(params[op.output_backend])
     converted = type(out) is not backend.array_type

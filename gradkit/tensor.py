@@ -60,6 +60,9 @@ class HostConversionError(BackendError, TypeError):
     """``np.asarray(t)`` of a tensor whose data is off the host: call ``t.numpy()``."""
 
 
+_KEEP: Any = object()  # Tensor.write: "leave this one as it is"
+
+
 class Tensor:
     """An array on a backend, with an optional gradient and tape node.
 
@@ -182,10 +185,55 @@ class Tensor:
         if value is not None and not isinstance(value, Tensor):
             raise TypeError(f"grad: expected a gradkit Tensor or None, got "
                             f"{type(value).__name__}")
-        self._grad = value
-        recorder = _capture.current_interceptor.get()
-        if recorder is not None:
-            recorder.wrote_grad(self, value)
+        self.write(grad=value)
+
+    def write(self, data: Any = _KEEP, *, grad: Any = _KEEP, how: str = "assign",
+              source: "Tensor | None" = None, versions: int = 1, report: bool = True) -> None:
+        """The one writer of this tensor's array and ``.grad``: in-place operators,
+        setitem, optimizer updates, both ``load_state_dict`` methods and gk.capture's
+        replay all call it. It sets the array (``data``, a raw backend array) and/or
+        the gradient (``grad``, a Tensor or None), bumps the version when the array
+        changes, and reports the write to the interceptor installed in
+        :mod:`gradkit.interception` (gk.capture's Recorder), if any.
+
+        ``how`` says how the array is installed, as a replay must repeat it:
+        ``"overwrite"`` writes the values into the current array (Backend.overwrite),
+        ``"install"`` makes it read-only when this tensor requires a gradient (what
+        optimizers do), ``"assign"`` takes it as it is. ``source`` is the tensor whose
+        values were written (the interceptor's view of where they came from);
+        ``versions`` is how many writes this one stands for; ``report=False`` is for
+        a replay, which must not be heard as new writes.
+
+        (``x.data = array`` still assigns the slot directly, unreported: ``data`` is
+        read by every op, so it stays a plain slot.)
+
+        >>> import gradkit as gk
+        >>> x = gk.zeros(2)
+        >>> x.write(gk.ones(2).data)
+        >>> x.tolist()
+        [1.0, 1.0]
+        """
+        recorder = _capture.current_interceptor.get() if report else None
+        if data is not _KEEP:
+            if how == "overwrite":
+                if recorder is not None:
+                    recorder.will_overwrite(self)
+                data = self._backend.overwrite(self.data, data)
+            elif how == "install":
+                if self._requires_grad:
+                    data = self._backend.read_only(data)
+            elif how != "assign":
+                raise ValueError(f"write: how must be 'overwrite', 'install' or 'assign', "
+                                 f"got {how!r}")
+            self.data = data
+            self._version += versions
+            if recorder is not None:
+                recorder.wrote_data(self, source if source is not None
+                                    else Tensor(data, self._backend), how)
+        if grad is not _KEEP:
+            self._grad = grad
+            if recorder is not None:
+                recorder.wrote_grad(self, grad)
 
     def requires_grad_(self, flag: bool = True, where: str = "requires_grad") -> "Tensor":
         """Mark this leaf as needing a gradient (in place); returns self."""
@@ -327,11 +375,7 @@ class Tensor:
             if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
                 with no_grad():
                     result = result.astype(self.dtype)
-            recorder.will_overwrite(self)
-        self.data = self._backend.overwrite(self.data, result.data)
-        self._version += 1
-        if recorder is not None:
-            recorder.wrote_data(self, result, "overwrite")
+        self.write(result.data, how="overwrite", source=result)
         return self
 
     def __iadd__(self, other: Any) -> "Tensor": return self._update_in_place(_ops.add(self, other), "+=")
@@ -428,11 +472,8 @@ class Tensor:
                              "build a new tensor (gk.setitem(x, value, index=...))")
         old = Tensor(self.data, self._backend, self.node)  # the value ops saw until now
         result = _ops.setitem(old, value, index=index)
-        self.data, self.node, self._requires_grad = result.data, result.node, True
-        self._version += 1
-        recorder = _capture.current_interceptor.get()
-        if recorder is not None:
-            recorder.wrote_data(self, result, "assign")
+        self.node, self._requires_grad = result.node, True
+        self.write(result.data, source=result)
 
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
@@ -455,8 +496,7 @@ class Tensor:
             cls = (DTypeError if isinstance(exc, TypeError) else
                    IndexingError if isinstance(exc, IndexError) else ShapeError)
             raise cls(f"setitem: {exc} (tensor: {describe(self)})") from exc
-        self.data = data
-        self._version += 1
+        self.write(data)
 
     # -- methods (the same ops) ---------------------------------------------------
     def exp(self) -> "Tensor": return _ops.exp(self)

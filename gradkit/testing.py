@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gradkit.autodiff import _GradMode, run_backward
+from gradkit.autodiff import GradMode, run_backward
 from gradkit.errors import GradkitError
 from gradkit.registry import call_sample
 from gradkit.tensor import Tensor, tensor
@@ -55,7 +55,7 @@ def _with(inputs: list[Tensor], index: int, data: Any) -> list[Tensor]:
 def _scalarize(f: Callable[..., Tensor], cotangent: Any) -> Callable[..., float]:
     """``xs -> sum(cotangent * f(xs))`` as a Python float, evaluated without a tape."""
     def value(xs: list[Tensor]) -> float:
-        with _GradMode(False):
+        with GradMode(False):
             out = f(*xs)
         return float(np.sum(np.asarray(out._backend.to_numpy(out.data), dtype=np.float64)
                             * cotangent))
@@ -67,9 +67,9 @@ def _analytic(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int],
     leaves = list(xs)
     for i in wrt:
         leaves[i] = xs[i].detach().requires_grad_(True)
-    with _GradMode(True):
+    with GradMode(True):
         out = f(*leaves)
-    if not isinstance(out, Tensor) or not out._requires_grad:
+    if not isinstance(out, Tensor) or not out.requires_grad:
         return [np.zeros(xs[i].shape) for i in wrt]
     cot = Tensor(out._backend.asarray(cotangent.astype(out.dtype)), out._backend)
     grads = run_backward([out], [cot], [leaves[i] for i in wrt], False, False)
@@ -117,7 +117,7 @@ def _worst_element(value: Callable, xs: list[Tensor], wrt: list[int],
 def _directional_check(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int],
                        rng: np.random.Generator, eps: float, rtol: float, atol: float,
                        directions: int, label: str) -> None:
-    with _GradMode(False):
+    with GradMode(False):
         probe = f(*xs)
     if not isinstance(probe, Tensor):
         raise TypeError(f"gradcheck: the function must return a Tensor, got {type(probe).__name__}")
@@ -152,11 +152,11 @@ def _vjp_function(f: Callable[..., Tensor], n_inputs: int, wrt: list[int],
     def vjp_of_f(*args: Tensor) -> Tensor:
         xs, u = list(args[:n_inputs]), args[n_inputs]
         for i in wrt:  # evaluated without a tape (numeric side), the inputs still need one
-            if not xs[i]._requires_grad:
+            if not xs[i].requires_grad:
                 xs[i] = xs[i].detach().requires_grad_(True)
-        with _GradMode(True):
+        with GradMode(True):
             out = f(*xs)
-            if not out._requires_grad:
+            if not out.requires_grad:
                 return (u * 0.0).sum()
             grads = run_backward([out], [u], [xs[i] for i in wrt], True, True)
             terms = [(g * Tensor(g._backend.asarray(w.astype(g.dtype)), g._backend)).sum()
@@ -193,7 +193,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
     label = {1: "first order", 2: "second order", 3: "third order"}.get(_level, f"order {_level}")
     _directional_check(f, xs, wrt, rng, eps, rtol, atol, directions, label)
     if order >= 2:
-        with _GradMode(False):
+        with GradMode(False):
             out = f(*xs)
         u = tensor(rng.standard_normal(out.shape).astype(out.dtype), backend=out._backend)
         weights = [rng.standard_normal(xs[i].shape) for i in wrt]
@@ -227,16 +227,16 @@ def _on(backend: Any, sample: Any, dtype: str) -> list[Tensor]:
 
 def _run(entry: Any, sample: Any, xs: list[Tensor], cotangent: np.ndarray | None
          ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    with _GradMode(True):
+    with GradMode(True):
         out = call_sample(entry, xs, sample.params)
     if isinstance(out, (list, tuple)):
         from gradkit.ops import concatenate, reshape
         out = concatenate([reshape(o, (-1,)) for o in out], axis=0)
     value = np.asarray(out._backend.to_numpy(out.data))
-    if cotangent is None or not out._requires_grad:
+    if cotangent is None or not out.requires_grad:
         return value, []
     cot = tensor(cotangent.astype(value.dtype), backend=out._backend)
-    wrt = [x for x in xs if x._requires_grad]
+    wrt = [x for x in xs if x.requires_grad]
     grads = run_backward([out], [cot], wrt, False, False)
     return value, [None if g is None else np.asarray(g._backend.to_numpy(g.data)) for g in grads]
 

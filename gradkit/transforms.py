@@ -12,9 +12,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gradkit import autodiff as _autodiff
-from gradkit.autodiff import _root_cotangent, run_backward
+from gradkit.autodiff import root_cotangent, run_backward
 from gradkit.errors import DTypeError, ShapeError, describe
-from gradkit.grad_mode import _Differentiating, _GradMode, grad_enabled
+from gradkit.grad_mode import Differentiating, GradMode, grad_enabled
 from gradkit.tensor import Tensor
 
 def _as_input_tensor(value: Any) -> Tensor:
@@ -41,7 +41,7 @@ def _prepare(args: tuple, argnums: Sequence[int], where: str) -> tuple[list, lis
         if not np.issubdtype(t.dtype, np.floating):
             raise DTypeError(f"{where}: argument {i} ({describe(t)}) must be floating point "
                              "to be differentiated")
-        if t._requires_grad and grad_enabled.get():
+        if t.requires_grad and grad_enabled.get():
             outer = True
         else:
             t = t.detach().requires_grad_(True)
@@ -62,7 +62,7 @@ def _zeros_like(t: Tensor) -> Tensor:
 
 def _gradients_of(out: Tensor, wrt: list[Tensor], cotangent: Tensor, create_graph: bool,
                   retain_graph: bool) -> list[Tensor]:
-    if not out._requires_grad:
+    if not out.requires_grad:
         return [_zeros_like(t) for t in wrt]
     grads = run_backward([out], [cotangent], wrt, retain_graph, create_graph)
     return [g if g is not None else _zeros_like(t) for g, t in zip(grads, wrt)]
@@ -91,9 +91,9 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         new_args, wrt, outer = _prepare(args, nums, "grad")
-        with _GradMode(True), _Differentiating(wrt):
+        with GradMode(True), Differentiating(wrt):
             out = _as_output(f(*new_args, **kwargs), "grad")
-        cotangent = _root_cotangent(out, None, "grad")
+        cotangent = root_cotangent(out, None, "grad")
         grads = _gradients_of(out, wrt, cotangent, create_graph=outer, retain_graph=outer)
         if not outer:
             out = out.detach()
@@ -129,12 +129,12 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], t
     [3.0, 30.0]
     """
     args, wrt, outer = _prepare(primals, range(len(primals)), "vjp")
-    with _GradMode(True), _Differentiating(wrt):
+    with GradMode(True), Differentiating(wrt):
         out = _as_output(f(*args), "vjp")
 
     def vjp_fn(cotangent: Any) -> tuple[Tensor, ...]:
-        cot = _root_cotangent(out, cotangent, "vjp")
-        record = outer or (cot._requires_grad and grad_enabled.get())
+        cot = root_cotangent(out, cotangent, "vjp")
+        record = outer or (cot.requires_grad and grad_enabled.get())
         return tuple(_gradients_of(out, wrt, cot, create_graph=record, retain_graph=True))
 
     return (out if outer else out.detach()), vjp_fn
@@ -165,10 +165,10 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             raise ShapeError(f"jvp: tangent {i} has shape {t.shape} but its primal has "
                              f"shape {p.shape}")
         tangent_tensors.append(t.astype(p.dtype) if t.dtype != p.dtype else t)
-    with _GradMode(True), _Differentiating(wrt):
+    with GradMode(True), Differentiating(wrt):
         out = _as_output(f(*args), "jvp")
         u = _zeros_like(out).requires_grad_(True)
-        if not out._requires_grad:
+        if not out.requires_grad:
             return out, _zeros_like(out)
         grads = run_backward([out], [u], wrt, retain_graph=True, create_graph=True)
         total = None
@@ -176,9 +176,9 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             if g is not None:
                 term = (g * t).sum()
                 total = term if total is None else total + term
-    if total is None or not total._requires_grad:
+    if total is None or not total.requires_grad:
         return (out if outer else out.detach()), _zeros_like(out)
-    (tangent_out,) = run_backward([total], [_root_cotangent(total, None, "jvp")], [u],
+    (tangent_out,) = run_backward([total], [root_cotangent(total, None, "jvp")], [u],
                                   retain_graph=outer, create_graph=outer)
     if tangent_out is None:
         tangent_out = _zeros_like(out)
@@ -217,7 +217,7 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callabl
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         new_args, wrt, outer = _prepare(args, nums, "jacobian")
-        with _GradMode(True), _Differentiating(wrt):
+        with GradMode(True), Differentiating(wrt):
             result = f(*new_args, **kwargs)
         outputs = result if isinstance(result, (tuple, list)) else (result,)
         per_output = []

@@ -171,7 +171,7 @@ class Plan:
 
     def _replay_error(self, exc: Exception) -> Exception:
         """The error of a kernel during a replay, naming its op and operands."""
-        from gradkit.registry import _op_error
+        from gradkit.registry import op_error
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != self.filename:
             tb = tb.tb_next
@@ -183,7 +183,7 @@ class Plan:
         local = tb.tb_frame.f_locals
         operands = tuple(Tensor(local[f"s{i}"], call.backend) for i in call.inputs
                          if f"s{i}" in local)
-        error = _op_error(call.op, operands, exc)
+        error = op_error(call.op, operands, exc)
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
     def _install(self, final: dict, args: tuple) -> None:
@@ -192,23 +192,24 @@ class Plan:
             tensor = args[target] if type(target) is int else target
             backend = tensor._backend
             if mode == "overwrite":
-                tensor.data = backend.overwrite(tensor.data, final[slot])
+                array = backend.overwrite(tensor.data, final[slot])
             elif mode == "install":
-                tensor.data = (backend.read_only(final[slot], in_place=slot in self.owned)
-                               if tensor._requires_grad else final[slot])
+                array = (backend.read_only(final[slot], in_place=slot in self.owned)
+                         if tensor.requires_grad else final[slot])
             else:  # "assign"
-                tensor.data = final[slot]
-            tensor._version += write.count
+                array = final[slot]
+            # the values as the recording computed them; a replay is not heard as a write
+            tensor.write(array, versions=write.count, report=False)
         for write in self.grad_writes:
             target, slot = write.target, write.slot
             tensor = args[target] if type(target) is int else target
             if slot is None:
-                tensor._grad = None
+                tensor.write(grad=None, report=False)
                 continue
             array = final[slot]
             if slot in self.grad_copies:
                 array = tensor._backend.copy(array)
-            tensor._grad = Tensor(array, tensor._backend)
+            tensor.write(grad=Tensor(array, tensor._backend), report=False)
 
 
 _plan_numbers = itertools.count()

@@ -193,7 +193,9 @@ def on_cuda(t: Tensor) -> bool:
     return getattr(t._backend, "dlpack_device_type", 1) == 2
 
 
-def _run(kind: str, t: Tensor, *args: Any) -> Tensor:
+def run_collective(kind: str, t: Tensor, *args: Any) -> Tensor:
+    """Collective ``kind`` ("all_reduce", "broadcast", "all_gather") of ``t``: through NCCL
+    when ``t`` is on CUDA and a communicator exists, else staged through the host (MPI)."""
     backend = t._backend
     what = _where(kind, t)
     if on_cuda(t) and world.nccl is not None:
@@ -229,7 +231,7 @@ def all_reduce(t: Tensor, op: str = "sum") -> Tensor:
     if world_.size == 1:
         return _local_copy(t)
     check_agreement("all_reduce", OPS.index(op), t)
-    return _run("all_reduce", t, op)
+    return run_collective("all_reduce", t, op)
 
 
 def broadcast(t: Tensor, root: int = 0) -> Tensor:
@@ -244,7 +246,7 @@ def broadcast(t: Tensor, root: int = 0) -> Tensor:
     if world_.size == 1:
         return _local_copy(t)
     check_agreement("broadcast", int(root), t)
-    return _run("broadcast", t, int(root))
+    return run_collective("broadcast", t, int(root))
 
 
 def all_gather(t: Tensor) -> Tensor:
@@ -255,7 +257,7 @@ def all_gather(t: Tensor) -> Tensor:
     if world_.size == 1:
         return Tensor(t._backend.copy(t.data)[None], t._backend)
     check_agreement("all_gather", 0, t)
-    return _run("all_gather", t)
+    return run_collective("all_gather", t)
 
 
 def barrier() -> None:

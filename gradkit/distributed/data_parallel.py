@@ -106,7 +106,7 @@ class Bucket:
     def finish(self, what: str) -> None:
         kind, handle = self.handle
         if kind == "nccl":
-            world.nccl._wait(handle, what)
+            world.nccl.wait(handle, what)
         else:
             collectives.wait(handle, what)
             if self.host is not self.buffer:
@@ -191,9 +191,8 @@ class DataParallel(Module):
 
     def _broadcast_parameters(self, params: list[Tensor]) -> None:
         for p in params:
-            values = collectives._run("broadcast", p.detach(), 0)
-            p.data = p._backend.read_only(values.data)
-            p._version += 1
+            values = collectives.run_collective("broadcast", p.detach(), 0)
+            p.write(p._backend.read_only(values.data), source=values)
 
     def _build_buckets(self, params: list[Tensor]) -> None:
         limit = self.bucket_mb * 2 ** 20

@@ -47,7 +47,7 @@ class NcclEngine:
     def _stream(self) -> Any:
         return self.cupy.cuda.get_current_stream()
 
-    def _wait(self, stream: Any, what: str) -> None:
+    def wait(self, stream: Any, what: str) -> None:
         deadline = time.monotonic() + self.timeout
         pause = 2e-5
         while not stream.done:
@@ -76,7 +76,7 @@ class NcclEngine:
         if name == "bool":
             op = "max"
         stream = self.start_all_reduce(work.reshape(-1), "max" if op == "max" else "sum")
-        self._wait(stream, what)
+        self.wait(stream, what)
         if op == "mean":
             work /= self.size
         return work.astype(array.dtype, copy=False)
@@ -87,7 +87,7 @@ class NcclEngine:
         stream = self._stream()
         self.comm.broadcast(self.pointer(flat), self.pointer(flat), flat.size,
                             self.nccl.NCCL_UINT8, root, stream.ptr)
-        self._wait(stream, what)
+        self.wait(stream, what)
         return work
 
     def all_gather(self, array: Any, what: str) -> Any:
@@ -97,7 +97,7 @@ class NcclEngine:
         stream = self._stream()
         self.comm.allGather(self.pointer(send), self.pointer(receive), send.size,
                             self.nccl.NCCL_UINT8, stream.ptr)
-        self._wait(stream, what)
+        self.wait(stream, what)
         return every
 
     def close(self) -> None:

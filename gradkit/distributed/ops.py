@@ -43,7 +43,7 @@ def all_reduce_sum(xp: Any, x: Any) -> Any:
     what = f"all-reduce of a gradient bucket ({x.dtype} {tuple(x.shape)}) on rank {world.rank}"
     if _on_cupy(x) and world.nccl is not None:
         work = x.copy()
-        world.nccl._wait(world.nccl.start_all_reduce(work.reshape(-1), "sum"), what)
+        world.nccl.wait(world.nccl.start_all_reduce(work.reshape(-1), "sum"), what)
         return work
     if _on_cupy(x):
         warn_staging(world.nccl_reason or "no NCCL communicator")

@@ -249,8 +249,7 @@ def _host_array(key: str, value: Any, parameter: Tensor) -> tuple[np.ndarray | N
 def _overwrite_parameter(parameter: Tensor, array: np.ndarray) -> None:
     """Give ``parameter`` (same Tensor object, so optimizers keep it) new values."""
     backend = parameter._backend
-    parameter.data = backend.read_only(backend.asarray(array))
-    parameter._version += 1
+    parameter.write(backend.read_only(backend.asarray(array)))
 
 
 # -- layers --------------------------------------------------------------------------------

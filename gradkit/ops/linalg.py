@@ -26,7 +26,7 @@ from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.elementwise import abs_, astype, multiply, not_equal, power, sqrt
 from gradkit.ops.reduce import max_, min_, sum_
 from gradkit.ops.samples import away_from_zero
-from gradkit.ops.shape import (_grid_index, broadcast_arrays, expand_dims,
+from gradkit.ops.shape import (grid_index, broadcast_arrays, expand_dims,
                                getitem, matrix_transpose, moveaxis, normalize_axis_list, reshape,
                                squeeze, stack, sum_to, transpose, tril)
 from gradkit.registry import Sample, composite, primitive
@@ -566,7 +566,7 @@ def _diagonal_index(shape: tuple[int, ...], offset: int) -> tuple:
     n, m = shape[-2:]
     length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
     rows = np.arange(length) + max(0, -offset)
-    grid = _grid_index(rows, len(shape) - 2, shape[:-2] + (length,))[:-1]
+    grid = grid_index(rows, len(shape) - 2, shape[:-2] + (length,))[:-1]
     return grid + (rows, rows + offset)
 
 

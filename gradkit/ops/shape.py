@@ -772,7 +772,7 @@ def setitem(xp, x, value, *, index):
     return out
 
 
-def _grid_index(indices: Any, axis: int, shape: tuple[int, ...]) -> tuple:
+def grid_index(indices: Any, axis: int, shape: tuple[int, ...]) -> tuple:
     """The advanced index that ``take_along_axis`` is: ``indices`` on ``axis``, an
     open grid (``arange`` shaped to broadcast) on every other axis."""
     index = []
@@ -807,7 +807,7 @@ def take_along_axis(x: Tensor, indices: Any, /, *, axis: int = -1) -> Tensor:
         raise ShapeError(f"take_along_axis: indices must have as many axes as x "
                          f"({x.ndim}), got {describe(indices)}")
     (axis,) = normalize_axis_list(axis, x.ndim, "take_along_axis", "axis")
-    return getitem(x, index=_grid_index(indices, axis, x.shape))
+    return getitem(x, index=grid_index(indices, axis, x.shape))
 
 
 def _take_samples(rng):
@@ -840,4 +840,4 @@ def take(x: Tensor, indices: Any, /, *, axis: int | None = None) -> Tensor:
     else:
         indices = np.asarray(indices).reshape(along)
     # One integer array per axis (no slices): the form every Array API library indexes.
-    return getitem(x, index=_grid_index(indices, axis, x.shape))
+    return getitem(x, index=grid_index(indices, axis, x.shape))

@@ -75,12 +75,7 @@ def install(param: Tensor, new: Tensor) -> None:
     A parameter's array is a read-only view by design, so the update is never
     written into it: the parameter gets the new array instead.
     """
-    backend = param._backend
-    param.data = backend.read_only(new.data) if param.requires_grad else new.data
-    param._version += 1
-    recorder = recording.get()
-    if recorder is not None:
-        recorder.wrote_data(param, new, "install")
+    param.write(new.data, how="install", source=new)
 
 
 class Optimizer:
@@ -191,8 +186,7 @@ class Optimizer:
                 kept = old.get(name)          # step reads them), holding the loaded arrays
                 if isinstance(kept, Tensor) and kept.shape == value.shape and \
                         kept.dtype == value.dtype:
-                    kept.data = value.data
-                    kept._version += 1
+                    kept.write(value.data, source=value)
                     new[name] = kept
         self.state = new_state
 
