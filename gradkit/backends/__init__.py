@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import logging
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from gradkit.backends.base import Backend
 
@@ -105,6 +105,15 @@ def get(name: str | Backend) -> Backend:
 def instantiated() -> list[Backend]:
     """The backends created so far in this process."""
     return list(_instances.values())
+
+
+def owner_of(array: Any) -> Backend:
+    """A backend created in this process whose arrays are of ``array``'s type (the one
+    that can read it: NumPy and Numba share NumPy's arrays, and either reads them)."""
+    for backend in _instances.values():
+        if type(array) is backend.array_type:
+            return backend
+    raise BackendError(f"no backend in use holds arrays of type {type(array).__name__}")
 
 
 def available() -> dict[str, str | None]:

@@ -22,21 +22,21 @@ def copy_to_backend_vjp(ctx, g):
 
 
 def _copy_samples(rng):
-    return [Sample(away_from_zero(rng, (2, 3)), backend="numpy", source="numpy")]
+    return [Sample(away_from_zero(rng, (2, 3)), backend="numpy")]
 
 
 @primitive(vjp=copy_to_backend_vjp, samples=_copy_samples, family="backend",
            output_backend="backend")
-def copy_to_backend(xp, x, *, backend, source):
-    """``x``'s array copied from backend ``source`` to backend ``backend`` (names): the op a
-    move dispatches, so the tape and gk.capture see it like any kernel; call
-    :func:`to_backend`.
+def copy_to_backend(xp, x, *, backend):
+    """``x``'s array copied to the backend named ``backend`` (through the host when the
+    two hold different arrays): the op a move dispatches, so the tape and gk.capture see
+    it like any kernel; call :func:`to_backend`.
 
     >>> import gradkit as gk
-    >>> gk.copy_to_backend(gk.tensor([1.0]), backend="numpy", source="numpy").backend
+    >>> gk.copy_to_backend(gk.tensor([1.0]), backend="numpy").backend
     'numpy'
     """
-    return _backends.get(backend).from_backend(x, _backends.get(source))
+    return _backends.get(backend).from_backend(x, _backends.owner_of(x))
 
 
 def _samples(rng):
@@ -53,4 +53,4 @@ def to_backend(x: Tensor, backend: Any) -> Tensor:
     target = _backends.get(backend)
     if target is x._backend:
         return x
-    return copy_to_backend(x, backend=target.name, source=x._backend.name)
+    return copy_to_backend(x, backend=target.name)
