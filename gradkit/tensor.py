@@ -16,7 +16,7 @@ import numpy as np
 from gradkit import backends as _backends
 from gradkit.dtypes import as_dtype, get_default_dtype, is_floating, native_dtype, to_numpy_dtype
 from gradkit.errors import BackendError, DTypeError, describe
-from gradkit import interception as _capture
+from gradkit import interception as _interception
 from gradkit.grad_mode import check_stays_in_graph, is_grad_enabled, no_grad
 
 # The versions of the Array API standard ``x.__array_namespace__(api_version=...)``
@@ -81,8 +81,8 @@ class Tensor:
         self._requires_grad = node is not None
         self._grad: Tensor | None = None
         self._version = 0  # bumped by in-place ops; nodes check it before their VJP
-        if _capture.active_recordings:  # gk.capture tells tensors made during a call apart
-            _capture.note_created(self)
+        if _interception.active_recordings:  # gk.capture tells tensors made during a call apart
+            _interception.note_created(self)
 
     # -- what it is ---------------------------------------------------------------
     @property
@@ -213,7 +213,7 @@ class Tensor:
         >>> x.tolist()
         [1.0, 1.0]
         """
-        recorder = _capture.current_interceptor.get() if report else None
+        recorder = _interception.current_interceptor.get() if report else None
         if data is not _KEEP:
             if how == "overwrite":
                 if recorder is not None:
@@ -370,7 +370,7 @@ class Tensor:
         if result.shape != self.shape:
             raise ShapeError(f"{name}: the result has shape {result.shape} but the tensor "
                              f"updated in place has shape {self.shape} ({describe(self)})")
-        recorder = _capture.current_interceptor.get()
+        recorder = _interception.current_interceptor.get()
         if recorder is not None:
             if result.data.dtype != self.data.dtype:  # the cast as an op, so a replay has it
                 with no_grad():
@@ -386,7 +386,7 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
         detached = Tensor(self.data, self._backend)
-        recorder = _capture.current_interceptor.get()
+        recorder = _interception.current_interceptor.get()
         if recorder is not None:
             recorder.aliased(detached, self)
         return detached
@@ -460,7 +460,7 @@ class Tensor:
         tracked = is_grad_enabled() and (self._requires_grad or (
             isinstance(value, Tensor) and value._requires_grad))
         if not tracked:
-            if _capture.current_interceptor.get() is not None:  # as an op, so a replay repeats it
+            if _interception.current_interceptor.get() is not None:  # as an op, so a replay repeats it
                 with no_grad():
                     self._update_in_place(_ops.setitem(self, value, index=index), "setitem")
                 return
