@@ -69,10 +69,10 @@ def clip(x: Tensor, /, min: Any = None, max: Any = None) -> Tensor:
     from gradkit.creation import asarray
     out = x
     if min is not None:  # min(max(x, lo), hi), as NumPy, with x's dtype kept
-        lo = asarray(min, dtype=x.dtype, device=x._backend) if _is_array(min) else min
+        lo = asarray(min, dtype=x.dtype, device=x.array_backend) if _is_array(min) else min
         out = where(out < lo, lo, out)
     if max is not None:
-        hi = asarray(max, dtype=x.dtype, device=x._backend) if _is_array(max) else max
+        hi = asarray(max, dtype=x.dtype, device=x.array_backend) if _is_array(max) else max
         out = where(out > hi, hi, out)
     return out
 

@@ -166,7 +166,7 @@ def _independent(g: Tensor, seen: set[int]) -> Tensor:
     gets memory of its own that the user can modify.
     """
     data = g.data
-    if id(data) in seen or not g._backend.is_writeable(data):
+    if id(data) in seen or not g.array_backend.is_writeable(data):
         g = bound_ops().copy(g)  # an op, so gk.capture records and replays it
     seen.add(id(g.data))
     return g
@@ -312,9 +312,9 @@ def root_cotangent(out: Tensor, grad: Any, where: str) -> Tensor:
                 f"{where}: output has shape {out.shape} ({describe(out)}); backward without "
                 "a gradient needs a scalar (size-1) output. Reduce it (e.g. .sum()) or pass "
                 "grad= with the output's shape")
-        return Tensor(out._backend.xp.ones(out.shape, dtype=out.data.dtype), out._backend)
+        return Tensor(out.array_backend.xp.ones(out.shape, dtype=out.data.dtype), out.array_backend)
     if not isinstance(grad, Tensor):
-        grad = Tensor(out._backend.asarray(grad, dtype=out.dtype), out._backend)
+        grad = Tensor(out.array_backend.asarray(grad, dtype=out.dtype), out.array_backend)
     if grad.shape != out.shape:
         raise ShapeError(f"{where}: grad has shape {grad.shape} but the output has shape "
                          f"{out.shape} ({describe(out)})")

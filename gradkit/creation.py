@@ -54,7 +54,7 @@ def _make(build: Any, dtype: Any, requires_grad: bool, backend: Any, where: str,
 def _like(x: Tensor, dtype: Any, device: Any, requires_grad: bool) -> dict[str, Any]:
     """A ``*_like`` function's keyword arguments for its plain form: ``x``'s dtype and
     device unless given."""
-    backend = x._backend if isinstance(x, Tensor) and device is None else None
+    backend = x.array_backend if isinstance(x, Tensor) and device is None else None
     return {"dtype": x.dtype if dtype is None else dtype, "device": device,
             "requires_grad": requires_grad, "backend": backend}
 
@@ -300,8 +300,8 @@ def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: bool | 
     wanted = None if dtype is None else as_dtype(dtype, "asarray")
     if isinstance(obj, Tensor):
         out = obj
-        target = resolve_backend(device, obj._backend)
-        if target is not out._backend:
+        target = resolve_backend(device, obj.array_backend)
+        if target is not out.array_backend:
             if copy is False:
                 raise ValueError(f"asarray: copy=False, but moving from {out.backend} to "
                                  f"{target.name} copies")

@@ -139,7 +139,7 @@ class Generator:
             raise ArgumentError(f"random.permutation: x must be an int or have at least one "
                                 f"axis, got {describe(x)}")
         order = self.numpy_generator.permutation(x.shape[0])
-        return take(x, Tensor(x._backend.asarray(order), x._backend), axis=0)
+        return take(x, Tensor(x.array_backend.asarray(order), x.array_backend), axis=0)
 
     def __repr__(self) -> str:
         return f"gk.random.Generator({type(self.numpy_generator.bit_generator).__name__})"

@@ -525,14 +525,14 @@ def _common_backend(op: Op, args: tuple) -> Any:
     for value in args:
         if isinstance(value, Tensor):
             if backend is None:
-                backend = value._backend
-            elif value._backend is not backend:
+                backend = value.array_backend
+            elif value.array_backend is not backend:
                 names = [f"arg{i}" for i in range(len(args))]
                 raise BackendError(
                     f"{op.name}: operands live on different backends "
-                    f"({backend.name} and {value._backend.name}): "
+                    f"({backend.name} and {value.array_backend.name}): "
                     f"{describe_operands(names, list(args))}; move one with "
-                    f".to({backend.name!r}) or .to({value._backend.name!r})")
+                    f".to({backend.name!r}) or .to({value.array_backend.name!r})")
     return backend if backend is not None else _backends.get_backend()
 
 
@@ -675,12 +675,12 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     for a in args:
         if type(a) is not Tensor:
             args = _as_tensors(op, args)
-            backend = args[0]._backend if args else _backends.get_backend()
+            backend = args[0].array_backend if args else _backends.get_backend()
             needs_grad = any(t._requires_grad for t in args)
             break
         if backend is None:
-            backend = a._backend
-        elif a._backend is not backend:
+            backend = a.array_backend
+        elif a.array_backend is not backend:
             _common_backend(op, args)  # raises, naming both backends
         if a._requires_grad:
             needs_grad = True  # (a float: only those can require a gradient)

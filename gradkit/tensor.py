@@ -66,17 +66,25 @@ _KEEP: Any = object()  # Tensor.write: "leave this one as it is"
 class Tensor:
     """An array on a backend, with an optional gradient and tape node.
 
-    Make one with :func:`gradkit.tensor`. ``data`` is the raw backend array;
-    ``node`` is the tape node that produced it (None for leaves and constants).
+    Make one with :func:`gradkit.tensor`. ``data`` is the raw backend array,
+    ``array_backend`` the :class:`gradkit.backends.Backend` that holds it (``backend``
+    is its name), ``node`` the tape node that produced it (None for leaves and
+    constants).
+
+    >>> import gradkit as gk
+    >>> x = gk.tensor([1.0, 2.0])
+    >>> x.backend, x.array_backend.name, type(x.data).__name__
+    ('numpy', 'numpy', 'ndarray')
     """
 
-    __slots__ = ("data", "_backend", "_requires_grad", "_grad", "node", "_version", "__weakref__")
+    __slots__ = ("data", "array_backend", "_requires_grad", "_grad", "node", "_version",
+                 "__weakref__")
     __array_priority__ = 1000.0  # NumPy defers `ndarray * Tensor` to Tensor.__rmul__
     _gradkit_tensor = True  # gradkit.errors.is_tensor: modules below the core ask this
 
     def __init__(self, data: Any, backend: Any, node: Any = None) -> None:
         self.data = data
-        self._backend = backend
+        self.array_backend = backend
         self.node = node
         self._requires_grad = node is not None
         self._grad: Tensor | None = None
@@ -106,7 +114,7 @@ class Tensor:
     @property
     def backend(self) -> str:
         """The name of the backend the data lives on, e.g. ``"numpy"``."""
-        return self._backend.name
+        return self.array_backend.name
 
     @property
     def device(self) -> Any:
@@ -117,7 +125,7 @@ class Tensor:
         Device('numpy')
         """
         from gradkit.device import Device
-        return Device(self._backend)
+        return Device(self.array_backend)
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> "Tensor":
         """This tensor on ``device`` (a Device or backend name); gradients flow back.
@@ -218,10 +226,10 @@ class Tensor:
             if how == "overwrite":
                 if recorder is not None:
                     recorder.will_overwrite(self)
-                data = self._backend.overwrite(self.data, data)
+                data = self.array_backend.overwrite(self.data, data)
             elif how == "install":
                 if self._requires_grad:
-                    data = self._backend.read_only(data)
+                    data = self.array_backend.read_only(data)
             elif how != "assign":
                 raise ValueError(f"write: how must be 'overwrite', 'install' or 'assign', "
                                  f"got {how!r}")
@@ -229,7 +237,7 @@ class Tensor:
             self._version += versions
             if recorder is not None:
                 recorder.wrote_data(self, source if source is not None
-                                    else Tensor(data, self._backend), how)
+                                    else Tensor(data, self.array_backend), how)
         if grad is not _KEEP:
             self._grad = grad
             if recorder is not None:
@@ -247,7 +255,7 @@ class Tensor:
             # The array a leaf's gradient is computed at must not change behind the
             # tape's back: writes go through in-place operators (which the tape
             # checks), not through x.data[...] = ...
-            self.data = self._backend.read_only(self.data)
+            self.data = self.array_backend.read_only(self.data)
         self._requires_grad = bool(flag)
         return self
 
@@ -261,7 +269,7 @@ class Tensor:
     def _host_data(self, where: str) -> Any:
         """The data as a NumPy array, for an explicit copy out of the graph."""
         self._leaving_graph(where)
-        return self._backend.to_numpy(self.data)
+        return self.array_backend.to_numpy(self.data)
 
     def numpy(self) -> np.ndarray:
         """A NumPy copy of the data (safe to modify)."""
@@ -291,12 +299,12 @@ class Tensor:
                 "NumPy array it would convert to carries none (a function falling back to "
                 "NumPy would silently give zero gradients); compute it with gradkit ops, or "
                 "convert x.detach() if leaving the graph is what you mean")
-        if not self._backend.host_conversion_allowed:
+        if not self.array_backend.host_conversion_allowed:
             raise HostConversionError(
                 f"__array__: this tensor ({describe(self)}) lives on the {self.backend} "
                 "device; NumPy cannot convert it implicitly. Call .numpy() to copy it to "
                 "the host, or use gk.from_dlpack / the backend's own arrays")
-        array = self._backend.to_numpy(self.data)
+        array = self.array_backend.to_numpy(self.data)
         if copy is False:
             if array is not self.data and array.base is not self.data:
                 raise ValueError("__array__: this tensor is not in host memory; a copy is "
@@ -338,11 +346,11 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = np.array2string(self._backend.to_numpy(self.data), separator=", ",
+        body = np.array2string(self.array_backend.to_numpy(self.data), separator=", ",
                                prefix="tensor(")
         extras = [f"dtype={self.dtype}"]
-        if self._backend.name != "numpy":
-            extras.append(f"backend={self._backend.name!r}")
+        if self.array_backend.name != "numpy":
+            extras.append(f"backend={self.array_backend.name!r}")
         if self.node is not None:
             extras.append(f"grad_fn={self.node.op.name}")
         elif self._requires_grad:
@@ -385,7 +393,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same data as a new leaf that does not require a gradient."""
-        detached = Tensor(self.data, self._backend)
+        detached = Tensor(self.data, self.array_backend)
         recorder = _interception.current_interceptor.get()
         if recorder is not None:
             recorder.aliased(detached, self)
@@ -470,7 +478,7 @@ class Tensor:
             raise GraphError(f"setitem: in-place write to a leaf that requires a gradient "
                              f"({describe(self)}); do it inside `with gk.no_grad():` or "
                              "build a new tensor (gk.setitem(x, value, index=...))")
-        old = Tensor(self.data, self._backend, self.node)  # the value ops saw until now
+        old = Tensor(self.data, self.array_backend, self.node)  # the value ops saw until now
         result = _ops.setitem(old, value, index=index)
         self.node, self._requires_grad = result.node, True
         self.write(result.data, source=result)
@@ -478,17 +486,17 @@ class Tensor:
     def _write(self, index: Any, value: Any) -> None:
         """``self.data[index] = value`` without a graph (a copy first if read-only)."""
         from gradkit.indexing import raw_index
-        xp = self._backend.xp
+        xp = self.array_backend.xp
         if isinstance(value, Tensor):
-            if value._backend is not self._backend:
+            if value.array_backend is not self.array_backend:
                 raise BackendError(f"setitem: value lives on {value.backend}, the tensor on "
                                    f"{self.backend}; move it with .to({self.backend!r})")
             value = value.data
             if value.dtype != self.data.dtype:
                 value = xp.astype(value, self.data.dtype)
         data = self.data
-        if not self._backend.is_writeable(data):
-            data = self._backend.copy(data)  # a read-only leaf is never written through
+        if not self.array_backend.is_writeable(data):
+            data = self.array_backend.copy(data)  # a read-only leaf is never written through
         try:
             data[raw_index(index, xp)] = value
         except (ValueError, TypeError, IndexError) as exc:
@@ -656,10 +664,10 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
     wanted = None if dtype is None else as_dtype(dtype, "tensor")
     if isinstance(data, Tensor):
         data._leaving_graph("tensor")
-        if data._backend is target:
+        if data.array_backend is target:
             array = target.copy(data.data)
         else:
-            array = target.from_backend(data.data, data._backend)
+            array = target.from_backend(data.data, data.array_backend)
         if wanted is not None and to_numpy_dtype(array.dtype) != wanted:
             array = target.xp.astype(array, native_dtype(target.xp, wanted))
     elif isinstance(data, (np.ndarray, np.generic, list, tuple, int, float, bool)):

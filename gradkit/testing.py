@@ -48,7 +48,7 @@ def _as_tensors(inputs: Sequence[Any]) -> list[Tensor]:
 def _with(inputs: list[Tensor], index: int, data: Any) -> list[Tensor]:
     """``inputs`` with input ``index`` replaced by a constant holding ``data``."""
     out = list(inputs)
-    out[index] = Tensor(data, inputs[index]._backend)
+    out[index] = Tensor(data, inputs[index].array_backend)
     return out
 
 
@@ -57,7 +57,7 @@ def _scalarize(f: Callable[..., Tensor], cotangent: Any) -> Callable[..., float]
     def value(xs: list[Tensor]) -> float:
         with GradMode(False):
             out = f(*xs)
-        return float(np.sum(np.asarray(out._backend.to_numpy(out.data), dtype=np.float64)
+        return float(np.sum(np.asarray(out.array_backend.to_numpy(out.data), dtype=np.float64)
                             * cotangent))
     return value
 
@@ -71,22 +71,22 @@ def _analytic(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int],
         out = f(*leaves)
     if not isinstance(out, Tensor) or not out.requires_grad:
         return [np.zeros(xs[i].shape) for i in wrt]
-    cot = Tensor(out._backend.asarray(cotangent.astype(out.dtype)), out._backend)
+    cot = Tensor(out.array_backend.asarray(cotangent.astype(out.dtype)), out.array_backend)
     grads = run_backward([out], [cot], [leaves[i] for i in wrt], False, False)
     return [np.zeros(xs[i].shape) if g is None else
-            np.asarray(g._backend.to_numpy(g.data), dtype=np.float64)
+            np.asarray(g.array_backend.to_numpy(g.data), dtype=np.float64)
             for g, i in zip(grads, wrt)]
 
 
 def _numeric_element_grad(value: Callable, xs: list[Tensor], i: int, eps: float) -> np.ndarray:
-    base = np.asarray(xs[i]._backend.to_numpy(xs[i].data), dtype=np.float64)
+    base = np.asarray(xs[i].array_backend.to_numpy(xs[i].data), dtype=np.float64)
     grad = np.zeros(base.shape)
     for k in np.ndindex(*base.shape):
         plus, minus = base.copy(), base.copy()
         plus[k] += eps
         minus[k] -= eps
-        up = value(_with(xs, i, xs[i]._backend.asarray(plus.astype(xs[i].dtype))))
-        down = value(_with(xs, i, xs[i]._backend.asarray(minus.astype(xs[i].dtype))))
+        up = value(_with(xs, i, xs[i].array_backend.asarray(plus.astype(xs[i].dtype))))
+        down = value(_with(xs, i, xs[i].array_backend.asarray(minus.astype(xs[i].dtype))))
         grad[k] = (up - down) / (2 * eps)
     return grad
 
@@ -128,9 +128,9 @@ def _directional_check(f: Callable[..., Tensor], xs: list[Tensor], wrt: list[int
         direction = [rng.standard_normal(xs[i].shape) for i in wrt]
         moved_up, moved_down = list(xs), list(xs)
         for i, d in zip(wrt, direction):
-            base = np.asarray(xs[i]._backend.to_numpy(xs[i].data), dtype=np.float64)
-            moved_up = _with(moved_up, i, xs[i]._backend.asarray((base + eps * d).astype(xs[i].dtype)))
-            moved_down = _with(moved_down, i, xs[i]._backend.asarray((base - eps * d).astype(xs[i].dtype)))
+            base = np.asarray(xs[i].array_backend.to_numpy(xs[i].data), dtype=np.float64)
+            moved_up = _with(moved_up, i, xs[i].array_backend.asarray((base + eps * d).astype(xs[i].dtype)))
+            moved_down = _with(moved_down, i, xs[i].array_backend.asarray((base - eps * d).astype(xs[i].dtype)))
         numeric = (value(moved_up) - value(moved_down)) / (2 * eps)
         exact = float(sum(np.sum(a * d) for a, d in zip(analytic, direction)))
         error = abs(exact - numeric)
@@ -159,7 +159,7 @@ def _vjp_function(f: Callable[..., Tensor], n_inputs: int, wrt: list[int],
             if not out.requires_grad:
                 return (u * 0.0).sum()
             grads = run_backward([out], [u], [xs[i] for i in wrt], True, True)
-            terms = [(g * Tensor(g._backend.asarray(w.astype(g.dtype)), g._backend)).sum()
+            terms = [(g * Tensor(g.array_backend.asarray(w.astype(g.dtype)), g.array_backend)).sum()
                      for g, w in zip(grads, weights) if g is not None]
             if not terms:
                 return (u * 0.0).sum()
@@ -195,7 +195,7 @@ def gradcheck(f: Callable[..., Tensor], *inputs: Any, eps: float = 1e-6, rtol: f
     if order >= 2:
         with GradMode(False):
             out = f(*xs)
-        u = tensor(rng.standard_normal(out.shape).astype(out.dtype), backend=out._backend)
+        u = tensor(rng.standard_normal(out.shape).astype(out.dtype), backend=out.array_backend)
         weights = [rng.standard_normal(xs[i].shape) for i in wrt]
         second = _vjp_function(f, len(xs), wrt, weights)
         gradcheck(second, *xs, u, eps=eps, rtol=rtol, atol=atol, directions=directions,
@@ -232,13 +232,13 @@ def _run(entry: Any, sample: Any, xs: list[Tensor], cotangent: np.ndarray | None
     if isinstance(out, (list, tuple)):
         from gradkit.ops import concatenate, reshape
         out = concatenate([reshape(o, (-1,)) for o in out], axis=0)
-    value = np.asarray(out._backend.to_numpy(out.data))
+    value = np.asarray(out.array_backend.to_numpy(out.data))
     if cotangent is None or not out.requires_grad:
         return value, []
-    cot = tensor(cotangent.astype(value.dtype), backend=out._backend)
+    cot = tensor(cotangent.astype(value.dtype), backend=out.array_backend)
     wrt = [x for x in xs if x.requires_grad]
     grads = run_backward([out], [cot], wrt, False, False)
-    return value, [None if g is None else np.asarray(g._backend.to_numpy(g.data)) for g in grads]
+    return value, [None if g is None else np.asarray(g.array_backend.to_numpy(g.data)) for g in grads]
 
 
 def _mismatch(expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> str | None:

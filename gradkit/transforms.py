@@ -57,7 +57,7 @@ def _normalize_argnums(argnums: int | Sequence[int]) -> tuple[tuple[int, ...], b
 
 
 def _zeros_like(t: Tensor) -> Tensor:
-    return Tensor(t._backend.xp.zeros(t.shape, dtype=t.data.dtype), t._backend)
+    return Tensor(t.array_backend.xp.zeros(t.shape, dtype=t.data.dtype), t.array_backend)
 
 
 def _gradients_of(out: Tensor, wrt: list[Tensor], cotangent: Tensor, create_graph: bool,
@@ -189,16 +189,16 @@ def _jacobians_of(out: Tensor, wrt: list[Tensor], outer: bool) -> list[Tensor]:
     """d out / d w for each w in ``wrt``: one VJP per output element, one-hot cotangents."""
     from gradkit.ops import reshape, stack
     rows: list[list[Tensor]] = [[] for _ in wrt]
-    xp = out._backend.xp
+    xp = out.array_backend.xp
     for k in range(out.size):
         basis = xp.zeros(out.size, dtype=out.data.dtype)
         basis[k] = 1
-        cot = Tensor(xp.reshape(basis, out.shape), out._backend)
+        cot = Tensor(xp.reshape(basis, out.shape), out.array_backend)
         for row, g in zip(rows, _gradients_of(out, wrt, cot, create_graph=outer,
                                                retain_graph=True)):
             row.append(g)
     return [reshape(stack(row), out.shape + t.shape) if row else
-            Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t._backend)
+            Tensor(xp.zeros(out.shape + t.shape, dtype=t.data.dtype), t.array_backend)
             for row, t in zip(rows, wrt)]
 
 

@@ -72,8 +72,8 @@ def test_parameters_stay_read_only_leaves_with_bumped_versions():
         versions.append(w._version)
         assert w.grad.numpy().tolist() == [1.0, float(k)]
     assert versions == [1, 2, 3, 4]
-    assert not w._backend.is_writeable(w.data)
-    assert w._backend.is_writeable(w.grad.data)  # the replay's own array, the user's to modify
+    assert not w.array_backend.is_writeable(w.data)
+    assert w.array_backend.is_writeable(w.grad.data)  # the replay's own array, the user's to modify
 
 
 def test_gradients_accumulating_across_calls_are_refused():
@@ -697,7 +697,7 @@ def test_a_parameter_whose_layout_changes_records_anew():
 
     for k in range(6):
         if k == 3:
-            w.data = w._backend.xp.ascontiguousarray(w.data)  # as an optimizer's update leaves it
+            w.data = w.array_backend.xp.ascontiguousarray(w.data)  # as an optimizer's update leaves it
         _, flat = evaluate(gk.ones((2, 3)))
         assert flat.numpy().tolist() == a.ravel().tolist()
 

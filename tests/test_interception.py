@@ -122,7 +122,7 @@ def test_install_makes_a_parameter_read_only():
     w = gk.tensor([1.0, 2.0], requires_grad=True)
     w.write(np.array([3.0, 4.0]), how="install")
     assert w.tolist() == [3.0, 4.0]
-    assert not w._backend.is_writeable(w.data)
+    assert not w.array_backend.is_writeable(w.data)
 
 
 def test_unreported_write_is_not_heard(listener):

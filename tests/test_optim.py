@@ -106,7 +106,7 @@ def test_float32_parameters_stay_float32_and_read_only():
     (p * p).sum().backward()
     optimizer.step()
     assert p.dtype == np.float32 and p.requires_grad and p.is_leaf
-    assert not p._backend.is_writeable(p.data)  # parameters' arrays stay read-only
+    assert not p.array_backend.is_writeable(p.data)  # parameters' arrays stay read-only
     if hasattr(p.data.flags, "writeable"):  # where the array library enforces it too
         with pytest.raises(ValueError):
             p.data[0] = 5.0
@@ -215,7 +215,7 @@ def test_update_op_errors_name_the_argument():
     with pytest.raises(gk.ShapeError, match="argument grad must have param's shape"):
         gk.sgd_update(p, gk.tensor([1.0]), lr=0.1)
     # a step count's value is read only on the host (on a GPU it stays on the device)
-    readable = p._backend.host_conversion_allowed
+    readable = p.array_backend.host_conversion_allowed
     for step in (gk.tensor(0),) * readable + (gk.tensor([1, 2]), gk.tensor(1.0)):
         with pytest.raises(ArgumentError, match="step must be a 0-d integer tensor >= 1"):
             gk.adam_update(p, p, gk.zeros_like(p), gk.zeros_like(p), step, lr=0.1, beta1=0.9,

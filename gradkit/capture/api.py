@@ -143,7 +143,7 @@ def _signature(args: tuple, keywords: tuple[str, ...] = ()) -> tuple:
             alias = first_with_array.setdefault(id(data), index)
             # strides too: whether a kernel returns a view or a copy can depend on them
             key.append((data.shape, data.dtype, getattr(data, "strides", None),
-                        value._backend, value.requires_grad, value.grad is None, alias))
+                        value.array_backend, value.requires_grad, value.grad is None, alias))
         else:
             try:
                 hash(value)

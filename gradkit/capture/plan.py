@@ -65,8 +65,8 @@ class Plan:
                               for a, b in pairs if a.tensor is b.tensor]
         self.guards = list(second.guards.values())
         # (copies: the recording's arrays go back to the caller, who may modify them)
-        self.constants = [Constant(b.slot, b.tensor._backend.read_only(
-                              b.tensor._backend.copy(b.value), in_place=True))
+        self.constants = [Constant(b.slot, b.tensor.array_backend.read_only(
+                              b.tensor.array_backend.copy(b.value), in_place=True))
                           for a, b in pairs if a.tensor is not b.tensor]
         # Writes and grads the step left on tensors that outlive it: a target is a
         # Tensor, or an int when it is the caller's argument of that index.
@@ -190,7 +190,7 @@ class Plan:
         for write in self.data_writes:
             target, slot, mode = write.target, write.slot, write.mode
             tensor = args[target] if type(target) is int else target
-            backend = tensor._backend
+            backend = tensor.array_backend
             if mode == "overwrite":
                 array = backend.overwrite(tensor.data, final[slot])
             elif mode == "install":
@@ -208,8 +208,8 @@ class Plan:
                 continue
             array = final[slot]
             if slot in self.grad_copies:
-                array = tensor._backend.copy(array)
-            tensor.write(grad=Tensor(array, tensor._backend), report=False)
+                array = tensor.array_backend.copy(array)
+            tensor.write(grad=Tensor(array, tensor.array_backend), report=False)
 
 
 _plan_numbers = itertools.count()

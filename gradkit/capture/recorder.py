@@ -216,7 +216,7 @@ class Recorder:
     def will_overwrite(self, tensor: Tensor) -> None:
         """Called before an in-place operator writes into ``tensor``'s array."""
         array = tensor.data
-        if not tensor._backend.is_writeable(array):
+        if not tensor.array_backend.is_writeable(array):
             return  # Backend.overwrite will install a new array: no memory is shared
         root = _root(array)
         if root is not array and self.memory_of.get(self.slot_of.get(id(array), -1)) is None:
@@ -228,7 +228,7 @@ class Recorder:
         slot = self.slot_of.get(id(array))
         for ext in self.externals:  # keep the values it was read with (a constant's)
             if ext.slot == slot and ext.value is array:
-                ext.value = tensor._backend.copy(array)
+                ext.value = tensor.array_backend.copy(array)
         # later reads of this memory through any other array are stale (see slot())
         self.overwritten[id(root)] = Overwrite(len(self.arrays), id(array))
 
@@ -304,7 +304,7 @@ class Recorder:
         back (and may change them in place): they are this recording's constants."""
         for ext in self.externals:
             if ext.arg is None and id(ext.tensor) in self.created and ext.value is ext.array:
-                ext.value = ext.tensor._backend.copy(ext.value)
+                ext.value = ext.tensor.array_backend.copy(ext.value)
 
     def check_untracked_writes(self) -> None:
         """A tensor whose array was replaced by plain assignment cannot be replayed."""
@@ -429,7 +429,7 @@ class OutputSlot:
 def output_template(value: Any, recorder: Recorder) -> Any:
     """The returned structure with each Tensor replaced by its slot."""
     if isinstance(value, Tensor):
-        return OutputSlot(recorder.slot(value), value._backend)
+        return OutputSlot(recorder.slot(value), value.array_backend)
     if isinstance(value, (tuple, list)):
         return type(value)(output_template(v, recorder) for v in value)
     if isinstance(value, dict):

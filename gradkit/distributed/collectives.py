@@ -190,13 +190,13 @@ _HOST = {"all_reduce": _host_all_reduce, "broadcast": _host_broadcast,
 # -- choosing the engine ------------------------------------------------------------------
 
 def on_cuda(t: Tensor) -> bool:
-    return getattr(t._backend, "dlpack_device_type", 1) == 2
+    return getattr(t.array_backend, "dlpack_device_type", 1) == 2
 
 
 def run_collective(kind: str, t: Tensor, *args: Any) -> Tensor:
     """Collective ``kind`` ("all_reduce", "broadcast", "all_gather") of ``t``: through NCCL
     when ``t`` is on CUDA and a communicator exists, else staged through the host (MPI)."""
-    backend = t._backend
+    backend = t.array_backend
     what = _where(kind, t)
     if on_cuda(t) and world.nccl is not None:
         return Tensor(getattr(world.nccl, kind)(t.data, *args, what=what), backend)
@@ -208,7 +208,7 @@ def run_collective(kind: str, t: Tensor, *args: Any) -> Tensor:
 
 
 def _local_copy(t: Tensor) -> Tensor:
-    return Tensor(t._backend.copy(t.data), t._backend)
+    return Tensor(t.array_backend.copy(t.data), t.array_backend)
 
 
 # -- the public collectives -------------------------------------------------------------------
@@ -255,7 +255,7 @@ def all_gather(t: Tensor) -> Tensor:
     _check_tensor("all_gather", t)
     world_ = ensure_init()
     if world_.size == 1:
-        return Tensor(t._backend.copy(t.data)[None], t._backend)
+        return Tensor(t.array_backend.copy(t.data)[None], t.array_backend)
     check_agreement("all_gather", 0, t)
     return run_collective("all_gather", t)
 

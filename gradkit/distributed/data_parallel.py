@@ -52,7 +52,7 @@ class Bucket:
     def __init__(self, index: int, params: list[Tensor]) -> None:
         self.index = index
         self.params = params
-        self.backend = params[0]._backend
+        self.backend = params[0].array_backend
         self.param_dtype = params[0].dtype
         self.dtype = np.dtype(np.float32) if self.param_dtype == np.float16 else self.param_dtype
         self.offsets, total = [], 0
@@ -192,14 +192,14 @@ class DataParallel(Module):
     def _broadcast_parameters(self, params: list[Tensor]) -> None:
         for p in params:
             values = collectives.run_collective("broadcast", p.detach(), 0)
-            p.write(p._backend.read_only(values.data), source=values)
+            p.write(p.array_backend.read_only(values.data), source=values)
 
     def _build_buckets(self, params: list[Tensor]) -> None:
         limit = self.bucket_mb * 2 ** 20
         groups: list[list[Tensor]] = []
         size = 0
         for p in reversed(params):
-            if groups and groups[-1][0]._backend is p._backend and \
+            if groups and groups[-1][0].array_backend is p.array_backend and \
                     groups[-1][0].dtype == p.dtype and size + p.size * p.dtype.itemsize <= limit:
                 groups[-1].append(p)
                 size += p.size * p.dtype.itemsize

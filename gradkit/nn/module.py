@@ -173,7 +173,7 @@ class Module:
         moved: dict[int, Tensor] = {}
         for module in self.modules():
             for name, parameter in module._parameters.items():
-                if parameter._backend is target:
+                if parameter.array_backend is target:
                     continue
                 if id(parameter) not in moved:
                     moved[id(parameter)] = tensor(parameter, backend=target, requires_grad=True)
@@ -248,7 +248,7 @@ def _host_array(key: str, value: Any, parameter: Tensor) -> tuple[np.ndarray | N
 
 def _overwrite_parameter(parameter: Tensor, array: np.ndarray) -> None:
     """Give ``parameter`` (same Tensor object, so optimizers keep it) new values."""
-    backend = parameter._backend
+    backend = parameter.array_backend
     parameter.write(backend.read_only(backend.asarray(array)))
 
 
@@ -374,7 +374,7 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             return x
         keep = self.rng.random(x.shape) >= self.p
-        mask = tensor(keep / (1.0 - self.p), dtype=x.dtype, backend=x._backend)
+        mask = tensor(keep / (1.0 - self.p), dtype=x.dtype, backend=x.array_backend)
         return x * mask
 
     def extra_repr(self) -> str:

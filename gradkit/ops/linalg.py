@@ -639,9 +639,9 @@ def matrix_power(x: Tensor, n: int, /) -> Tensor:
     if n < 0:
         x, n = inv(x), -n
     if n == 0:
-        xp = x._backend.xp
+        xp = x.array_backend.xp
         eye = xp.eye(x.shape[-1], dtype=x.data.dtype)
-        return Tensor(xp.broadcast_to(eye, tuple(x.shape)), x._backend)  # a constant
+        return Tensor(xp.broadcast_to(eye, tuple(x.shape)), x.array_backend)  # a constant
     result = None
     power_of_x = x
     while n:

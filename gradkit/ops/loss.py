@@ -36,7 +36,7 @@ def _as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
     """``value`` as a Tensor (on ``like``'s backend when given)."""
     if isinstance(value, Tensor):
         return value
-    return tensor(value, backend=like._backend if like is not None else None)
+    return tensor(value, backend=like.array_backend if like is not None else None)
 
 
 def _arange(n: int, dtype: Any, backend: Any) -> Tensor:
@@ -49,7 +49,7 @@ def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tens
     """Raise unless ``scores`` is float (N, C) and ``labels`` int (N,) with values in [0, C)."""
     if (scores.dtype.kind == "f" and scores.ndim == 2 and labels.dtype.kind in "iu" and
             labels.shape == (scores.shape[0],) and scores.size > 0):
-        low, high = labels._backend.value_range(labels.data)
+        low, high = labels.array_backend.value_range(labels.data)
         if 0 <= low and high < scores.shape[1]:
             return  # the common case: no message is built
     operands = describe_operands([scores_name, "labels"], [scores, labels])
@@ -70,7 +70,7 @@ def check_classification(op: str, scores_name: str, scores: Tensor, labels: Tens
     if n == 0 or c == 0:
         raise ShapeError(f"{op}: argument {scores_name} is empty, got {describe(scores)} "
                          f"(operands: {operands})")
-    low, high = labels._backend.value_range(labels.data)
+    low, high = labels.array_backend.value_range(labels.data)
     if low < 0 or high >= c:
         raise ShapeError(f"{op}: argument labels must hold class indices in [0, {c}), got "
                          f"values from {low} to {high} (operands: {operands})")
@@ -100,7 +100,7 @@ def cross_entropy_backward_vjp(ctx, g):
     n = logits.shape[0]
     g_grad_out = g_logits = None
     if ctx.needs[0]:  # linear in grad_out: <g, the gradient for grad_out = 1>
-        one = tensor(1.0, dtype=logits.dtype, backend=logits._backend)
+        one = tensor(1.0, dtype=logits.dtype, backend=logits.array_backend)
         g_grad_out = unbroadcast(sum_(g * cross_entropy_backward(one, logits, labels)), grad_out)
     if ctx.needs[1]:  # the softmax VJP applied to g * grad_out / n
         probs = softmax(logits, axis=-1)
@@ -189,10 +189,10 @@ def svm_loss(scores: Any, labels: Any) -> Tensor:
     check_classification("svm_loss", "scores", scores, labels)
     n, c = scores.shape
     # every step an op on the labels tensor (no raw arrays), so gk.capture replays it
-    correct = getitem(scores, index=(_arange(n, "int64", scores._backend), labels))
+    correct = getitem(scores, index=(_arange(n, "int64", scores.array_backend), labels))
     margins = relu(scores - expand_dims(correct, axis=1) + 1)  # a margin of exactly 0 adds 0
     others = (expand_dims(labels, axis=1) !=
-              _arange(c, labels.dtype, scores._backend)).astype(scores.dtype)
+              _arange(c, labels.dtype, scores.array_backend)).astype(scores.dtype)
     return mean(sum_(multiply(margins, others), axis=1))
 
 

@@ -97,7 +97,7 @@ def check_adam_update(param, grad, m, v, step, *, lr, beta1, beta2, eps, weight_
     _check_same_layout("adam_update", param, grad=grad, m=m, v=v)
     # The count's value is read only where that is free: on a GPU it stays on the
     # device (the optimizer counts it up there), and reading it would sync every update.
-    readable = step._backend.host_conversion_allowed
+    readable = step.array_backend.host_conversion_allowed
     if step.ndim != 0 or step.dtype.kind not in "iu" or (readable and step.item() < 1):
         raise ArgumentError(f"adam_update: argument step must be a 0-d integer tensor >= 1 "
                             f"(the number of this update, counting from 1), got "

@@ -596,10 +596,10 @@ def _operand_like(value: Any, x: Tensor) -> Tensor:
     """``gk.asarray(value, dtype=x.dtype, device=x.device)`` for diff's prepend and append,
     made here (ops sit below gradkit.creation); a Tensor keeps its gradient."""
     if isinstance(value, Tensor):
-        if value._backend is not x._backend:
-            value = value.to(x._backend)
+        if value.array_backend is not x.array_backend:
+            value = value.to(x.array_backend)
         return value if value.dtype == x.dtype else value.astype(x.dtype)
-    return tensor(value, dtype=x.dtype, backend=x._backend)
+    return tensor(value, dtype=x.dtype, backend=x.array_backend)
 
 
 @composite(samples=_diff_samples, family=FAMILY)

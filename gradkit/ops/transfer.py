@@ -18,7 +18,7 @@ from gradkit.tensor import Tensor
 
 def copy_to_backend_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (to_backend(g, x._backend),)
+    return (to_backend(g, x.array_backend),)
 
 
 def _copy_samples(rng):
@@ -51,6 +51,6 @@ def to_backend(x: Tensor, backend: Any) -> Tensor:
     gradients computed on the new backend come back to ``x`` on its own backend.
     """
     target = _backends.get(backend)
-    if target is x._backend:
+    if target is x.array_backend:
         return x
     return copy_to_backend(x, backend=target.name)

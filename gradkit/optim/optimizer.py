@@ -135,7 +135,7 @@ class Optimizer:
                         state[name] = zeros_like(param)
                 if self.uses_step:  # a 0-d tensor counted up in place (gk.capture replays it)
                     if "step" not in state:
-                        state["step"] = zeros((), dtype="int64", device=param._backend)
+                        state["step"] = zeros((), dtype="int64", device=param.array_backend)
                     state["step"] += 1
                 install(param, self.update(param, param.grad, state))
 
@@ -227,13 +227,13 @@ class Optimizer:
                                         f"{array.dtype} {array.shape}")
                     else:
                         new_state[index]["step"] = tensor(array.astype(np.int64),
-                                                          backend=param._backend)
+                                                          backend=param.array_backend)
                 elif array.shape != param.shape or array.dtype != param.dtype:
                     problems.append(f"state.{index}.{name}: expected {param.dtype} "
                                     f"{param.shape} (the parameter's), got {array.dtype} "
                                     f"{array.shape}")
                 else:
-                    new_state[index][name] = tensor(array, backend=param._backend)
+                    new_state[index][name] = tensor(array, backend=param.array_backend)
         return new_state
 
     def __repr__(self) -> str:
