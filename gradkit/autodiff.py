@@ -211,7 +211,8 @@ def _leaf_uses(order: list[Node]) -> dict[int, int]:
 def _install_grad(leaf: Tensor, g: Tensor, seen: set[int]) -> None:
     if leaf.grad is not None:
         _check_capturable_accumulation(leaf)
-    leaf.grad = _independent(g, seen) if leaf.grad is None else leaf.grad + g
+    leaf.write(grad=_independent(g, seen) if leaf.grad is None else leaf.grad + g,
+               accumulated=True)
 
 
 def _finish_leaves(node: Node, uses: dict[int, int], leaf_grads: dict[int, Tensor],

@@ -4,11 +4,19 @@
 The core (Tensor, dispatch, backward) reads the variable and calls the installed object's
 methods; it never imports who installed it. ``gk.capture`` installs its Recorder here
 (``gradkit.capture.recording`` is this same variable). The methods the core calls, as
-gradkit.capture.recorder.Recorder documents them: ``kernel`` (dispatch and the transfer
-op, after a launch), ``note_created`` (Tensor()), ``will_overwrite``, ``wrote_data``,
-``wrote_grad``, ``aliased`` (writes to a Tensor's data or .grad, detach) and
-``check_accumulation`` (backward, before adding into a .grad). Every write of a
-Tensor's array or .grad goes through ``Tensor.write``, which makes the write reports.
+gradkit.capture.recorder.Recorder documents them: ``will_launch`` and ``kernel``
+(dispatch, before and after each kernel), ``note_created`` (Tensor()),
+``will_write``, ``wrote_data``, ``wrote_grad``, ``aliased`` (writes to a Tensor's data or
+.grad, detach), ``check_accumulation`` (backward, before adding into a .grad), and, from
+the layers above, ``called_module`` (a Module's forward) and ``stepping_optimizer`` (an
+optimizer's step). Every write of a Tensor's array or .grad goes through ``Tensor.write``,
+which makes the write reports.
+
+Beside it, :data:`state_version`: a counter that every change of the Python state a
+recorded step may depend on ticks (:func:`note_state_change`): a parameter or module
+rebound, a module's train/eval mode, ``requires_grad`` switched, an optimizer created,
+loaded or given other buffers. gk.capture compares it on each replay, and re-checks its
+guards only when it moved, so an unchanged world costs one integer comparison.
 
 Beside it, the engine's gradient-ready event: :func:`add_gradient_ready_listener`
 (``gradkit.autodiff.on_gradient_ready``) registers a listener that hears each leaf
@@ -39,6 +47,16 @@ def end_recording(token: contextvars.Token) -> None:
     global active_recordings
     active_recordings -= 1
     current_interceptor.reset(token)
+
+
+# Ticked by every change of Python state a recorded step may have read (see above).
+state_version = 0
+
+
+def note_state_change() -> None:
+    """Say that Python state a recording may depend on changed (gk.capture re-checks)."""
+    global state_version
+    state_version += 1
 
 
 def note_created(tensor: Any) -> None:

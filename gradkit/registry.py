@@ -694,6 +694,9 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     if op.check is not None:
         op.check(*args, **params)
     kernel = backend.resolved.get(op.name) or backend.resolve(op)
+    recorder = capture_recording.get()
+    if recorder is not None:  # (before the launch: a kernel may update an operand in place)
+        recorder.will_launch(args)
     try:
         out = kernel(*[t.data for t in args], **params)
     except GradkitError:
@@ -705,7 +708,6 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     converted = type(out) is not backend.array_type
     if converted:
         out = backend.asarray(out)
-    recorder = capture_recording.get()
     if recorder is not None:
         recorder.kernel(op, kernel, args, params, out, converted, backend)
     if needs_grad and op.vjp is not None and grad_enabled.get() and \

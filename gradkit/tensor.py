@@ -195,8 +195,22 @@ class Tensor:
                             f"{type(value).__name__}")
         self.write(grad=value)
 
+    @property
+    def version(self) -> int:
+        """How many writes this tensor's array has had (in-place operators, setitem,
+        optimizer updates, loads); the tape checks it before using a saved input.
+
+        >>> import gradkit as gk
+        >>> x = gk.zeros(2)
+        >>> x += 1
+        >>> x.version
+        1
+        """
+        return self._version
+
     def write(self, data: Any = _KEEP, *, grad: Any = _KEEP, how: str = "assign",
-              source: "Tensor | None" = None, versions: int = 1, report: bool = True) -> None:
+              source: "Tensor | None" = None, versions: int = 1, report: bool = True,
+              accumulated: bool = False) -> None:
         """The one writer of this tensor's array and ``.grad``: in-place operators,
         setitem, optimizer updates, both ``load_state_dict`` methods and gk.capture's
         replay all call it. It sets the array (``data``, a raw backend array) and/or
@@ -210,7 +224,8 @@ class Tensor:
         optimizers do), ``"assign"`` takes it as it is. ``source`` is the tensor whose
         values were written (the interceptor's view of where they came from);
         ``versions`` is how many writes this one stands for; ``report=False`` is for
-        a replay, which must not be heard as new writes.
+        a replay, which must not be heard as new writes. ``accumulated=True`` says
+        the new ``grad`` is backward's sum into the previous one (None included).
 
         (``x.data = array`` still assigns the slot directly, unreported: ``data`` is
         read by every op, so it stays a plain slot.)
@@ -222,10 +237,10 @@ class Tensor:
         [1.0, 1.0]
         """
         recorder = _interception.current_interceptor.get() if report else None
+        if recorder is not None:
+            recorder.will_write(self, how if data is not _KEEP else None)
         if data is not _KEEP:
             if how == "overwrite":
-                if recorder is not None:
-                    recorder.will_overwrite(self)
                 data = self.array_backend.overwrite(self.data, data)
             elif how == "install":
                 if self._requires_grad:
@@ -241,7 +256,7 @@ class Tensor:
         if grad is not _KEEP:
             self._grad = grad
             if recorder is not None:
-                recorder.wrote_grad(self, grad)
+                recorder.wrote_grad(self, grad, accumulated)
 
     def requires_grad_(self, flag: bool = True, where: str = "requires_grad") -> "Tensor":
         """Mark this leaf as needing a gradient (in place); returns self."""
@@ -256,7 +271,9 @@ class Tensor:
             # tape's back: writes go through in-place operators (which the tape
             # checks), not through x.data[...] = ...
             self.data = self.array_backend.read_only(self.data)
-        self._requires_grad = bool(flag)
+        if self._requires_grad != bool(flag):
+            self._requires_grad = bool(flag)
+            _interception.note_state_change()  # a captured step may have read the flag
         return self
 
     # -- conversion ---------------------------------------------------------------

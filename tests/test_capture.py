@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -239,15 +240,34 @@ def test_adam_steps_count_on_as_they_replay(rng, optimizer):
         assert np.array_equal(saved[key], eager_saved[key]), key
 
 
-def test_a_learning_rate_changed_between_calls_is_refused_by_name():
-    _, opt, step = _trainer(lambda ps: gk.optim.SGD(ps, lr=0.1))
+@pytest.mark.parametrize("optimizer", [
+    lambda ps: gk.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    lambda ps: gk.optim.AdamW(ps, lr=1e-2)])
+def test_a_learning_rate_schedule_is_read_by_each_replay(optimizer):
+    batches = _batches(np.random.default_rng(0), 8)
+    eager_model, eager_opt, eager_step = _trainer(optimizer)
+    model, opt, step = _trainer(optimizer)
     captured = gk.capture(step)
-    x, y = _batches(np.random.default_rng(0), 1)[0]
-    captured(gk.tensor(x), gk.tensor(y))
-    opt.lr = 0.05  # a schedule read as a Python float: frozen by a replay
-    with pytest.raises(gk.CaptureError, match=r"sgd_update.*param 'lr' was 0.1 on the first "
-                                               r"call and 0.05 on the second"):
-        captured(gk.tensor(x), gk.tensor(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "keeps recording anew" warning
+        for k, (x, y) in enumerate(batches):
+            for o in (opt, eager_opt):
+                o.lr = 0.1 / (1 + k)  # changes every step
+                o.weight_decay = 1e-3 * k
+            assert captured(gk.tensor(x), gk.tensor(y)).item() == \
+                eager_step(gk.tensor(x), gk.tensor(y)).item()
+    assert captured.recordings == 2 and captured.replays == 6
+    for p, q in zip(model.parameters(), eager_model.parameters()):
+        assert np.array_equal(p.numpy(), q.numpy())
+    assert "lr=o" in captured.source  # the hyperparameter is a replay input
+
+
+def test_hyperparameters_are_checked_when_set():
+    _, opt, _ = _trainer(lambda ps: gk.optim.SGD(ps, lr=0.1))
+    with pytest.raises(gk.ArgumentError, match="SGD: lr must be >= 0.0, got -1"):
+        opt.lr = -1
+    opt.lr = 1  # an int becomes a float, as in the constructor
+    assert opt.lr == 1.0 and type(opt.lr) is float
 
 
 def test_a_branch_on_a_value_is_refused():
@@ -752,3 +772,155 @@ def test_keyword_arguments_are_guarded_by_name_and_value():
     assert scaled.replays == 3 and calls == [2.0, 2.0, 3.0]
     with pytest.raises(gk.CaptureError, match="keyword argument 'scale' is a ndarray"):
         scaled(x, scale=np.ones(1))
+
+
+# -- guards: what a replay checks besides its arguments -----------------------------
+
+def _snapshot(model, opt):
+    """Every parameter, .grad and optimizer buffer as NumPy copies."""
+    return ([p.numpy().copy() for p in model.parameters()],
+            [None if p.grad is None else p.grad.numpy().copy() for p in model.parameters()],
+            {key: np.array(value) for key, value in opt.state_dict().items()})
+
+
+def _assert_same(a, b):
+    (params_a, grads_a, opt_a), (params_b, grads_b, opt_b) = a, b
+    assert all(np.array_equal(x, y) for x, y in zip(params_a, params_b))
+    assert [g is None for g in grads_a] == [g is None for g in grads_b]
+    assert all(np.array_equal(x, y) for x, y in zip(grads_a, grads_b) if x is not None)
+    assert opt_a.keys() == opt_b.keys()
+    assert all(np.array_equal(opt_a[key], opt_b[key]) for key in opt_a)
+
+
+def test_a_refused_recording_rolls_back_what_it_did(rng):
+    model = gk.nn.MLP([5, 4, 3], seed=0)
+    opt = gk.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    first = next(iter(model.parameters()))
+    refuse = [False]
+
+    def step(x, labels):
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()  # new parameter arrays, velocity updated in place by the kernel
+        if refuse[0]:
+            first.data = first.data * 2  # refused once the call ends
+        return loss
+
+    captured = gk.capture(step)
+    x, y = _batches(rng, 1)[0]
+    captured(gk.tensor(x), gk.tensor(y))
+    opt.zero_grad()
+    before = _snapshot(model, opt)
+    refuse[0] = True
+    with pytest.raises(gk.CaptureError, match="assigning .data"):
+        captured(gk.tensor(x), gk.tensor(y))
+    _assert_same(_snapshot(model, opt), before)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_refused_recording_forgets_the_buffers_it_created(rng):
+    model = gk.nn.MLP([5, 4, 3], seed=0)
+    opt = gk.optim.Adam(model.parameters(), lr=0.1)
+    w = next(iter(model.parameters()))
+
+    def step(x, labels):
+        F.cross_entropy(model(x), labels).backward()
+        opt.step()
+        w.data = w.data + 0  # refused
+    x, y = _batches(rng, 1)[0]
+    with pytest.raises(gk.CaptureError):
+        gk.capture(step)(gk.tensor(x), gk.tensor(y))
+    assert opt.state_dict().keys() == {f"hyperparameters.{n}" for n in opt.hyperparameter_names}
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_change_between_the_two_recorded_calls_starts_over(rng):
+    batches = _batches(rng, 5)
+    eager_model, _, eager_step = _trainer(lambda ps: gk.optim.SGD(ps, lr=0.1))
+    model, _, step = _trainer(lambda ps: gk.optim.SGD(ps, lr=0.1))
+    captured = gk.capture(step)
+    for k, (x, y) in enumerate(batches):
+        if k == 1:  # after the first recording: the second one is not compared with it
+            for m in (model, eager_model):
+                m.layers[0].weight.requires_grad = False
+        assert captured(gk.tensor(x), gk.tensor(y)).item() == \
+            eager_step(gk.tensor(x), gk.tensor(y)).item()
+    assert captured.recordings == 3 and captured.replays == 2
+
+
+def test_a_rebound_variable_of_the_function_records_anew(rng):
+    batches = _batches(rng, 6)
+    model = gk.nn.MLP([5, 4, 3], seed=0)
+    eager_model = gk.nn.MLP([5, 4, 3], seed=0)
+    optimizers = {}
+
+    def make_step(get_model, get_opt):
+        def step(x, labels):
+            loss = F.cross_entropy(get_model()(x), labels)
+            loss.backward()
+            get_opt().step()
+            get_opt().zero_grad()
+            return loss
+        return step
+
+    opt = gk.optim.SGD(model.parameters(), lr=0.1)
+    optimizers["eager"] = gk.optim.SGD(eager_model.parameters(), lr=0.1)
+
+    def step(x, labels):  # reads the closure variable `opt`
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    eager_step = make_step(lambda: eager_model, lambda: optimizers["eager"])
+    captured = gk.capture(step)
+    for k, (x, y) in enumerate(batches):
+        if k == 3:  # the variable now names an Adam optimizer
+            opt = gk.optim.Adam(model.parameters(), lr=1e-2)  # noqa: F841  (read by step)
+            optimizers["eager"] = gk.optim.Adam(eager_model.parameters(), lr=1e-2)
+        assert captured(gk.tensor(x), gk.tensor(y)).item() == \
+            eager_step(gk.tensor(x), gk.tensor(y)).item()
+    for p, q in zip(model.parameters(), eager_model.parameters()):
+        assert np.array_equal(p.numpy(), q.numpy())
+    assert captured.recordings == 4
+
+
+def test_a_module_setting_changed_after_capture_records_anew():
+    layer = gk.nn.Linear(3, 3, seed=0)
+    dropout = gk.nn.Dropout(0.5, seed=1)
+    dropout.eval()
+    captured = gk.capture(lambda x: dropout(layer(x)))
+    x = gk.ones((2, 3))
+    for _ in range(3):
+        captured(x)
+    assert captured.replays == 1
+    dropout.p = 0.0  # the identity in training mode too
+    dropout.train()
+    assert np.array_equal(captured(x).numpy(), layer(x).numpy())
+    assert captured.recordings == 3
+
+
+def test_a_step_that_keeps_recording_anew_warns_once_naming_why():
+    model = gk.nn.MLP([3, 2], seed=0)
+    captured = gk.capture(lambda x: model(x).sum())
+    x = gk.ones((2, 3))
+    with pytest.warns(RuntimeWarning, match=r"keeps recording anew .*MLP module") as heard:
+        for k in range(16):
+            model.train(k % 2 == 0)  # toggled between every two calls
+            captured(x)
+            captured(x)
+    assert len([w for w in heard if "keeps recording anew" in str(w.message)]) == 1
+
+
+def test_the_default_dtype_is_part_of_what_a_recording_is_valid_for():
+    captured = gk.capture(lambda x: x * 0.1)
+    x = gk.tensor([1.0], dtype="float64")
+    for _ in range(3):
+        captured(x)
+    gk.set_default_dtype("float64")
+    try:
+        assert captured(x).dtype == (x * 0.1).dtype
+        assert captured.recordings == 3
+    finally:
+        gk.set_default_dtype("float32")

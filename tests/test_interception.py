@@ -1,6 +1,8 @@
 """The core's one interception point (gradkit.interception): every writer of a
 tensor's array or .grad goes through Tensor.write, which reports to the installed
 interceptor; replays (report=False) are not heard."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -14,22 +16,29 @@ class Listener:
     def __init__(self):
         self.events = []
 
-    def will_overwrite(self, tensor):
-        self.events.append(("will_overwrite", tensor))
+    def will_write(self, tensor, how):
+        self.events.append(("will_write", tensor, how))
 
     def wrote_data(self, tensor, source, how):
         assert isinstance(source, gk.Tensor)
         self.events.append(("wrote_data", tensor, how))
 
-    def wrote_grad(self, tensor, grad):
-        self.events.append(("wrote_grad", tensor))
+    def wrote_grad(self, tensor, grad, accumulated):
+        self.events.append(("wrote_grad", tensor, accumulated))
 
-    def __getattr__(self, name):  # kernel, note_created, aliased, check_accumulation
+    def stepping_optimizer(self, optimizer):
+        return contextlib.nullcontext()
+
+    def __getattr__(self, name):  # kernel, note_created, aliased, called_module, ...
         return lambda *args, **kwargs: None
 
     def writes(self, tensor):
-        return [e[0] if e[0] != "wrote_data" else f"wrote_data:{e[2]}"
-                for e in self.events if e[1] is tensor]
+        """The writes heard for ``tensor`` (each announced by will_write first)."""
+        heard = [e for e in self.events if e[1] is tensor]
+        announced = [e for e in heard if e[0] == "will_write"]
+        done = [e for e in heard if e[0] != "will_write"]
+        assert len(announced) <= len(done) and (announced or not done)
+        return [e[0] if e[0] != "wrote_data" else f"wrote_data:{e[2]}" for e in done]
 
 
 @pytest.fixture
@@ -46,7 +55,8 @@ def test_in_place_operator_is_reported(listener):
     x = gk.zeros(3)
     version = x._version
     x += 1.0
-    assert listener.writes(x) == ["will_overwrite", "wrote_data:overwrite"]
+    assert listener.writes(x) == ["wrote_data:overwrite"]
+    assert [e[2] for e in listener.events if e[0] == "will_write"] == ["overwrite"]
     assert x._version == version + 1 and x.tolist() == [1.0, 1.0, 1.0]
 
 
@@ -160,3 +170,10 @@ def test_functional_transforms_fire_no_gradient_ready():
     finally:
         remove()
     assert seen == []
+
+
+def test_backward_reports_its_gradients_as_accumulated(listener):
+    w = gk.tensor([1.0, 2.0], requires_grad=True)
+    (w * 3.0).sum().backward()
+    w.grad = None
+    assert [e[2] for e in listener.events if e[0] == "wrote_grad" and e[1] is w] == [True, False]

@@ -2,15 +2,19 @@
 which records a function's first two calls per signature and replays a plan after."""
 from __future__ import annotations
 
+import collections
 import functools
 import sys
+import types
 import warnings
 from typing import Any, Callable, NamedTuple
 
-from gradkit.capture.compare import compare
-from gradkit.capture.plan import Plan
+from gradkit import interception
+from gradkit.capture.compare import changed_state, compare
+from gradkit.capture.plan import Plan, changed_flag
 from gradkit.capture.recorder import (CaptureError, Recorder, begin_recording, end_recording,
                                       output_template, recording)
+from gradkit.dtypes import get_default_dtype
 from gradkit.tensor import Tensor
 
 
@@ -28,6 +32,63 @@ class FirstRecording(NamedTuple):
     """A signature's first recorded call, waiting for a second one to compare with."""
     recorder: Recorder
     template: Any  # what the call returned, each Tensor as its OutputSlot
+    state_version: int  # gradkit.interception.state_version after it
+
+    def invalid_reason(self) -> str | None:
+        """Why a second call cannot be compared with this one (the Python state it
+        depended on changed in between), or None."""
+        if self.state_version == interception.state_version:
+            return None
+        return changed_state(self.recorder.object_guards.values()) or changed_flag(
+            [(e.tensor, e.requires_grad) for e in self.recorder.externals if e.arg is None])
+
+
+class FunctionVariables:
+    """The global and closure variables a captured function's own code names (modules
+    aside), as the objects they held when its recordings were made: rebinding one
+    (``opt = SGD(...)`` again) makes the function record anew.
+
+    >>> scale = 2.0
+    >>> watched = FunctionVariables(lambda x: x * scale)
+    >>> watched.changed() is None
+    True
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        code = getattr(function, "__code__", None)
+        namespace = getattr(function, "__globals__", {})
+        self.globals = namespace
+        self.global_names = tuple(
+            name for name in (code.co_names if code is not None else ())
+            if name in namespace and not isinstance(namespace[name], types.ModuleType))
+        self.cells = tuple(zip(code.co_freevars, function.__closure__)) if (
+            code is not None and function.__closure__) else ()
+        self.values = self.current()
+
+    def current(self) -> tuple:
+        namespace = self.globals
+        return tuple([namespace.get(name, _UNBOUND) for name in self.global_names] +
+                     [_cell_value(cell) for _, cell in self.cells])
+
+    def changed(self) -> str | None:
+        """Which variable holds another object now, or None (and the new values kept)."""
+        now = self.current()
+        for index, (old, new) in enumerate(zip(self.values, now)):
+            if old is not new:
+                self.values = now
+                names = self.global_names + tuple(name for name, _ in self.cells)
+                return f"its variable {names[index]!r} was rebound"
+        return None
+
+
+_UNBOUND = object()
+
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # not assigned yet
+        return _UNBOUND
 
 
 class CapturedFunction:
@@ -45,6 +106,11 @@ class CapturedFunction:
         self.recordings = 0
         self._warned = False
         self.definitions = _registry().definitions_changed
+        self.variables = FunctionVariables(function)
+        # (call number, why) of the latest recordings made because state changed
+        self.rerecorded: collections.deque = collections.deque(maxlen=REWARN_RECORDINGS)
+        self._warned_rerecording = False
+        self.calls = 0
         functools.update_wrapper(self, function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -53,19 +119,41 @@ class CapturedFunction:
         of what a recording is valid for), and so are the keywords' names."""
         if recording.get() is not None:  # inside another capture: be part of its recording
             return _detached(self.function(*args, **kwargs))
+        self.calls += 1
         if self.definitions != _registry().definitions_changed:  # an op was redefined since
             self.reset()
             self.definitions = _registry().definitions_changed
+        rebound = self.variables.changed()
+        if rebound is not None:
+            self.reset()
+            self._note_rerecording(rebound)
         names = tuple(sorted(kwargs))
         flat = args + tuple([kwargs[name] for name in names]) if kwargs else args
         key = _signature(flat, names)
         plan = self.plans.get(key)
         if plan is not None:
-            if plan.still_valid():
+            reason = plan.invalid_reason()
+            if reason is None:
                 self.replays += 1
                 return plan.run(flat)
-            del self.plans[key]  # a parameter's layout or a hyperparameter changed
+            del self.plans[key]
+            self._note_rerecording(reason)
         return self._record(key, flat, args, kwargs)
+
+    def _note_rerecording(self, reason: str) -> None:
+        """Remember why a recording is needed again; warn once if it keeps happening."""
+        self.rerecorded.append((self.calls, reason))
+        span = self.calls - self.rerecorded[0][0] + 1  # calls since the oldest one kept
+        if (len(self.rerecorded) == REWARN_RECORDINGS and not self._warned_rerecording and
+                span <= 3 * REWARN_RECORDINGS):
+            self._warned_rerecording = True
+            reasons = sorted({why for _, why in self.rerecorded})
+            warnings.warn(
+                f"gk.capture({getattr(self.function, '__qualname__', 'function')}) keeps "
+                f"recording anew ({REWARN_RECORDINGS} times in {span} calls): "
+                f"{'; '.join(reasons)}. A replay needs "
+                "that state unchanged between calls; change it less often, or do not "
+                "capture this function", RuntimeWarning, stacklevel=3)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         """``@gk.capture`` on a method: the instance is a (hashable) argument."""
@@ -82,12 +170,20 @@ class CapturedFunction:
             recorder.finish()
             recorder.check_untracked_writes()
             recorder.keep_constant_values()
+        except CaptureError:
+            recorder.roll_back()  # a refused call changes nothing
+            raise
         finally:
             end_recording(token)
         self.recordings += 1
         previous = self.pending.pop(key, None)
+        if previous is not None:
+            reason = previous.invalid_reason()
+            if reason is not None:  # state changed since: this call is a first recording
+                previous = None
+                self._note_rerecording(reason)
         if previous is None:
-            self.pending[key] = FirstRecording(recorder, template)
+            self.pending[key] = FirstRecording(recorder, template, interception.state_version)
             if len(self.pending) > MAX_PENDING:  # an argument that changes on every call
                 self.pending.pop(next(iter(self.pending)))
                 if not self._warned:
@@ -99,7 +195,11 @@ class CapturedFunction:
                         "a tensor, or do not capture this function", RuntimeWarning,
                         stacklevel=3)
         else:
-            compare(previous.recorder, recorder, (previous.template, template))
+            try:
+                compare(previous.recorder, recorder, (previous.template, template))
+            except CaptureError:
+                recorder.roll_back()
+                raise
             self.plans[key] = Plan(previous.recorder, recorder, template,
                                    getattr(self.function, "__qualname__", "function"))
             if len(self.plans) > MAX_PLANS:  # the least recently made goes
@@ -130,12 +230,14 @@ def _registry() -> Any:
 
 MAX_PENDING = 8  # first recordings kept while waiting for a second call like them
 MAX_PLANS = 32  # plans kept per captured function (one per signature)
+REWARN_RECORDINGS = 4  # this many recordings because state changed, close together: warn
 
 
 def _signature(args: tuple, keywords: tuple[str, ...] = ()) -> tuple:
     """What a recording is valid for: each tensor's layout, each other argument's value,
     and the names of the keyword arguments (the last ``len(keywords)`` of ``args``)."""
-    key: list[Any] = [_backends.get_backend(), _grad_enabled.get(), keywords]
+    key: list[Any] = [_backends.get_backend(), _grad_enabled.get(), get_default_dtype(),
+                      keywords]
     first_with_array: dict[int, int] = {}
     for index, value in enumerate(args):
         if type(value) is Tensor:

@@ -5,6 +5,7 @@ import functools
 from typing import Any
 
 from gradkit.capture.recorder import fill_params, param_slots
+from gradkit.tensor import Tensor
 
 
 def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
@@ -14,9 +15,11 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
     Slot ``i`` is the local ``s{i}``. Kernel call ``n`` of op ``name`` calls
     ``name_n``: the backend's kernel, or the op's reference forward with the
     backend's array module ``xp{n}`` as first argument (the comment says which);
-    its params are ``p{n}``. State tensors are ``t{i}``, frozen constants ``c{i}``.
+    its params are ``p{n}``, and ``o{n}`` the optimizer whose hyperparameters it reads
+    afresh (replay inputs). State tensors are ``t{i}``, frozen constants ``c{i}``. The
+    last lines install what the step wrote into tensors from outside it (``w{k}``).
     """
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"Tensor": Tensor}
     lines = ["def replay(args):"]
     for slot, index in plan.arguments:
         lines.append(f"    s{slot} = args[{index}].data")
@@ -43,12 +46,16 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
             what = f"{call.backend.name} kernel"
             if call.donated is not None:
                 what += f", result written into s{call.donated}'s memory"
+        fixed = {k: v for k, v in call.params.items() if k not in call.live}
         if call.tensor_params is not None:
             namespace[f"p{n}"] = functools.partial(fill_params, call)
             arguments.append(f"**p{n}({', '.join(f's{i}' for i in param_slots(call))})")
-        elif call.params:
-            namespace[f"p{n}"] = call.params
+        elif fixed:
+            namespace[f"p{n}"] = fixed
             arguments.append(f"**p{n}")
+        if call.live:
+            namespace[f"o{n}"] = call.live_owner
+            arguments += [f"{name}=o{n}.{name}" for name in call.live]
         statements = []
         if call.check is not None:
             namespace[f"v{n}"] = call.check
@@ -63,6 +70,56 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
             statements.append("del " + ", ".join(f"s{i}" for i in call.release))
         lines.append("    " + "; ".join(statements) + f"  # {what}")
         line_calls[len(lines)] = n
-    returned = "".join(f"s{i}, " for i in plan.final_slots)
+    lines += install_lines(plan, namespace)
+    returned = "".join(f"s{i}, " for i in plan.output_slots)
     lines.append(f"    return ({returned})")
     return "\n".join(lines) + "\n", namespace, line_calls
+
+
+def install_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
+    """One ``Tensor.write`` per tensor from outside the step that it wrote: the array it
+    left there, installed as the eager step did, and/or the .grad it left."""
+    writes: dict[int, list] = {}  # id of the target (tensor or argument index) -> [data, grad]
+    for index, kind in ((0, plan.data_writes), (1, plan.grad_writes)):
+        for write in kind:
+            writes.setdefault(id(write.target), [write.target, None, None])[index + 1] = write
+    lines = []
+    for k, (target, data, grad) in enumerate(writes.values()):
+        if type(target) is int:
+            name, tensor = f"args[{target}]", plan.argument_tensors[target]
+        else:
+            name, tensor = f"w{k}", target
+            namespace[name] = target
+        backend = plan.target_backends[id(tensor)]
+        namespace[f"b{k}"] = backend
+        parts = []
+        if data is not None:
+            parts.append(_installed_array(data, name, backend, k, plan, namespace))
+        if grad is not None:
+            gradient = "None"
+            if grad.slot is not None:
+                array = f"s{grad.slot}"
+                if grad.slot in plan.grad_copies:
+                    namespace[f"copy{k}"] = backend.copy
+                    array = f"copy{k}({array})"
+                gradient = f"Tensor({array}, b{k})"
+            parts.append(f"grad={gradient}")
+        if data is not None:
+            parts.append(f"versions={data.count}")
+        lines.append(f"    {name}.write({', '.join(parts)}, report=False)"
+                     f"  # install into {'argument ' + str(target) if type(target) is int else 'a tensor from outside'}")
+    return lines
+
+
+def _installed_array(write: Any, name: str, backend: Any, k: int, plan: Any,
+                     namespace: dict[str, Any]) -> str:
+    """The expression for the array ``write`` installs, as the eager step installed it."""
+    array = f"s{write.slot}"
+    if write.mode == "overwrite":  # into the tensor's own memory when it is writable
+        namespace[f"overwrite{k}"] = backend.overwrite
+        return f"overwrite{k}({name}.data, {array})"
+    if write.mode == "install" and plan.requires_grad[id(plan.argument_tensors.get(
+            write.target) if type(write.target) is int else write.target)]:
+        namespace[f"read_only{k}"] = backend.read_only  # a parameter's array is read-only
+        return f"read_only{k}({array}, in_place={write.slot in plan.owned})"
+    return array

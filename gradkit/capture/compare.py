@@ -33,6 +33,38 @@ def same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """Equality for guarded Python state (``guarded_state()`` tuples): the same objects,
+    or equal plain values (numbers, strings, None) of the same type; tuples item by item.
+
+    >>> w = object()
+    >>> same_state((("lr", 0.1), ("w", w)), (("lr", 0.1), ("w", w)))
+    True
+    >>> same_state((("training", True),), (("training", False),))
+    False
+    """
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, _PLAIN):
+        return a == b or (a != a and b != b)  # NaN equals NaN here
+    return False
+
+
+def changed_state(guards: Any) -> str | None:
+    """What changed among ``guards`` (ObjectGuards), or None when nothing did."""
+    for guard in guards:
+        if not same_state(guard.owner.guarded_state(), guard.state):
+            return f"the {guard.what} it used changed ({guard.owner!r:.80})"
+    return None
+
+
 def _same_array(a: Any, b: Any) -> bool:
     a, b = np.asarray(_host(a)), np.asarray(_host(b))
     return a.shape == b.shape and a.dtype == b.dtype and bool(
@@ -59,11 +91,12 @@ def compare(first: Recorder, second: Recorder, outputs: tuple[Any, Any]) -> None
                            f"accumulating across calls: call zero_grad in the step?); {hint}")
     for index, (a, b) in enumerate(zip(first.calls, second.calls)):
         where = _describe_call(b, index)
-        if a.op is not b.op or a.inputs != b.inputs or a.output != b.output:
+        if a.op is not b.op or a.inputs != b.inputs or a.output != b.output or \
+                a.live != b.live or a.live_owner is not b.live_owner:
             raise CaptureError(f"capture: {where} differs between the first two calls "
                                f"(first call: {a.op.name}); {hint}")
         for name in b.params:
-            if not same_value(a.params[name], b.params[name]):
+            if name not in b.live and not same_value(a.params[name], b.params[name]):
                 raise CaptureError(
                     f"capture: {where}: param {name!r} was {a.params[name]!r} on the first "
                     f"call and {b.params[name]!r} on the second; {hint}")

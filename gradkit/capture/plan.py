@@ -7,11 +7,12 @@ import itertools
 import linecache
 from typing import Any, NamedTuple
 
+from gradkit import interception
 from gradkit.capture.codegen import generate
-from gradkit.capture.compare import same_value
+from gradkit.capture.compare import changed_state
 from gradkit.capture.recorder import (CaptureError, DataWrite, GradWrite, OutputSlot,
                                       Recorder, param_slots)
-from gradkit.errors import GradkitError
+from gradkit.errors import GradkitError, describe
 from gradkit.tensor import Tensor
 
 
@@ -63,7 +64,13 @@ class Plan:
         self.state_layouts = [StateLayout(b.tensor, b.array.shape, b.array.dtype,
                                           getattr(b.array, "strides", None))
                               for a, b in pairs if a.tensor is b.tensor]
-        self.guards = list(second.guards.values())
+        # What the recording depends on besides arrays (checked when the Python state
+        # moved, see invalid_reason): the modules and optimizers it used, and whether
+        # each tensor it read from outside requires a gradient.
+        self.object_guards = list(second.object_guards.values())
+        self.flag_guards = [(b.tensor, b.requires_grad) for a, b in pairs
+                            if a.tensor is b.tensor]
+        self.state_version = interception.state_version
         # (copies: the recording's arrays go back to the caller, who may modify them)
         self.constants = [Constant(b.slot, b.tensor.array_backend.read_only(
                               b.tensor.array_backend.copy(b.value), in_place=True))
@@ -76,6 +83,14 @@ class Plan:
                             for w in second.data_writes.values() if id(w.target) in targets]
         self.grad_writes = [GradWrite(targets[id(w.target)], w.slot)
                             for w in second.grad_writes.values() if id(w.target) in targets]
+        # tensors whose .grad the step's backward summed into: the recording found none
+        # there, and eager would add to one found there (a replay refuses that)
+        self.accumulating = [w.target for w in self.grad_writes if type(w.target) is not int
+                             and second.first_grad_write.get(id(w.target))]
+        self.requires_grad = {id(e.tensor): e.requires_grad for e in second.externals}
+        self.target_backends = {id(e.tensor): e.tensor.array_backend
+                                for e in second.externals}
+        self.argument_tensors = {e.arg: e.tensor for e in second.externals if e.arg is not None}
         constant_slots = {c.slot for c in self.constants}
         self.grad_copies = {w.slot for w in self.grad_writes if w.slot in constant_slots}
         # the slots a replay hands back: what it installs and returns
@@ -84,6 +99,7 @@ class Plan:
                         [w.slot for w in self.grad_writes if w.slot is not None] +
                         list({o.slot for o in returned}))
         self.final_slots = sorted(set(destinations))
+        self.output_slots = sorted({o.slot for o in returned})
         # a kernel's result going to one place only: a replay may flag it read-only
         # itself instead of making a read-only view of it
         read_in = {a.slot for a in self.arguments} | {s.slot for s in self.state}
@@ -117,19 +133,38 @@ class Plan:
         for index, call in enumerate(self.calls):
             call.release = tuple(sorted(per_call.get(index, ())))
 
-    def still_valid(self) -> bool:
-        """Whether the state tensors kept the layouts and the guarded Python values
-        (an optimizer's hyperparameters) the values they had when recorded."""
+    def invalid_reason(self) -> str | None:
+        """Why this plan no longer fits (a new recording is needed), or None.
+
+        Checked on every replay: the layouts of the state tensors' arrays. Checked
+        when gradkit.interception.state_version moved (the Python state changed): the
+        guarded state of each module and optimizer the step used, and whether each
+        state tensor requires a gradient.
+        """
         for tensor, shape, dtype, strides in self.state_layouts:
             data = tensor.data
             if getattr(data, "strides", None) != strides or data.shape != shape or \
                     (data.dtype is not dtype and data.dtype != dtype):
-                return False
-        for owner, name, value in self.guards:
-            current = getattr(owner, name)
-            if current is not value and not same_value(current, value):
-                return False
-        return True
+                return f"the array of {describe(tensor)} has another layout"
+        if self.state_version != interception.state_version:
+            reason = changed_state(self.object_guards)
+            if reason is None:
+                reason = changed_flag(self.flag_guards)
+            if reason is not None:
+                return reason
+            self.state_version = interception.state_version
+        return None
+
+    def refuse_stale_gradients(self) -> None:
+        """A .grad the recorded backward would have added to (gradient accumulation
+        across calls) cannot be replayed: eager adds, a replay would overwrite."""
+        for tensor in self.accumulating:
+            if tensor.grad is not None:
+                raise CaptureError(
+                    f"capture: {describe(tensor)} has a .grad from before this call, and the "
+                    "step's backward adds to it (the recorded calls found none there); a "
+                    "replay would replace it instead. Call zero_grad before backward in the "
+                    "step, or set .grad = None before calling it")
 
     def _plan_donations(self, memory_of: dict[int, int | None],
                         last_use: dict[int, int]) -> None:
@@ -157,12 +192,14 @@ class Plan:
                 call.kernel, call.donated = kernel, slot
 
     def run(self, args: tuple) -> Any:
+        """Replay on ``args``; installs what the step wrote into tensors from outside it
+        (its last lines, after every kernel succeeded: a failure changes nothing)."""
+        self.refuse_stale_gradients()
         try:
             values = self._replay(args)
         except Exception as exc:
             raise self._replay_error(exc) from exc
-        final = dict(zip(self.final_slots, values))
-        self._install(final, args)  # only once every kernel succeeded: a failure changes nothing
+        final = dict(zip(self.output_slots, values))
         for slot in self.output_copies:  # a frozen constant returned: the caller's own copy
             final[slot] = self.backend_of_slot[slot].copy(final[slot])
         for slot in self.output_read_only:  # also a parameter's new array, as eager returns
@@ -186,33 +223,15 @@ class Plan:
         error = op_error(call.op, operands, exc)
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
-    def _install(self, final: dict, args: tuple) -> None:
-        for write in self.data_writes:
-            target, slot, mode = write.target, write.slot, write.mode
-            tensor = args[target] if type(target) is int else target
-            backend = tensor.array_backend
-            if mode == "overwrite":
-                array = backend.overwrite(tensor.data, final[slot])
-            elif mode == "install":
-                array = (backend.read_only(final[slot], in_place=slot in self.owned)
-                         if tensor.requires_grad else final[slot])
-            else:  # "assign"
-                array = final[slot]
-            # the values as the recording computed them; a replay is not heard as a write
-            tensor.write(array, versions=write.count, report=False)
-        for write in self.grad_writes:
-            target, slot = write.target, write.slot
-            tensor = args[target] if type(target) is int else target
-            if slot is None:
-                tensor.write(grad=None, report=False)
-                continue
-            array = final[slot]
-            if slot in self.grad_copies:
-                array = tensor.array_backend.copy(array)
-            tensor.write(grad=Tensor(array, tensor.array_backend), report=False)
-
-
 _plan_numbers = itertools.count()
+
+
+def changed_flag(flags: list) -> str | None:
+    """Which tensor's requires_grad differs from the recorded one, if any."""
+    for tensor, requires_grad in flags:
+        if tensor.requires_grad != requires_grad:
+            return f"requires_grad of {describe(tensor)} was switched"
+    return None
 
 
 def _fill_outputs(template: Any, slots: list) -> Any:

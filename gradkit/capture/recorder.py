@@ -3,7 +3,7 @@ the engine reads, the :class:`Recorder` it reports every kernel launch and tenso
 to, and the records it keeps (:class:`KernelCall`, :class:`External`)."""
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
@@ -45,6 +45,8 @@ class KernelCall:
     check: Callable[..., None] | None = None  # a value check, rerun on each replay
     release: tuple[int, ...] = ()  # slots no later call reads
     donated: int | None = None  # the input slot whose memory the result takes
+    live: tuple[str, ...] = ()  # params a replay reads afresh from ``live_owner``
+    live_owner: Any = None  # (an optimizer: its hyperparameters are replay inputs)
 
 
 @dataclass(slots=True, eq=False)
@@ -55,6 +57,7 @@ class External:
     arg: int | None  # the function's argument index, when it is an argument
     array: Any  # the array object it held when first read
     value: Any  # its values then (a copy once written in place)
+    requires_grad: bool  # whether it required a gradient then
 
 
 @dataclass(slots=True, eq=False)
@@ -90,11 +93,23 @@ class Alias(NamedTuple):
     origin: Tensor
 
 
-class Guard(NamedTuple):
-    """A Python value the step read: ``getattr(owner, name)`` was ``value``."""
+class ObjectGuard(NamedTuple):
+    """An object the step used (a module it called, an optimizer it stepped) and its
+    ``guarded_state()`` then: a replay needs the same state (see same_state)."""
     owner: Any
-    name: str
-    value: Any
+    state: Any
+    what: str
+
+
+class SavedTensor(NamedTuple):
+    """A tensor as it was before the recorded call first touched it, to roll back to
+    when the recording is refused: its array (and a copy of the values, when
+    writable: a kernel may update it in place), .grad and version."""
+    tensor: Tensor
+    data: Any
+    values: Any
+    grad: Tensor | None
+    version: int
 
 
 class Recorder:
@@ -115,7 +130,11 @@ class Recorder:
         self.alias_of: dict[int, Alias] = {}  # id(detached) -> it and its origin
         self.created: set[int] = set()  # ids of the tensors made during this call
         self.external_roots: dict[int, Any] = {}  # memory owners of the outside arrays
-        self.guards: dict[tuple[int, str], Guard] = {}  # Python values read
+        self.object_guards: dict[int, ObjectGuard] = {}  # id(owner) -> its guard
+        self.saved: dict[int, SavedTensor] = {}  # id(tensor) -> it before the call
+        self.undo: list[Callable[[], None]] = []  # Python state to restore on refusal
+        self.first_grad_write: dict[int, bool] = {}  # id(tensor) -> backward's (accumulated)?
+        self.live_owner: Any = None  # the optimizer stepping now (see stepping_optimizer)
         self.argument_tensors: dict[int, Tensor] = {}  # slot -> the argument holding it
         self.argument_index: dict[int, int] = {}
         for index, value in enumerate(args):
@@ -130,10 +149,12 @@ class Recorder:
         return slot
 
     def _external(self, tensor: Tensor, arg: int | None) -> int:
+        self._save(tensor)
         root = _root(tensor.data)
         self.external_roots[id(root)] = root
         slot = self._new_slot(tensor.data)
-        self.externals.append(External(slot, tensor, arg, tensor.data, tensor.data))
+        self.externals.append(External(slot, tensor, arg, tensor.data, tensor.data,
+                                       tensor.requires_grad))
         return slot
 
     def slot(self, tensor: Tensor) -> int:
@@ -213,8 +234,42 @@ class Recorder:
             "operator changed (e.g. v = buf.reshape(...); buf += x; use v); a replay "
             "cannot repeat that. Take the view after the update, or write buf = buf + x")
 
-    def will_overwrite(self, tensor: Tensor) -> None:
-        """Called before an in-place operator writes into ``tensor``'s array."""
+    def _save(self, tensor: Tensor) -> None:
+        """Keep ``tensor``'s state before this call's first touch (see roll_back)."""
+        if id(tensor) not in self.saved:
+            backend, data = tensor.array_backend, tensor.data
+            values = backend.copy(data) if backend.is_writeable(data) else None
+            self.saved[id(tensor)] = SavedTensor(tensor, data, values, tensor.grad,
+                                                 tensor.version)
+
+    def will_launch(self, operands: tuple) -> None:
+        """Called by dispatch before a kernel runs: keep the state of the tensors from
+        before the call it reads (an optimizer's kernel updates buffers in place)."""
+        for tensor in operands:
+            if id(tensor) not in self.saved and id(tensor.data) not in self.slot_of:
+                self._save(tensor)
+
+    def roll_back(self) -> None:
+        """Undo what the recorded call did to tensors and state from before it: the
+        refused call leaves the model, its gradients and the optimizer as they were."""
+        for saved in self.saved.values():
+            tensor, data = saved.tensor, saved.data
+            if saved.values is not None:  # written in place by a kernel or operator?
+                data = tensor.array_backend.overwrite(data, saved.values)
+            tensor.write(data, grad=saved.grad, versions=saved.version - tensor.version,
+                         report=False)
+        for undo in reversed(self.undo):
+            undo()
+
+    def will_write(self, tensor: Tensor, how: str | None) -> None:
+        """Called before Tensor.write changes ``tensor``'s array (installed ``how``) or,
+        with ``how=None``, only its .grad."""
+        self._save(tensor)
+        if how == "overwrite":
+            self._will_overwrite(tensor)
+
+    def _will_overwrite(self, tensor: Tensor) -> None:
+        """Before an in-place operator writes into ``tensor``'s array."""
         array = tensor.data
         if not tensor.array_backend.is_writeable(array):
             return  # Backend.overwrite will install a new array: no memory is shared
@@ -232,10 +287,29 @@ class Recorder:
         # later reads of this memory through any other array are stale (see slot())
         self.overwritten[id(root)] = Overwrite(len(self.arrays), id(array))
 
-    def guard(self, owner: Any, name: str) -> None:
-        """A Python value the step reads (an optimizer's learning rate): a replay runs
-        only while ``getattr(owner, name)`` still equals what this recording saw."""
-        self.guards[(id(owner), name)] = Guard(owner, name, getattr(owner, name))
+    def called_module(self, module: Any) -> None:
+        """A module's forward runs: a replay needs its attributes as they are now
+        (parameters, children, training mode...; ``module.guarded_state()``)."""
+        if id(module) not in self.object_guards:
+            self.object_guards[id(module)] = ObjectGuard(
+                module, module.guarded_state(), f"{type(module).__name__} module")
+
+    @contextlib.contextmanager
+    def stepping_optimizer(self, optimizer: Any) -> Any:
+        """An optimizer's step runs inside this: a replay needs the optimizer's
+        ``guarded_state()`` (parameters, buffers, which hyperparameters give it buffers);
+        the kernels it launches read its hyperparameters (``hyperparameter_names``) as
+        replay inputs, so a schedule changes them without a new recording."""
+        if id(optimizer) not in self.object_guards:
+            self.object_guards[id(optimizer)] = ObjectGuard(
+                optimizer, optimizer.guarded_state(), f"{type(optimizer).__name__} optimizer")
+            entries = [dict(state) for state in optimizer.state]
+            self.undo.append(functools.partial(_restore_entries, optimizer.state, entries))
+        outer, self.live_owner = self.live_owner, optimizer
+        try:
+            yield
+        finally:
+            self.live_owner = outer
 
     def kernel(self, op: Any, kernel: Callable[..., Any], args: tuple, params: dict,
                out: Any, converted: bool, backend: Any) -> None:
@@ -256,6 +330,9 @@ class Recorder:
         owner = self._memory_owner(out) if reused is None else self.memory_of.get(reused)
         call = KernelCall(op, kernel, inputs, params, self._new_slot(out),
                           backend.asarray if converted else None, tensor_params or None, backend)
+        if self.live_owner is not None and not tensor_params:
+            call.live = _live_params(self.live_owner, params)
+            call.live_owner = self.live_owner if call.live else None
         self.memory_of[call.output] = call.output if owner is _OWN else owner
         if getattr(op, "check_values", False):
             call.check = functools.partial(_run_check, op, backend)
@@ -288,10 +365,12 @@ class Recorder:
             count = 0 if entry is None else entry.count
             self.data_writes[id(target)] = DataWrite(target, slot, mode, count + 1)
 
-    def wrote_grad(self, tensor: Tensor, grad: Tensor | None) -> None:
+    def wrote_grad(self, tensor: Tensor, grad: Tensor | None, accumulated: bool) -> None:
         # the gradient tensor itself: its array may still change (w.grad *= scale), so its
         # slot is looked up when the call ends (finish)
         self.grad_writes[id(tensor)] = GradWrite(tensor, grad=grad)
+        # backward's sum into the .grad found there first: a replay needs no .grad there
+        self.first_grad_write.setdefault(id(tensor), accumulated)
 
     def finish(self) -> None:
         """The end of the recorded call: each .grad left behind, as the slot it holds now."""
@@ -310,13 +389,26 @@ class Recorder:
         """A tensor whose array was replaced by plain assignment cannot be replayed."""
         for ext in self.externals:
             tensor = ext.tensor
-            if tensor.data is not ext.array and id(tensor) not in self.data_writes and \
-                    self.slot_of.get(id(tensor.data)) is None:
+            if tensor.data is not ext.array and self.slot_of.get(id(tensor.data)) is None:
                 raise CaptureError(
                     f"capture: the function replaced the array of a tensor it read "
                     f"({describe(tensor)}) by assigning .data (or another path gradkit does "
                     "not see); a replay would not repeat that. Update it with an in-place "
                     "operator, x[...] = value, or an optimizer")
+
+
+def _restore_entries(states: list[dict], entries: list[dict]) -> None:
+    for state, kept in zip(states, entries):
+        state.clear()
+        state.update(kept)
+
+
+def _live_params(owner: Any, params: dict) -> tuple[str, ...]:
+    """The params of a kernel the optimizer ``owner`` launches that are its
+    hyperparameters (the very values it holds), in params order."""
+    names = owner.hyperparameter_names
+    return tuple(name for name in params
+                 if name in names and params[name] is getattr(owner, name))
 
 
 def _root(array: Any) -> Any:

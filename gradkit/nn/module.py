@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from gradkit import backends as _backends
-from gradkit import ops
+from gradkit import interception, ops
 from gradkit.dtypes import as_dtype, get_default_dtype
 from gradkit.errors import ArgumentError, GradkitError
 from gradkit.ops.fused import ACTIVATIONS as FUSED_ACTIVATIONS
@@ -84,6 +84,7 @@ class Module:
                                 "registered (its parameters would be missed); wrap it in "
                                 "gk.nn.Sequential(*modules)")
             object.__setattr__(self, name, value)
+        interception.note_state_change()  # a captured step may have used the old value
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: parameters and children live in dicts.
@@ -100,6 +101,7 @@ class Module:
             del self._modules[name]
         else:
             object.__delattr__(self, name)
+        interception.note_state_change()
 
     def register_parameter(self, name: str, value: Tensor) -> None:
         """Register ``value`` (a leaf Tensor that requires a gradient) as parameter ``name``."""
@@ -108,6 +110,7 @@ class Module:
                             "leaf Tensor with requires_grad=True")
         self.__dict__.pop(name, None)
         self._parameters[name] = value
+        interception.note_state_change()
 
     # -- walking ------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -144,6 +147,7 @@ class Module:
         """Set training mode (Dropout active) on this module and every descendant."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
+        interception.note_state_change()
         return self
 
     def eval(self) -> "Module":
@@ -154,7 +158,24 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} defines no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        interceptor = interception.current_interceptor.get()
+        if interceptor is not None:  # gk.capture: a replay needs this module as it is now
+            interceptor.called_module(self)
         return self.forward(*args, **kwargs)
+
+    def guarded_state(self) -> tuple:
+        """What a step that calls this module depends on besides its parameters'
+        values: its attributes (parameters and children as objects, ``training``,
+        settings such as Dropout's ``p``). gk.capture compares it before replaying.
+
+        >>> import gradkit as gk
+        >>> layer = gk.nn.Dropout(0.5)
+        >>> before = layer.guarded_state()
+        >>> layer.eval() is layer and layer.guarded_state() != before
+        True
+        """
+        return (tuple(self.__dict__.items()), tuple(self._parameters.items()),
+                tuple(self._modules.items()))
 
     def zero_grad(self) -> None:
         """Forget every parameter's accumulated gradient."""
@@ -178,6 +199,7 @@ class Module:
                 if id(parameter) not in moved:
                     moved[id(parameter)] = tensor(parameter, backend=target, requires_grad=True)
                 module._parameters[name] = moved[id(parameter)]
+        interception.note_state_change()
         return self
 
     # -- state ----------------------------------------------------------------------------

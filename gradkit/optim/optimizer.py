@@ -15,14 +15,16 @@ fused kernel.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import weakref
 from numbers import Real
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from gradkit import interception
 from gradkit.autodiff import no_grad
-from gradkit.capture import recording
 from gradkit.creation import zeros, zeros_like
 from gradkit.errors import ArgumentError, GradkitError, describe
 from gradkit.tensor import Tensor, tensor
@@ -69,6 +71,12 @@ def _parameter_list(params: Iterable[Tensor], owner: str) -> list[Tensor]:
     return params
 
 
+# id(parameter) -> the optimizer made over it most recently (a captured step that steps
+# an older one records anew: "opt = SGD(model.parameters())" again replaces the optimizer).
+# An entry lives as long as its optimizer, which holds the parameter: ids stay unique.
+_newest_optimizer: "weakref.WeakValueDictionary[int, Optimizer]" = weakref.WeakValueDictionary()
+
+
 def install(param: Tensor, new: Tensor) -> None:
     """Make ``new``'s array the parameter's (same Tensor object); bump its version.
 
@@ -103,7 +111,24 @@ class Optimizer:
         self.params = _parameter_list(params, type(self).__name__)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         for name, value in self.check_hyperparameters(hyperparameters).items():
-            setattr(self, name, value)
+            object.__setattr__(self, name, value)
+        for param in self.params:
+            _newest_optimizer[id(param)] = self
+        interception.note_state_change()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Setting a hyperparameter (``opt.lr = 0.01``, a schedule) checks it like the
+        constructor does; a captured step reads the new value on its next replay."""
+        if name in self.hyperparameter_names:
+            buffers = self.buffer_names(self.hyperparameters())
+            value = self.check_hyperparameters({**self.hyperparameters(), name: value})[name]
+            object.__setattr__(self, name, value)
+            if self.buffer_names(self.hyperparameters()) != buffers:
+                interception.note_state_change()  # (momentum 0 <-> not: another recording)
+            return
+        object.__setattr__(self, name, value)
+        if name in ("params", "state"):
+            interception.note_state_change()
 
     # -- what subclasses define -----------------------------------------------------
     def check_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -122,11 +147,10 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient."""
         buffers = self.buffer_names(self.hyperparameters())
-        recorder = recording.get()
-        if recorder is not None:  # gk.capture: a replay runs while these stay the same
-            for name in self.hyperparameter_names:
-                recorder.guard(self, name)
-        with no_grad():
+        interceptor = interception.current_interceptor.get()
+        steps = (contextlib.nullcontext() if interceptor is None  # gk.capture: see guarded_state
+                 else interceptor.stepping_optimizer(self))
+        with steps, no_grad():
             for param, state in zip(self.params, self.state):
                 if param.grad is None:
                     continue
@@ -147,6 +171,25 @@ class Optimizer:
     def hyperparameters(self) -> dict[str, Any]:
         """The current hyperparameters by name."""
         return {name: getattr(self, name) for name in self.hyperparameter_names}
+
+    def guarded_state(self) -> tuple:
+        """What a step that calls ``step()`` depends on besides array values: the
+        parameters and buffers (as objects), the buffers the hyperparameters call for,
+        and whether this is still the newest optimizer of each parameter. gk.capture
+        compares it before replaying; the hyperparameters' values themselves are
+        replay inputs.
+
+        >>> import gradkit as gk
+        >>> w = gk.tensor([1.0], requires_grad=True)
+        >>> opt = gk.optim.SGD([w], lr=0.1)
+        >>> before = opt.guarded_state()
+        >>> opt.momentum = 0.9          # SGD now keeps a velocity buffer
+        >>> opt.guarded_state() == before
+        False
+        """
+        return (tuple(self.params), tuple(tuple(state.items()) for state in self.state),
+                self.buffer_names(self.hyperparameters()),
+                tuple(_newest_optimizer.get(id(param)) is self for param in self.params))
 
     # -- saving -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -180,7 +223,7 @@ class Optimizer:
         if problems:
             raise OptimizerStateError(f"{owner}: " + "; ".join(problems))
         for name, value in hyper.items():
-            setattr(self, name, value)
+            object.__setattr__(self, name, value)
         for old, new in zip(self.state, new_state):
             for name, value in new.items():  # keep the tensor objects that exist (a captured
                 kept = old.get(name)          # step reads them), holding the loaded arrays
@@ -188,7 +231,7 @@ class Optimizer:
                         kept.dtype == value.dtype:
                     kept.write(value.data, source=value)
                     new[name] = kept
-        self.state = new_state
+        self.state = new_state  # (ticks interception.state_version: see __setattr__)
 
     def _split_saved_state(self, state: Mapping[str, Any]
                            ) -> tuple[dict[str, Any], dict[int, dict[str, Any]], list[str]]:
