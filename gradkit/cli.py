@@ -165,6 +165,8 @@ def hidden_sizes(text: str) -> list[int]:
 
 
 BACKEND_HELP = "numpy, numba, cuda... (default: GRADKIT_BACKEND, else numpy)"
+EAGER_HELP = ("run the training step op by op instead of through gk.capture (by default it "
+              "is recorded on its first calls, then replayed; the results are the same)")
 
 
 def add_demo_parser(commands: Any) -> None:
@@ -173,6 +175,7 @@ def add_demo_parser(commands: Any) -> None:
     demo.add_argument("--out", default=".", help="directory for demo.png (default: here)")
     demo.add_argument("--backend", help=BACKEND_HELP)
     demo.add_argument("--steps", type=positive(int), help=argparse.SUPPRESS)  # the net's steps
+    demo.add_argument("--eager", action="store_true", help=EAGER_HELP)
 
 
 def add_train_parser(commands: Any) -> None:
@@ -198,6 +201,7 @@ def add_train_parser(commands: Any) -> None:
                             "epochs) up to --epochs in all")
     train.add_argument("--keep-going", action="store_true",
                        help="go on when the loss becomes NaN or infinite (default: stop, exit 1)")
+    train.add_argument("--eager", action="store_true", help=EAGER_HELP)
 
 
 def build_parser() -> CommandParser:
@@ -266,7 +270,8 @@ def demo(args: argparse.Namespace) -> int:
     """Run the case study and print what the lecture prints (~49% and ~98%)."""
     from gradkit.training import DemoSettings, run_demo
     check_backend(args.backend)
-    settings = DemoSettings() if args.steps is None else DemoSettings(net_steps=args.steps)
+    settings = DemoSettings(net_steps=args.steps or DemoSettings.net_steps,
+                            captured=not args.eager)
     result = run_demo(seed=args.seed, out=args.out, backend=args.backend, settings=settings)
     print(f"spiral: 300 points, 3 classes (seed {args.seed}); backend {result['backend']}")
     print(f"softmax linear classifier ({settings.linear_steps} steps): training accuracy "
@@ -290,7 +295,7 @@ def train(args: argparse.Namespace) -> int:
                              optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                              backend=args.backend, out=args.out, keep_going=args.keep_going,
-                             resume=args.resume)
+                             resume=args.resume, captured=not args.eager)
     try:
         metrics = run_train(settings)
     except TrainingInterrupted as stop:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -169,13 +169,18 @@ def new_figure(width: float, height: float) -> Any:
 # -- gradkit demo: the cs231n case study ------------------------------------------------------
 @dataclass
 class DemoSettings:
-    """The cs231n neural-network case study: full-batch gradient descent on the spiral."""
+    """The cs231n neural-network case study: full-batch gradient descent on the spiral.
+
+    ``captured``: run each gradient-descent step through ``gk.capture`` (the default;
+    ``gradkit demo --eager`` turns it off), see :func:`fit_full_batch`.
+    """
 
     linear_steps: int = 200
     net_steps: int = 10000
     hidden: int = 100
     lr: float = 1.0
     reg: float = 1e-3
+    captured: bool = True
 
 
 def cs231n_init(model: Any, seed: int) -> None:
@@ -194,11 +199,14 @@ def cs231n_init(model: Any, seed: int) -> None:
 
 
 def fit_full_batch(model: Any, X: gk.Tensor, y: gk.Tensor, lr: float, reg: float,
-                   steps: int) -> float:
+                   steps: int, captured: bool = True) -> float:
     """``steps`` of gradient descent on softmax loss + ``reg/2 * sum(W**2)``; the last data loss.
 
     The L2 term is SGD's weight decay on the weight matrices only (biases are not
-    regularised), which is exactly its gradient ``reg * W``.
+    regularised), which is exactly its gradient ``reg * W``. ``captured``: run the
+    step (zero_grad, forward, loss, backward, both optimizer steps) through
+    ``gk.capture``, recorded on its first two steps and replayed after them, with
+    the same results as ``captured=False`` (every op dispatched eagerly).
 
     >>> X, y = gk.data.spiral()
     >>> model = gk.nn.MLP([2, 3], seed=0)
@@ -209,14 +217,20 @@ def fit_full_batch(model: Any, X: gk.Tensor, y: gk.Tensor, lr: float, reg: float
     params = list(model.parameters())
     optimizers = [gk.optim.SGD([p for p in params if p.ndim > 1], lr=lr, weight_decay=reg),
                   gk.optim.SGD([p for p in params if p.ndim <= 1], lr=lr)]
-    loss = None
-    for _ in range(steps):
-        loss = F.cross_entropy(model(X), y)
+
+    def descent_step(X: gk.Tensor, y: gk.Tensor) -> gk.Tensor:
         for optimizer in optimizers:
             optimizer.zero_grad()
+        loss = F.cross_entropy(model(X), y)
         loss.backward()
         for optimizer in optimizers:
             optimizer.step()
+        return loss
+
+    step = gk.capture(descent_step) if captured else descent_step
+    loss = None
+    for _ in range(steps):
+        loss = step(X, y)
     return float("nan") if loss is None else loss.item()
 
 
@@ -259,7 +273,8 @@ def run_demo(seed: int = 0, out: str | os.PathLike = ".", backend: str | None = 
         losses = {}
         for name, steps in (("linear", settings.linear_steps), ("net", settings.net_steps)):
             cs231n_init(models[name], seed)
-            losses[name] = fit_full_batch(models[name], Xt, yt, settings.lr, settings.reg, steps)
+            losses[name] = fit_full_batch(models[name], Xt, yt, settings.lr, settings.reg, steps,
+                                          captured=settings.captured)
         result = {"backend": chosen.name, "seconds": time.perf_counter() - start,
                   "losses": losses, "settings": asdict(settings), "png": str(out / "demo.png"),
                   **{f"{name}_accuracy": accuracy(model, Xt, y) for name, model in models.items()}}
@@ -299,6 +314,7 @@ class TrainSettings:
     out: str = "."
     keep_going: bool = False  # go on when the loss or the weights become NaN or infinite
     resume: str | None = None  # a directory an earlier run wrote: continue from its last epoch
+    captured: bool = True  # the training step through gk.capture (False: --eager)
 
 
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-2}
@@ -399,8 +415,60 @@ def make_optimizer(settings: TrainSettings, params: Iterable[gk.Tensor]) -> Any:
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose sgd or adam")
 
 
-def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple[float, float]:
+# What trains on one batch: (X_batch, y_batch) -> [loss * rows, correct rows], or None
+TrainingStep = Callable[[gk.Tensor, gk.Tensor], "gk.Tensor | None"]
+
+
+def training_step(model: Any, optimizer: Any, captured: bool = True) -> TrainingStep:
+    """What trains on one batch: zero_grad, forward, cross-entropy, backward, optimizer step.
+
+    Called with ``(X_batch, y_batch)``, it returns the batch's ``[loss * rows, correct
+    rows]`` as a float64 tensor where the batch lives (no value comes back to the host),
+    or None for a data-parallel rank without rows (see :func:`train_epoch`).
+    ``captured``: the step runs through ``gk.capture`` (``gk.distributed.capture`` for a
+    ``DataParallel`` model), so after two recorded calls per batch shape it replays the
+    recorded kernels, with the results of ``captured=False``. Build it once per training
+    run: the plans recorded in the first epoch then replay in the later ones. A rank
+    without rows is captured too, as one more batch shape: captured ranks reduce their
+    gradients with recorded collectives, which an eager rank would not meet.
+
+    >>> X, y = gk.data.spiral()
+    >>> model = gk.nn.MLP([2, 16, 3], seed=0)
+    >>> step = training_step(model, gk.optim.SGD(model.parameters(), lr=0.1))
+    >>> sums = [step(gk.tensor(X[:50]), gk.tensor(y[:50])) for _ in range(3)]
+    >>> sums[-1].shape, sums[-1].dtype.name, step.replays
+    ((2,), 'float64', 1)
+    """
+    def train_on_batch(X_batch: gk.Tensor, y_batch: gk.Tensor) -> gk.Tensor | None:
+        optimizer.zero_grad()
+        rows = len(y_batch)
+        if rows == 0 and hasattr(model, "step_without_rows"):
+            model.step_without_rows()
+            optimizer.step()
+            return None
+        logits = model(X_batch)
+        loss = F.cross_entropy(logits, y_batch)
+        loss.backward()
+        optimizer.step()
+        return _batch_sums(loss, logits, y_batch, rows)
+
+    if not captured:
+        return train_on_batch
+    if isinstance(model, gk.distributed.DataParallel):  # every rank records and replays in step
+        return gk.distributed.capture(train_on_batch)
+    return gk.capture(train_on_batch)
+
+
+def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader,
+                step: TrainingStep | None = None) -> tuple[float, float]:
     """One pass over ``loader``; the mean loss and the accuracy on its batches.
+
+    ``step``: what trains on one batch, from :func:`training_step`, captured by default:
+    build it once and pass it to every epoch of a run, so that the plans ``gk.capture``
+    recorded in the first epoch replay in the later ones. Without one the epoch runs
+    eagerly, op by op (a step captured here would be recorded anew every epoch). The
+    loss and accuracy stay on the batches' backend until the epoch ends: one read back
+    to the host per epoch.
 
     Data-parallel (``model`` a ``gk.distributed.DataParallel``, ``loader`` sharded):
     a rank with an empty part of a last partial batch takes part in the gradient
@@ -410,26 +478,20 @@ def train_epoch(model: Any, optimizer: Any, loader: gk.data.DataLoader) -> tuple
     >>> X, y = gk.data.spiral()
     >>> model = gk.nn.MLP([2, 16, 3], seed=0)
     >>> optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
-    >>> loss, acc = train_epoch(model, optimizer, gk.data.DataLoader(X, y, batch_size=50))
-    >>> 0 < loss < 2 and 0 <= acc <= 1
-    True
+    >>> step = training_step(model, optimizer)
+    >>> loader = gk.data.DataLoader(X, y, batch_size=50)
+    >>> losses = [train_epoch(model, optimizer, loader, step)[0] for _ in range(2)]
+    >>> 0 < losses[1] < losses[0] < 2, step.replays
+    (True, 10)
     """
+    step = training_step(model, optimizer, captured=False) if step is None else step
     model.train()
     sums, seen = None, 0  # (loss * rows, correct rows), summed where the data lives
     for X_batch, y_batch in loader:
-        count = len(y_batch)
-        optimizer.zero_grad()
-        if count == 0 and hasattr(model, "step_without_rows"):
-            model.step_without_rows()
-            optimizer.step()
-            continue
-        logits = model(X_batch)
-        loss = F.cross_entropy(logits, y_batch)
-        loss.backward()
-        optimizer.step()
-        batch = _batch_sums(loss, logits, y_batch, count)
-        sums = batch if sums is None else sums + batch
-        seen += count
+        batch = step(X_batch, y_batch)
+        if batch is not None:
+            sums = batch if sums is None else sums + batch
+            seen += len(y_batch)
     # one read back to the host per epoch (a sync on a GPU), not one per batch
     total_loss, correct = sums.numpy().tolist() if sums is not None else (0.0, 0.0)
     if getattr(loader, "world_size", 1) > 1:  # [distributed] sums over the ranks
@@ -463,6 +525,9 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 class TrainRun:
     """One ``gradkit train``: the data, the model, and what is written to ``out``.
+
+    One training step (:func:`training_step`, captured unless ``settings.captured`` is
+    False) serves every epoch, so the plans recorded in the first epoch replay after it.
 
     After each epoch the weights and then metrics.json are written atomically,
     together (Ctrl-C is held back while they are written), so both always describe
@@ -524,6 +589,7 @@ class TrainRun:
                                          shard=sharded)
         if s.resume is not None:
             self._resume(Path(s.resume))
+        self.step = training_step(self.model, self.optimizer, captured=s.captured)  # one per run
 
     def _resume(self, directory: Path) -> None:
         """Continue the run saved in ``directory``: its weights, optimizer state, history
@@ -561,7 +627,7 @@ class TrainRun:
                   total=self.settings.epochs) as bar, np.errstate(over="ignore", invalid="ignore"):
             for epoch in bar:
                 started = time.perf_counter()
-                loss, acc = train_epoch(self.model, self.optimizer, self.loader)
+                loss, acc = train_epoch(self.model, self.optimizer, self.loader, self.step)
                 if not self.settings.keep_going:
                     self._check_finite(epoch, loss)
                 self.history.append({"epoch": epoch, "loss": loss, "accuracy": acc,

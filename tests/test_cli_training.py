@@ -119,15 +119,141 @@ def test_train_saves_npz_weights_without_safetensors(backend, tmp_path, monkeypa
                                                       for p in ("weight", "bias")}
 
 
+# -- the training step: captured by default, op by op with --eager --------------------------
+def record_training_steps(monkeypatch) -> list:
+    """Collect every step training.training_step builds (still the real ones)."""
+    real, steps = training.training_step, []
+
+    def training_step(*args, **kwargs):
+        steps.append(real(*args, **kwargs))
+        return steps[-1]
+    monkeypatch.setattr(training, "training_step", training_step)
+    return steps
+
+
+def comparable(metrics: dict) -> dict:
+    """metrics.json less what differs between equal runs: seconds, --out, --resume and
+    --eager."""
+    args = {**metrics["args"], "out": None, "resume": None, "captured": None}
+    return {**metrics, "timings": None, "args": args,
+            "epochs": [{**entry, "seconds": None} for entry in metrics["epochs"]]}
+
+
+def assert_same_files(first: Path, second: Path) -> None:
+    """The two runs wrote equal metrics (but timings), weights and optimizer state."""
+    metrics = read_metrics(first)
+    assert comparable(metrics) == comparable(read_metrics(second))
+    for name in (metrics["weights"], metrics["optimizer_state"]):
+        saved, other = gk.load(first / name), gk.load(second / name)
+        assert saved.keys() == other.keys()
+        for key in saved:
+            np.testing.assert_array_equal(saved[key], other[key], err_msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("options", [("--optimizer", "adam"),
+                                     ("--optimizer", "sgd", "--momentum", "0.9"),
+                                     ("--optimizer", "sgd", "--lr", "1e30", "--keep-going")])
+def test_train_captured_and_eager_write_equal_weights_and_metrics(backend, tmp_path,
+                                                                  monkeypatch, options):
+    """300 rows in batches of 64: four full batches and one of 44 rows, each shape
+    recorded twice in the first two epochs and replayed after; the same kernels on the
+    same arrays, so the same bits as op by op (NaN included, with --keep-going)."""
+    steps = record_training_steps(monkeypatch)
+    common = ("--epochs", "4", "--batch-size", "64", *options)
+    assert train(tmp_path / "captured", backend.name, *common) == 0
+    assert train(tmp_path / "eager", backend.name, *common, "--eager") == 0
+    captured, eager = steps
+    assert (captured.recordings, captured.replays) == (2 + 2, 4 * 5 - 4)
+    assert not hasattr(eager, "replays")
+    assert read_metrics(tmp_path / "captured")["args"]["captured"] is True
+    assert read_metrics(tmp_path / "eager")["args"]["captured"] is False
+    assert_same_files(tmp_path / "captured", tmp_path / "eager")
+
+
+def test_a_resumed_run_equals_one_that_went_straight_through(backend, tmp_path):
+    """Resumed captured or --eager: the step of the new run records afresh, then replays."""
+    assert train(tmp_path / "straight", backend.name, "--epochs", "4") == 0
+    for way in ("captured", "eager"):
+        eager = ("--eager",) if way == "eager" else ()
+        assert train(tmp_path / way, backend.name, "--epochs", "2", *eager) == 0
+        assert train(tmp_path / way, backend.name, "--epochs", "4", "--resume",
+                     str(tmp_path / way), *eager) == 0
+        assert_same_files(tmp_path / "straight", tmp_path / way)
+
+
+def train_epochs(captured: bool, epochs: int = 3) -> tuple[list, dict, object]:
+    """Each epoch's (loss, accuracy), the weights, and the step, from train_epoch with
+    one step built for all the epochs."""
+    X, y = gk.data.spiral()
+    model = gk.nn.MLP([2, 16, 3], seed=0)
+    optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
+    step = training.training_step(model, optimizer, captured=captured)
+    loader = gk.data.DataLoader(X, y, batch_size=64, seed=0)
+    history = [training.train_epoch(model, optimizer, loader, step) for _ in range(epochs)]
+    return history, model.state_dict(), step
+
+
+def test_one_captured_step_serves_every_epoch_with_the_results_of_an_eager_one(backend):
+    history, weights, step = train_epochs(captured=True)
+    eager_history, eager_weights, _ = train_epochs(captured=False)
+    assert history == eager_history
+    for key in weights:
+        np.testing.assert_array_equal(weights[key], eager_weights[key], err_msg=key)
+    assert (step.recordings, step.replays) == (2 + 2, 3 * 5 - 4)  # two batch shapes
+
+
+def test_train_epoch_without_a_step_trains_op_by_op(backend):
+    X, y = gk.data.spiral()
+    model = gk.nn.MLP([2, 16, 3], seed=0)
+    optimizer = gk.optim.Adam(model.parameters(), lr=1e-2)
+    loader = gk.data.DataLoader(X, y, batch_size=64, seed=0)
+    history = [training.train_epoch(model, optimizer, loader) for _ in range(3)]
+    assert history == train_epochs(captured=False)[0]
+
+
+def test_fit_full_batch_captured_equals_eager(backend):
+    X, y = gk.data.spiral()
+    results = []
+    for captured in (True, False):
+        model = gk.nn.MLP([2, 20, 3], activation="relu", seed=0)
+        training.cs231n_init(model, seed=0)
+        loss = training.fit_full_batch(model, gk.tensor(X), gk.tensor(y), lr=1.0, reg=1e-3,
+                                       steps=30, captured=captured)
+        results.append((loss, model.state_dict()))
+    (loss, weights), (eager_loss, eager_weights) = results
+    assert loss == eager_loss
+    for key in weights:
+        np.testing.assert_array_equal(weights[key], eager_weights[key], err_msg=key)
+
+
+def test_demo_captured_and_eager_reach_equal_accuracies_and_losses(backend, tmp_path):
+    results = [training.run_demo(out=tmp_path / way, settings=training.DemoSettings(
+                   linear_steps=20, net_steps=40, hidden=20, captured=way == "captured"))
+               for way in ("captured", "eager")]
+    captured, eager = [{key: result[key] for key in ("linear_accuracy", "net_accuracy", "losses")}
+                       for result in results]
+    assert captured == eager
+    assert [result["settings"]["captured"] for result in results] == [True, False]
+
+
+def test_demo_eager_prints_what_the_captured_demo_prints(backend, tmp_path, capsys):
+    printed = []
+    for way in ("captured", "eager"):
+        eager = ["--eager"] if way == "eager" else []
+        assert cli.main(["demo", "--steps", "30", "--out", str(tmp_path / way), *eager]) == 0
+        printed.append(capsys.readouterr().out.splitlines()[:3])  # not the seconds and path
+    assert printed[0] == printed[1]
+
+
 # -- Ctrl-C ---------------------------------------------------------------------------------
 def interrupt_in_epoch(monkeypatch, epoch: int) -> None:
     """Make Ctrl-C arrive at the end of ``epoch``'s last step, before its weights are saved."""
     real = training.train_epoch
     calls = []
 
-    def train_epoch(model, optimizer, loader):
+    def train_epoch(*args):
         calls.append(1)
-        result = real(model, optimizer, loader)
+        result = real(*args)
         if len(calls) == epoch:
             raise KeyboardInterrupt
         return result

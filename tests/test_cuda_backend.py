@@ -205,3 +205,20 @@ def test_gradkit_train_reads_loss_and_accuracy_back_once_per_epoch(emulated):
     before = HostReads.count
     loss, accuracy = train_epoch(model, optimizer, loader)
     assert HostReads.count - before == 4 + 1 and 0 < loss and 0 <= accuracy <= 1
+
+
+def test_a_captured_training_step_reads_back_as_the_eager_one(emulated):
+    """Replayed, each batch's one read is still its label range check (the check reruns)."""
+    from emulated_cupy import HostReads
+    from gradkit.training import train_epoch, training_step
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    model = gk.nn.MLP([4, 8, 3], seed=0)
+    optimizer = gk.optim.SGD(model.parameters(), lr=0.1)
+    loader = gk.data.DataLoader(X, y, batch_size=10, seed=0)
+    step = training_step(model, optimizer)
+    train_epoch(model, optimizer, loader, step)  # two batches recorded, two replayed
+    before = HostReads.count
+    loss, accuracy = train_epoch(model, optimizer, loader, step)
+    assert step.replays == 2 + 4
+    assert HostReads.count - before == 4 + 1 and 0 < loss and 0 <= accuracy <= 1

@@ -71,3 +71,29 @@ def test_a_rank_that_refuses_stops_every_rank_together(when):
         step(xb, yb)
     dist.barrier()     # every rank got here: nobody waits in a collective
     model.close()
+
+
+@pytest.mark.parametrize("captured", [True, False])
+def test_training_epochs_match_one_process(captured):
+    """gradkit train's loop (train_epoch, one training_step for every epoch) on a last
+    global batch of one row, where the other ranks have none: the losses, accuracies and
+    weights of one process on the combined batches, captured or op by op."""
+    from gradkit.training import train_epoch, training_step
+    size, batch, epochs = dist.world_size(), 3, 3
+    X, y = problem("float64", rows=2 * batch * size + 1)
+    model = DataParallel(gk.nn.MLP([5, 7, 3], seed=dist.rank(), dtype="float64"), bucket_mb=1e-6)
+    opt = make_optimizer("adam", list(model.parameters()))
+    step = training_step(model, opt, captured=captured)
+    loader = gk.data.DataLoader(X, y, batch_size=batch, seed=1, shard=True)
+    history = [train_epoch(model, opt, loader, step) for _ in range(epochs)]
+    single = gk.nn.MLP([5, 7, 3], seed=0, dtype="float64")
+    single_opt = make_optimizer("adam", list(single.parameters()))
+    single_loader = gk.data.DataLoader(X, y, batch_size=batch * size, seed=1)
+    reference = [train_epoch(single, single_opt, single_loader) for _ in range(epochs)]
+    assert history == [pytest.approx(entry, rel=1e-12) for entry in reference]
+    for (name, got), want in zip(model.module.named_parameters(), single.parameters()):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=rtol("float64"),
+                                   atol=atol("float64", want), err_msg=name)
+    if captured:  # every batch shape (the empty one too) recorded twice, then replayed
+        assert step.replays == epochs * 3 - 2 * 2
+    model.close()
