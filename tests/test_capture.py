@@ -924,3 +924,13 @@ def test_the_default_dtype_is_part_of_what_a_recording_is_valid_for():
         assert captured.recordings == 3
     finally:
         gk.set_default_dtype("float32")
+
+
+def test_a_number_the_function_reads_from_its_variables_is_guarded():
+    scale = 2.0
+    captured = gk.capture(lambda x: x * scale)
+    x = gk.tensor([1.0])
+    for value in (2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0):
+        scale = float(str(value))  # a new float object each time; equal ones replay
+        assert captured(x).tolist() == [value]
+    assert captured.recordings == 4 and captured.replays == 3

@@ -31,22 +31,47 @@ pre-existing tensors (in-place operators, ``x[i] = v``, optimizer updates) and t
 an array for the last time and nothing else can see that memory, the backend may
 write the kernel's result into it (the source says so), as hand-written NumPy does.
 
+What a replay checks (its guards), and what it does when one fails:
+
+- Recorded anew (a new recording absorbs the change): an argument with a new shape,
+  strides, dtype, backend or ``requires_grad`` (or a new non-tensor argument, or
+  keyword names); the default backend, dtype or grad mode; an op redefined with
+  ``register_op(..., replace=True)``; a state tensor (parameter, buffer) whose array got
+  another layout; any attribute of a module the step called (a parameter or child
+  rebound, ``model.train()``/``eval()``, Dropout's ``p``); an optimizer the step stepped
+  given other parameters or buffers (``load_state_dict``), a hyperparameter that calls
+  for other buffers (SGD's momentum to or from 0), or a newer optimizer made over its
+  parameters; ``requires_grad`` of a tensor the step read switched; a global or closure
+  variable the function's own code names rebound to another object. A change between
+  the two recorded calls makes the second one a first recording.
+- Read afresh on every replay (no new recording): the values of the arguments and of
+  every tensor the step found in place (parameters, optimizer buffers), and an
+  optimizer's hyperparameters (``opt.lr = ...`` from a schedule; they are checked when
+  set).
+- Refused with :class:`CaptureError`, changing nothing: a ``.grad`` from before the call
+  that the step's backward would add to (gradient accumulation across calls: call
+  ``zero_grad`` in the step, before backward); and, when recording, a step whose two
+  recorded calls differ (see below). A refused recording rolls back what it did to
+  tensors from before the call (arrays, buffers updated in place, ``.grad``) and to the
+  optimizer's buffers.
+
+Most guards are checked only when ``gradkit.interception.state_version`` moved (each
+of those changes ticks it), so an unchanged step pays one integer comparison for them;
+a step that keeps recording anew warns once, naming what changed.
+
 What a replay freezes: everything computed outside gradkit ops (Python numbers,
-branches taken, host NumPy results, random draws on the host, a module's
-train/eval mode). The two recorded calls must agree on it (same kernels, params,
-constants and updated tensors), so a step whose Python side changes between calls
-(dropout masks drawn on the host, a branch on a loss value, alternating buffers)
-raises :class:`CaptureError` naming the first difference instead of replaying stale
-values. An optimizer's hyperparameters are guarded: set ``opt.lr`` (a schedule) and
-the next call records anew; so does a parameter whose memory layout changed. It also refuses what it could not
-repeat: a read through a view of memory an in-place operator changed, an in-place
-update of a view of memory from outside the call, backward adding to a ``.grad``
-from before the step, a tensor that shares its array with an argument without being
-it, results whose shape depends on values (boolean-mask indexing, argwhere,
+branches taken, host NumPy results, random draws on the host, values read from Python
+objects other than the ones above). The two recorded calls must agree on it (same
+kernels, params, constants and updated tensors), so a step whose Python side changes
+between calls (dropout masks drawn on the host, a branch on a loss value, alternating
+buffers) raises :class:`CaptureError` naming the first difference instead of replaying
+stale values. It also refuses what it could not repeat: a read through a view of memory
+an in-place operator changed, an in-place update of a view of memory from outside the
+call, an array replaced by assigning ``.data``, backward adding to a ``.grad`` from
+before the step, a tensor that shares its array with an argument without being it,
+results whose shape depends on values (boolean-mask indexing, argwhere,
 unique_values), and the gradient of a user op whose VJP computes a value from its
-inputs' raw arrays (``ctx.constant``; no built-in op's VJP does). Arguments with a new shape, strides,
-dtype or backend (or new non-tensor arguments) are recorded afresh, like a retrace;
-so is everything after an op is redefined with ``register_op(..., replace=True)``.
+inputs' raw arrays (``ctx.constant``; no built-in op's VJP does).
 
 A replay installs nothing unless every kernel succeeded; buffers that update
 kernels change in place (SGD momentum, Adam's m and v) have advanced if a later

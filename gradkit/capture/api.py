@@ -10,7 +10,7 @@ import warnings
 from typing import Any, Callable, NamedTuple
 
 from gradkit import interception
-from gradkit.capture.compare import changed_state, compare
+from gradkit.capture.compare import changed_state, compare, same_state
 from gradkit.capture.plan import Plan, changed_flag
 from gradkit.capture.recorder import (CaptureError, Recorder, begin_recording, end_recording,
                                       output_template, recording)
@@ -65,20 +65,32 @@ class FunctionVariables:
             code is not None and function.__closure__) else ()
         self.values = self.current()
 
-    def current(self) -> tuple:
+    def current(self) -> list:
+        """What each watched variable holds now (globals first, then closure cells)."""
         namespace = self.globals
-        return tuple([namespace.get(name, _UNBOUND) for name in self.global_names] +
-                     [_cell_value(cell) for _, cell in self.cells])
+        return ([namespace.get(name, _UNBOUND) for name in self.global_names] +
+                [_cell_value(cell) for _, cell in self.cells])
 
     def changed(self) -> str | None:
-        """Which variable holds another object now, or None (and the new values kept)."""
-        now = self.current()
-        for index, (old, new) in enumerate(zip(self.values, now)):
-            if old is not new:
-                self.values = now
-                names = self.global_names + tuple(name for name, _ in self.cells)
-                return f"its variable {names[index]!r} was rebound"
+        """Which variable holds another object now (an equal number or string aside),
+        or None; the new values are kept."""
+        namespace, values, index = self.globals, self.values, 0
+        for name in self.global_names:
+            value = namespace.get(name, _UNBOUND)
+            if value is not values[index] and not same_state(value, values[index]):
+                return self._rebound(index)
+            index += 1
+        for _, cell in self.cells:
+            value = _cell_value(cell)
+            if value is not values[index] and not same_state(value, values[index]):
+                return self._rebound(index)
+            index += 1
         return None
+
+    def _rebound(self, index: int) -> str:
+        self.values = self.current()
+        names = self.global_names + tuple(name for name, _ in self.cells)
+        return f"its variable {names[index]!r} was rebound"
 
 
 _UNBOUND = object()
