@@ -16,7 +16,7 @@ them through its global names, so replacing one is visible to the step.
 
 :class:`CaptureStateMachine` (a hypothesis state machine, run per backend) draws the
 action sequences; the ``test_*_after_capture`` functions below it are one
-deterministic example per action a replay used to ignore.
+deterministic example per action a replay must notice.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from hypothesis.stateful import (RULE_MARKER, RuleBasedStateMachine, initialize,
 import gradkit as gk
 from gradkit.nn import functional as F
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # gk.capture: re-recording
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # re-recording, overflow
 
 FEATURES, CLASSES = 3, 3
 OTHER_BACKEND = {"numpy": "numba", "numba": "numpy"}

@@ -131,6 +131,7 @@ class Recorder:
         self.created: set[int] = set()  # ids of the tensors made during this call
         self.external_roots: dict[int, Any] = {}  # memory owners of the outside arrays
         self.object_guards: dict[int, ObjectGuard] = {}  # id(owner) -> its guard
+        self.covered_modules: set[int] = set()  # ids of the modules those guards cover
         self.saved: dict[int, SavedTensor] = {}  # id(tensor) -> it before the call
         self.undo: list[Callable[[], None]] = []  # Python state to restore on refusal
         self.first_grad_write: dict[int, bool] = {}  # id(tensor) -> backward's (accumulated)?
@@ -288,11 +289,14 @@ class Recorder:
         self.overwritten[id(root)] = Overwrite(len(self.arrays), id(array))
 
     def called_module(self, module: Any) -> None:
-        """A module's forward runs: a replay needs its attributes as they are now
-        (parameters, children, training mode...; ``module.guarded_state()``)."""
-        if id(module) not in self.object_guards:
+        """A module's forward runs: a replay needs its attributes and its descendants'
+        as they are now (parameters, children, training mode...; ``guarded_state()``,
+        whose entries start with the module they describe)."""
+        if id(module) not in self.covered_modules:
+            state = module.guarded_state()
             self.object_guards[id(module)] = ObjectGuard(
-                module, module.guarded_state(), f"{type(module).__name__} module")
+                module, state, f"{type(module).__name__} module")
+            self.covered_modules.update(id(entry[0]) for entry in state)
 
     @contextlib.contextmanager
     def stepping_optimizer(self, optimizer: Any) -> Any:

@@ -165,8 +165,11 @@ class Module:
 
     def guarded_state(self) -> tuple:
         """What a step that calls this module depends on besides its parameters'
-        values: its attributes (parameters and children as objects, ``training``,
-        settings such as Dropout's ``p``). gk.capture compares it before replaying.
+        values: the attributes of this module and of every descendant (parameters and
+        children as objects, ``training``, settings such as Dropout's ``p``), one
+        ``(module, attributes, parameters, children)`` entry each, this one first: a
+        forward may read a child's parameters without calling it. gk.capture compares
+        it before replaying.
 
         >>> import gradkit as gk
         >>> layer = gk.nn.Dropout(0.5)
@@ -174,8 +177,9 @@ class Module:
         >>> layer.eval() is layer and layer.guarded_state() != before
         True
         """
-        return (tuple(self.__dict__.items()), tuple(self._parameters.items()),
-                tuple(self._modules.items()))
+        return tuple((module, tuple(module.__dict__.items()),
+                      tuple(module._parameters.items()), tuple(module._modules.items()))
+                     for module in self.modules())
 
     def zero_grad(self) -> None:
         """Forget every parameter's accumulated gradient."""
