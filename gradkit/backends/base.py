@@ -132,7 +132,10 @@ class Backend:
         if not self.is_writeable(array):
             return array
         view = array if in_place else array.view()
-        view.flags.writeable = False
+        if type(view) is np.ndarray:
+            view.setflags(write=False)  # (twice as fast as setting flags.writeable)
+        else:
+            view.flags.writeable = False
         return view
 
     def overwrite(self, array: Any, values: Any) -> Any:

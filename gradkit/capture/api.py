@@ -11,7 +11,7 @@ from typing import Any, Callable, NamedTuple
 
 from gradkit import interception
 from gradkit.capture.compare import changed_state, compare, same_state
-from gradkit.capture.plan import Plan, changed_flag
+from gradkit.capture.plan import STALE, Plan, changed_flag
 from gradkit.capture.recorder import (CaptureError, Recorder, begin_recording, end_recording,
                                       output_template, recording)
 from gradkit.dtypes import get_default_dtype
@@ -146,8 +146,11 @@ class CapturedFunction:
         if plan is not None:
             reason = plan.invalid_reason()
             if reason is None:
-                self.replays += 1
-                return plan.run(flat)
+                result = plan.run(flat)
+                if result is not STALE:
+                    self.replays += 1
+                    return result
+                reason = plan.layout_change()
             del self.plans[key]
             self._note_rerecording(reason)
         return self._record(key, flat, args, kwargs)

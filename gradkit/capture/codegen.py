@@ -4,7 +4,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from gradkit.capture.recorder import fill_params, param_slots
+from gradkit.capture.recorder import CaptureError, fill_params, param_slots
+from gradkit.errors import describe
 from gradkit.tensor import Tensor
 
 
@@ -26,6 +27,7 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
     for slot, tensor in plan.state:
         namespace[f"t{slot}"] = tensor
         lines.append(f"    s{slot} = t{slot}.data")
+    lines += guard_lines(plan, namespace)
     for slot, array in plan.constants:
         namespace[f"c{slot}"] = array
         lines.append(f"    s{slot} = c{slot}")
@@ -76,6 +78,27 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
     return "\n".join(lines) + "\n", namespace, line_calls
 
 
+def guard_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
+    """Before any kernel: ``return None`` (the plan is stale) when a state tensor's array
+    has another layout than recorded, and a CaptureError for a .grad the step's backward
+    would add to (``refuse_stale_gradient``)."""
+    slots = {id(tensor): slot for slot, tensor in plan.state}
+    lines = []
+    for tensor, shape, dtype, strides in plan.state_layouts:
+        s, slot = f"s{slots[id(tensor)]}", slots[id(tensor)]
+        namespace[f"d{slot}"] = dtype
+        layout = (f"getattr({s}, 'strides', None) != {strides!r}" if strides is None
+                  else f"{s}.strides != {strides!r}")
+        lines.append(f"    if {s}.shape != {shape!r} or {layout} or ({s}.dtype is not d{slot} "
+                     f"and {s}.dtype != d{slot}): return None  # another layout")
+    if plan.accumulating:
+        namespace["refuse_stale_gradient"] = refuse_stale_gradient
+    for k, tensor in enumerate(plan.accumulating):
+        namespace[f"g{k}"] = tensor
+        lines.append(f"    if g{k}.grad is not None: refuse_stale_gradient(g{k})")
+    return lines
+
+
 def install_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
     """One ``Tensor.write`` per tensor from outside the step that it wrote: the array it
     left there, installed as the eager step did, and/or the .grad it left."""
@@ -106,8 +129,7 @@ def install_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
             parts.append(f"grad={gradient}")
         if data is not None:
             parts.append(f"versions={data.count}")
-        lines.append(f"    {name}.write({', '.join(parts)}, report=False)"
-                     f"  # install into {'argument ' + str(target) if type(target) is int else 'a tensor from outside'}")
+        lines.append(f"    {name}.write({', '.join(parts)}, report=False)  # install")
     return lines
 
 
@@ -123,3 +145,13 @@ def _installed_array(write: Any, name: str, backend: Any, k: int, plan: Any,
         namespace[f"read_only{k}"] = backend.read_only  # a parameter's array is read-only
         return f"read_only{k}({array}, in_place={write.slot in plan.owned})"
     return array
+
+
+def refuse_stale_gradient(tensor: Tensor) -> None:
+    """A .grad the recorded backward would have added to (gradient accumulation across
+    calls) cannot be replayed: eager adds, a replay would overwrite."""
+    raise CaptureError(
+        f"capture: {describe(tensor)} has a .grad from before this call, and the step's "
+        "backward adds to it (the recorded calls found none there); a replay would replace "
+        "it instead. Call zero_grad before backward in the step, or set .grad = None before "
+        "calling it")

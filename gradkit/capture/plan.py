@@ -134,18 +134,12 @@ class Plan:
             call.release = tuple(sorted(per_call.get(index, ())))
 
     def invalid_reason(self) -> str | None:
-        """Why this plan no longer fits (a new recording is needed), or None.
-
-        Checked on every replay: the layouts of the state tensors' arrays. Checked
-        when gradkit.interception.state_version moved (the Python state changed): the
-        guarded state of each module and optimizer the step used, and whether each
-        state tensor requires a gradient.
+        """Why this plan no longer fits the Python state (a new recording is needed), or
+        None. Checked when gradkit.interception.state_version moved: the guarded state
+        of each module and optimizer the step used, and whether each state tensor
+        requires a gradient. (The replay itself checks the layouts of the state
+        tensors' arrays and refuses stale gradients: see codegen.guard_lines.)
         """
-        for tensor, shape, dtype, strides in self.state_layouts:
-            data = tensor.data
-            if getattr(data, "strides", None) != strides or data.shape != shape or \
-                    (data.dtype is not dtype and data.dtype != dtype):
-                return f"the array of {describe(tensor)} has another layout"
         if self.state_version != interception.state_version:
             reason = changed_state(self.object_guards)
             if reason is None:
@@ -155,16 +149,15 @@ class Plan:
             self.state_version = interception.state_version
         return None
 
-    def refuse_stale_gradients(self) -> None:
-        """A .grad the recorded backward would have added to (gradient accumulation
-        across calls) cannot be replayed: eager adds, a replay would overwrite."""
-        for tensor in self.accumulating:
-            if tensor.grad is not None:
-                raise CaptureError(
-                    f"capture: {describe(tensor)} has a .grad from before this call, and the "
-                    "step's backward adds to it (the recorded calls found none there); a "
-                    "replay would replace it instead. Call zero_grad before backward in the "
-                    "step, or set .grad = None before calling it")
+    def layout_change(self) -> str:
+        """Which state tensor's array has another layout than recorded (the replay
+        returned STALE)."""
+        for tensor, shape, dtype, strides in self.state_layouts:
+            data = tensor.data
+            if getattr(data, "strides", None) != strides or data.shape != shape or \
+                    data.dtype != dtype:
+                return f"the array of {describe(tensor)} has another layout"
+        return "a state tensor's array has another layout"
 
     def _plan_donations(self, memory_of: dict[int, int | None],
                         last_use: dict[int, int]) -> None:
@@ -193,12 +186,14 @@ class Plan:
 
     def run(self, args: tuple) -> Any:
         """Replay on ``args``; installs what the step wrote into tensors from outside it
-        (its last lines, after every kernel succeeded: a failure changes nothing)."""
-        self.refuse_stale_gradients()
+        (its last lines, after every kernel succeeded: a failure changes nothing).
+        Returns STALE, having done nothing, when a state tensor's array changed layout."""
         try:
             values = self._replay(args)
         except Exception as exc:
             raise self._replay_error(exc) from exc
+        if values is None:
+            return STALE
         final = dict(zip(self.output_slots, values))
         for slot in self.output_copies:  # a frozen constant returned: the caller's own copy
             final[slot] = self.backend_of_slot[slot].copy(final[slot])
@@ -224,6 +219,7 @@ class Plan:
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
 _plan_numbers = itertools.count()
+STALE = object()  # Plan.run: this plan does not fit the arrays any more
 
 
 def changed_flag(flags: list) -> str | None:
