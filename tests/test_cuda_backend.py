@@ -192,23 +192,10 @@ def test_unusable_cuda_says_why_and_how_to_fix(runtime, reason):
     assert re.search(reason, CudaBackend(cupy=_cupy_with(**runtime)).unavailable_reason())
 
 
-def test_gradkit_train_reads_loss_and_accuracy_back_once_per_epoch(emulated):
-    """Each batch's one read is its label range check; the epoch's sums come back once."""
-    from emulated_cupy import HostReads
-    from gradkit.training import train_epoch
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
-    model = gk.nn.MLP([4, 8, 3], seed=0)
-    optimizer = gk.optim.SGD(model.parameters(), lr=0.1)
-    loader = gk.data.DataLoader(X, y, batch_size=10, seed=0)
-    train_epoch(model, optimizer, loader)  # first-call work
-    before = HostReads.count
-    loss, accuracy = train_epoch(model, optimizer, loader)
-    assert HostReads.count - before == 4 + 1 and 0 < loss and 0 <= accuracy <= 1
-
-
-def test_a_captured_training_step_reads_back_as_the_eager_one(emulated):
-    """Replayed, each batch's one read is still its label range check (the check reruns)."""
+@pytest.mark.parametrize("captured", [False, True])
+def test_gradkit_train_reads_loss_and_accuracy_back_once_per_epoch(emulated, captured):
+    """Each batch's one read is its label range check (rerun by a replay too); the
+    epoch's sums come back once."""
     from emulated_cupy import HostReads
     from gradkit.training import train_epoch, training_step
     rng = np.random.default_rng(0)
@@ -216,9 +203,9 @@ def test_a_captured_training_step_reads_back_as_the_eager_one(emulated):
     model = gk.nn.MLP([4, 8, 3], seed=0)
     optimizer = gk.optim.SGD(model.parameters(), lr=0.1)
     loader = gk.data.DataLoader(X, y, batch_size=10, seed=0)
-    step = training_step(model, optimizer)
-    train_epoch(model, optimizer, loader, step)  # two batches recorded, two replayed
+    step = training_step(model, optimizer, captured=captured)
+    train_epoch(model, optimizer, loader, step)  # first-call work; captured: 2 recorded
     before = HostReads.count
     loss, accuracy = train_epoch(model, optimizer, loader, step)
-    assert step.replays == 2 + 4
+    assert not captured or step.replays == 2 + 4
     assert HostReads.count - before == 4 + 1 and 0 < loss and 0 <= accuracy <= 1
