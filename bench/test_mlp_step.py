@@ -98,3 +98,41 @@ def test_paired_ratio_to_floor(benchmark, size, backend, captured):
     benchmark.extra_info.update(size=size, impl=_impl(backend, captured), backend=backend,
                                 paired_ratio=statistics.median(ratios), pairs=len(ratios))
     benchmark.pedantic(step, rounds=1, iterations=1)
+
+
+# Peers in the same run, paired with the floor the same way but in blocks of steps:
+# PyTorch's thread pool and OpenBLAS's disturb each other when they alternate every step
+# (each block's first step pays for waking the other pool), so a block of floor steps
+# alternates with a block of the peer's steps, and the median of the per-block ratios is
+# reported beside gradkit's.
+BLOCKS = {"small": (40, 10), "medium": (12, 4), "large": (4, 1)}  # (blocks, steps per block)
+PEER_STEPS = {"jax-jit": lambda dims, batch: jax_step(dims, batch),
+              "torch-eager-cpu": lambda dims, batch: torch_step(dims, batch, "cpu")}
+
+
+@pytest.mark.parametrize("peer", list(PEER_STEPS))
+@pytest.mark.parametrize("size", BENCH_SIZES)
+def test_paired_peer_ratio_to_floor(benchmark, size, peer):
+    import statistics
+    import time
+    module = peer.split("-")[0]
+    if not peer_available(module):
+        pytest.skip(f"{module} is not installed")
+    batch, dims = SIZES[size]
+    floor = NumpyMLPFloor(dims, batch).step
+    step = PEER_STEPS[peer](dims, batch)
+    floor(), step(), step()
+    blocks, steps = BLOCKS[size]
+    ratios = []
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(steps):
+            floor()
+        middle = time.perf_counter()
+        for _ in range(steps):
+            step()
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+    benchmark.group = f"paired-{size}"
+    benchmark.extra_info.update(size=size, impl=peer, backend="cpu",
+                                paired_ratio=statistics.median(ratios), pairs=len(ratios))
+    benchmark.pedantic(step, rounds=1, iterations=1)

@@ -83,7 +83,8 @@ def table(data: dict[str, Any]) -> str:
     paired = paired_rows(data)
     if paired:
         lines.append("")
-        lines.append("paired ratio to the floor (steps alternate; median of per-pair ratios):")
+        lines.append("paired ratio to the floor (gradkit and floor steps alternate, peers in "
+                     "blocks of steps; median of the per-pair ratios):")
         lines += [f"  {r['size']:8s} {r['impl']:22s} {r['ratio_to_floor']:6.2f}" for r in paired]
     overhead = overhead_rows(data)
     if overhead:
