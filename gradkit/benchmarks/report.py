@@ -56,10 +56,12 @@ def paired_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def overhead_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Microseconds per op of the 200-op chain (forward + backward), per implementation."""
-    return [{"impl": b["extra_info"]["impl"],
+    """Microseconds per op of each op family's ~200-op chain (forward + backward), per
+    implementation, sorted by family."""
+    rows = [{"family": b["extra_info"].get("family", "mul+add"), "impl": b["extra_info"]["impl"],
              "us_per_op": b["stats"][STAT] / b["extra_info"]["ops"] * 1e6}
             for b in data["benchmarks"] if b.get("group") == "overhead"]
+    return sorted(rows, key=lambda r: (r["family"], r["impl"]))
 
 
 def other_rows(data: dict[str, Any], group: str) -> list[dict[str, Any]]:
@@ -89,8 +91,10 @@ def table(data: dict[str, Any]) -> str:
     overhead = overhead_rows(data)
     if overhead:
         lines.append("")
-        lines.append("per-op overhead (200 elementwise ops, forward + backward):")
-        lines += [f"  {r['impl']:22s} {r['us_per_op']:8.2f} us/op" for r in overhead]
+        lines.append("per-op overhead (a chain of ~200 small ops of one family, forward + "
+                     "backward):")
+        lines += [f"  {r['family']:10s} {r['impl']:24s} {r['us_per_op']:8.2f} us/op"
+                  for r in overhead]
     memory = other_rows(data, "peak-memory")
     if memory:
         lines.append("")
