@@ -45,7 +45,7 @@ A kernel that needs no reference is registered on one backend object as it is:
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -54,6 +54,31 @@ from gradkit.dtypes import native_dtype
 Kernel = Callable[..., Any]
 # factory(backend, op, reference) -> kernel: see the module docstring
 KernelFactory = Callable[["Backend", Any, Kernel], Kernel]
+
+
+class StepCall(NamedTuple):
+    """One kernel call of a captured step, as :meth:`Backend.compile_step` sees it:
+    call ``index`` of op ``op`` (its name) reads slots ``inputs`` and writes slot
+    ``output``; ``params`` are its recorded params, ``live`` the names of those a
+    replay reads afresh (arguments of the compiled function)."""
+    index: int
+    op: str
+    inputs: tuple
+    params: dict
+    live: tuple
+    output: int
+
+
+class CompiledStep(NamedTuple):
+    """What :meth:`Backend.compile_step` made: ``function`` (None when the step cannot be
+    compiled, ``reasons`` saying why, one per call), its ``source``, the seconds
+    compiling (or loading it from the disk cache) took, and its live arguments after
+    the arrays, as (name, "float" or "bool")."""
+    function: Any
+    source: str
+    reasons: list
+    compile_seconds: float
+    live: tuple
 
 
 class Backend:
@@ -206,6 +231,20 @@ class Backend:
             self.donating_kernels[op.name] = (position, make(self, op, reference))
         self.resolved[op.name] = kernel
         return kernel
+
+    # -- whole-step compilation (gk.capture(..., compile=True)) -------------------
+    def compile_step(self, calls: list[StepCall], inputs: list[int], results: list[int],
+                     examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
+        """The captured step's kernel ``calls`` as one compiled function of the arrays of
+        slots ``inputs`` (then the live params, ``live_values`` as recorded) returning
+        those of ``results``; ``examples`` maps every slot to its recorded array. A
+        backend that compiles no steps says so (``function`` None).
+
+        >>> from gradkit.backends.numpy.backend import NumpyBackend
+        >>> NumpyBackend().compile_step([], [], [], {}, []).reasons
+        ['the numpy backend compiles no steps']
+        """
+        return CompiledStep(None, "", [f"the {self.name} backend compiles no steps"], 0.0, ())
 
     def __repr__(self) -> str:
         return f"<gradkit backend {self.name}>"

@@ -33,11 +33,13 @@ def _data(dims: list[int], batch: int, seed: int = 0):
 
 
 def gradkit_step(dims: list[int], batch: int, backend: str, lr: float = 0.01,
-                 captured: bool = False) -> Callable[[], gk.Tensor]:
+                 captured: bool = False, compiled: bool = False) -> Callable[[], gk.Tensor]:
     """One SGD step of a ReLU MLP on ``backend``; hidden layers use the fused op.
 
     With ``captured`` the step is wrapped in :func:`gradkit.capture`: from its third
-    call on it replays the recorded kernels instead of running the engine.
+    call on it replays the recorded kernels instead of running the engine; with
+    ``compiled`` too, the replay runs them as one compiled function where it can
+    (``gk.capture(step, compile=True)``).
     """
     weights, x_host, labels_host = _data(dims, batch)
     with gk.use_backend(backend):
@@ -57,7 +59,7 @@ def gradkit_step(dims: list[int], batch: int, backend: str, lr: float = 0.01,
         optimizer.zero_grad()
         return loss
 
-    run = gk.capture(step) if captured else step
+    run = gk.capture(step, compile=compiled) if captured else step
     return lambda: run(x, labels)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import sys
 import types
 import warnings
@@ -110,8 +111,10 @@ class CapturedFunction:
     recorded ones.
     """
 
-    def __init__(self, function: Callable[..., Any]) -> None:
+    def __init__(self, function: Callable[..., Any], compile: bool | None = None) -> None:
         self.function = function
+        # whole-step compilation of each plan (see the package docstring)
+        self.compile = compile_by_default() if compile is None else bool(compile)
         self.plans: dict[tuple, Plan] = {}
         self.pending: dict[tuple, FirstRecording] = {}
         self.replays = 0
@@ -216,7 +219,8 @@ class CapturedFunction:
                 recorder.roll_back()
                 raise
             self.plans[key] = Plan(previous.recorder, recorder, template,
-                                   getattr(self.function, "__qualname__", "function"))
+                                   getattr(self.function, "__qualname__", "function"),
+                                   compiled=self.compile)
             if len(self.plans) > MAX_PLANS:  # the least recently made goes
                 self.plans.pop(next(iter(self.plans)))
         return _detached(result)
@@ -228,6 +232,21 @@ class CapturedFunction:
             raise CaptureError("capture: nothing recorded yet; the plan exists after the "
                                "second call with the same signature")
         return list(self.plans.values())[-1].source
+
+    def explain(self) -> str:
+        """Per plan (one per signature), whether it runs compiled, or why not.
+
+        >>> import gradkit as gk
+        >>> double = gk.capture(lambda x: x * 2)
+        >>> for i in range(3):
+        ...     _ = double(gk.tensor([float(i)]))
+        >>> print(double.explain())
+        plan 0: Python replay (compilation off: gk.capture(f, compile=True) or GRADKIT_CAPTURE_COMPILE=1)
+        """
+        if not self.plans:
+            return "no plan yet (a plan exists after the second call with one signature)"
+        return "\n".join(f"plan {k}: {plan.explain()}"
+                          for k, plan in enumerate(self.plans.values()))
 
     def reset(self) -> None:
         """Forget every recording (the next two calls record again)."""
@@ -280,8 +299,20 @@ from gradkit import backends as _backends  # noqa: E402  (they import this modul
 from gradkit.autodiff import grad_enabled as _grad_enabled  # noqa: E402
 
 
-def capture(function: Callable[..., Any]) -> CapturedFunction:
+def compile_by_default() -> bool:
+    """Whether ``gk.capture`` compiles its plans when not told: the environment variable
+    ``GRADKIT_CAPTURE_COMPILE`` set to 1 (off by default in this first version)."""
+    return os.environ.get("GRADKIT_CAPTURE_COMPILE", "0").strip().lower() in ("1", "true",
+                                                                             "yes")
+
+
+def capture(function: Callable[..., Any] | None = None, *,
+            compile: bool | None = None) -> Any:
     """Record ``function``'s kernel calls on two calls, then replay them (see module doc).
+
+    ``compile=True`` (or ``GRADKIT_CAPTURE_COMPILE=1``) also compiles each plan whose
+    kernels all have a compiled form into one native function (the Numba backend; see
+    ``explain()``). ``@gk.capture(compile=True)`` decorates too.
 
     Use it on a whole training step (forward, ``backward``, optimizer step and
     ``zero_grad``); tensor arguments may change values (a new batch) from call to
@@ -293,4 +324,6 @@ def capture(function: Callable[..., Any]) -> CapturedFunction:
     >>> [double(gk.tensor([float(i)])).item() for i in range(4)]
     [0.0, 2.0, 4.0, 6.0]
     """
-    return CapturedFunction(function)
+    if function is None:
+        return functools.partial(capture, compile=compile)
+    return CapturedFunction(function, compile)

@@ -32,7 +32,9 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
         namespace[f"c{slot}"] = array
         lines.append(f"    s{slot} = c{slot}")
     line_calls: dict[int, int] = {}
-    for n, call in enumerate(plan.calls):
+    if plan.compiled is not None:
+        lines += compiled_lines(plan, namespace)
+    for n, call in enumerate(plan.calls if plan.compiled is None else ()):
         name = "".join(c if c.isalnum() else "_" for c in call.op.name) + f"_{n}"
         arguments = [f"s{i}" for i in call.inputs]
         kernel = call.kernel
@@ -75,7 +77,43 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
     lines += install_lines(plan, namespace)
     returned = "".join(f"s{i}, " for i in plan.output_slots)
     lines.append(f"    return ({returned})")
+    if plan.compiled is not None:  # what compiled_step runs
+        lines += ["", "# compiled_step:"] + [
+            "# " + line for line in plan.compiled.source.splitlines()]
     return "\n".join(lines) + "\n", namespace, line_calls
+
+
+def compiled_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
+    """The kernel section of a compiled plan: the value checks, then one call of the
+    compiled function (``compiled_step``, its source below as a comment) returning the
+    slots the install lines and the return read. A check runs on the real arrays of
+    operands from outside the step and on zeros of the recorded layout for operands
+    computed inside it (cross_entropy's check reads only its labels' values; the
+    compiled code checks the labels again)."""
+    lines = []
+    for n, call in enumerate(plan.calls):
+        if call.check is None:
+            continue
+        namespace[f"v{n}"] = call.check
+        operands = []
+        for slot in call.inputs:
+            example = plan.compiled_placeholders.get(slot)
+            if example is not None:
+                namespace[f"z{slot}"] = call.backend.xp.zeros_like(example)
+            operands.append(f"s{slot}" if example is None else f"z{slot}")
+        lines.append(f"    v{n}({', '.join(operands)})  # {call.op.name}'s value check")
+    namespace["compiled_step"] = plan.compiled.function
+    owners = {name: n for n, call in enumerate(plan.calls) for name in
+              [f"{param}_{n}" for param in call.live]}
+    arguments = [f"s{i}" for i in plan.compiled_inputs]
+    for name, kind in plan.compiled.live:
+        n = owners[name]
+        namespace[f"o{n}"] = plan.calls[n].live_owner
+        arguments.append(f"{kind}(o{n}.{name[:name.rindex('_')]})")
+    results = "".join(f"s{i}, " for i in plan.compiled_results)
+    lines.append(f"    ({results}) = compiled_step({', '.join(arguments)})  "
+                 f"# {len(plan.calls)} kernel calls in one compiled function")
+    return lines
 
 
 def guard_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ from gradkit.capture.codegen import generate
 from gradkit.capture.compare import changed_state
 from gradkit.capture.recorder import (CaptureError, DataWrite, GradWrite, OutputSlot,
                                       Recorder, param_slots)
+from gradkit.backends.base import CompiledStep, StepCall
 from gradkit.errors import GradkitError, describe
 from gradkit.tensor import Tensor
 
@@ -52,7 +53,8 @@ class Plan:
     runs can be read; tracebacks through a replay show its lines.
     """
 
-    def __init__(self, first: Recorder, second: Recorder, template: Any, name: str) -> None:
+    def __init__(self, first: Recorder, second: Recorder, template: Any, name: str,
+                 compiled: bool = False) -> None:
         self.calls = second.calls
         self.template = template
         self.arguments = [ArgumentRead(e.slot, e.arg) for e in second.externals
@@ -116,6 +118,13 @@ class Plan:
         installed = {w.slot for w in self.data_writes if w.mode == "install"}
         self.output_read_only = {o.slot for o in returned if o.slot in installed}
         self.owned -= self.output_read_only
+        # whole-step compilation (compiled=True): see _compile_kernels
+        self.compile_requested = compiled
+        self.compiled: CompiledStep | None = None
+        self.compile_reasons: list[str] = []
+        self.compile_seconds: float | None = None
+        if compiled:
+            self._compile_kernels(second)
         self.filename = f"<gradkit.capture {name} #{next(_plan_numbers)}>"
         self.source, namespace, self._line_calls = generate(self)
         exec(compile(self.source, self.filename, "exec"), namespace)
@@ -132,6 +141,48 @@ class Plan:
                 per_call.setdefault(index, []).append(slot)
         for index, call in enumerate(self.calls):
             call.release = tuple(sorted(per_call.get(index, ())))
+
+    def _compile_kernels(self, second: Recorder) -> None:
+        """Ask the calls' backend for one compiled function running every kernel call
+        (Backend.compile_step); the replay then calls it between its guards and its
+        installs. All calls or none: any call without a compiled form (another backend,
+        an op from outside gradkit, Tensors in params...) leaves the Python replay."""
+        reasons = [f"call {n} {call.op.name}: {why}" for n, call in enumerate(self.calls)
+                   for why in [_not_compilable(call, self.calls[0].backend)] if why]
+        if not self.calls:
+            reasons.append("the step launches no kernel")
+        if reasons:
+            self.compile_reasons = reasons
+            return
+        produced = {call.output for call in self.calls}
+        inputs = sorted({slot for call in self.calls for slot in call.inputs
+                         if slot not in produced})
+        results = [slot for slot in self.final_slots if slot in produced]
+        calls = [StepCall(n, call.op.name, call.inputs, call.params, call.live, call.output)
+                 for n, call in enumerate(self.calls)]
+        live_values = [call.params[name] for call in self.calls for name in call.live]
+        examples = dict(enumerate(second.arrays))
+        compiled = self.calls[0].backend.compile_step(calls, inputs, results, examples,
+                                                      live_values)
+        if compiled.function is None:
+            self.compile_reasons = list(compiled.reasons)
+            return
+        self.compiled, self.compile_seconds = compiled, compiled.compile_seconds
+        self.compiled_inputs, self.compiled_results = inputs, results
+        self.compiled_placeholders = {slot: second.arrays[slot] for call in self.calls
+                                      if call.check is not None for slot in call.inputs
+                                      if slot in produced}
+
+    def explain(self) -> str:
+        """Whether this plan runs compiled (and how long compiling took), or why not."""
+        if self.compiled is not None:
+            return (f"compiled into one function ({len(self.calls)} kernel calls; "
+                    f"compiling or loading it took {self.compile_seconds:.2f} s)")
+        if not self.compile_requested:
+            return ("Python replay (compilation off: gk.capture(f, compile=True) or "
+                    "GRADKIT_CAPTURE_COMPILE=1)")
+        return "Python replay, not compiled:\n" + "\n".join(
+            f"  {why}" for why in self.compile_reasons)
 
     def invalid_reason(self) -> str | None:
         """Why this plan no longer fits the Python state (a new recording is needed), or
@@ -217,6 +268,17 @@ class Plan:
                          if f"s{i}" in local)
         error = op_error(call.op, operands, exc)
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
+
+def _not_compilable(call: Any, backend: Any) -> str | None:
+    """Why a call cannot be part of a compiled step (before asking its backend), or None."""
+    if call.backend is not backend:
+        return f"on the {call.backend.name} backend, another than call 0's"
+    if call.tensor_params is not None:
+        return "its params hold tensors"
+    if not getattr(call.op.forward, "__module__", "").startswith("gradkit.ops"):
+        return "an op defined outside gradkit"
+    return None
+
 
 _plan_numbers = itertools.count()
 STALE = object()  # Plan.run: this plan does not fit the arrays any more

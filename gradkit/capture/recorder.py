@@ -166,7 +166,7 @@ class Recorder:
         """
         array = tensor.data
         slot = self.slot_of.get(id(array))
-        if slot is None and getattr(array, "base", None) is not None:
+        if slot is None and _array_base(array) is not None:
             slot = self._same_memory_slot(array)
             if slot is not None:
                 self.slot_of[id(array)] = slot
@@ -344,7 +344,7 @@ class Recorder:
 
     def _memory_owner(self, array: Any) -> Any:
         """_OWN if ``array`` owns its memory, else the produced slot owning it (or None)."""
-        base = getattr(array, "base", _OWN)
+        base = _array_base(array) if hasattr(array, "base") else _OWN
         if base is None:
             return _OWN
         root = _root(base)
@@ -416,10 +416,18 @@ def _live_params(owner: Any, params: dict) -> tuple[str, ...]:
 
 
 def _root(array: Any) -> Any:
-    """The array owning ``array``'s memory (itself when it is not a view)."""
-    while getattr(array, "base", None) is not None:
+    """The array owning ``array``'s memory (itself when it is not a view; an array whose
+    base is no array, such as Numba's memory handle for what a compiled step
+    allocated, owns its memory)."""
+    while _array_base(array) is not None:
         array = array.base
     return array
+
+
+def _array_base(array: Any) -> Any:
+    """``array.base`` when it is an array, else None."""
+    base = getattr(array, "base", None)
+    return base if base is not None and hasattr(base, "shape") else None
 
 
 def _layout_key(array: Any) -> tuple | None:

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gradkit.backends.base import CompiledStep, StepCall
 from gradkit.backends.numpy.backend import NumpyBackend
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -439,3 +440,28 @@ class NumbaBackend(NumpyBackend):
                 all(_is_float(a) and a.shape == param.shape and a.dtype == param.dtype
                     for a in others) and
                 all(a.flags.writeable and a.flags.c_contiguous for a in others[1:]))
+
+    # -- whole-step compilation ------------------------------------------------------
+    def compile_step(self, calls: list[StepCall], inputs: list[int], results: list[int],
+                     examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
+        """One ``@numba.njit`` function running every call with serial loops (see
+        gradkit/backends/numba/lowering.py); not for a step whose arrays are large
+        enough for the parallel loops, nor where a kernel of this backend was replaced
+        (``register_kernel``): the lowerings repeat the built-in kernels."""
+        reasons = [] if self._missing is None else [self._missing]
+        for call in calls:
+            if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
+                    call.op):
+                reasons.append(f"call {call.index} {call.op}: its kernel was replaced on "
+                               "this backend")
+        largest = max((getattr(a, "size", 0) * _weight(call.op) for call in calls
+                       for a in (examples[call.output],)), default=0)
+        if largest >= self.parallel_threshold:
+            reasons.append(f"an array of {largest} elements of work reaches "
+                           f"parallel_threshold ({self.parallel_threshold}): the Python "
+                           "replay runs the parallel loops")
+        if reasons:
+            return CompiledStep(None, "", reasons, 0.0, ())
+        from gradkit.backends.numba import lowering
+        return lowering.compile_step(calls, inputs, results, examples, live_values)
+

@@ -1,0 +1,338 @@
+"""Whole-step compilation for gk.capture on the Numba backend: each recorded kernel
+call lowered to a line of ``@numba.njit`` code, the lines made into one function.
+
+``LOWERINGS`` maps an op name to its lowering: ``lower(call, layout)`` gets a
+:class:`gradkit.backends.base.StepCall` and ``layout(slot)`` (the recorded
+:class:`Layout` of a slot's array) and returns the expression computing the call's
+result from its inputs ``s{i}`` (and live params, see :func:`live_name`), or raises
+:class:`NoLowering` saying why this call cannot be compiled (it would take a path
+the compiled code does not have, such as the op's reference for mixed dtypes).
+A lowering accepts only the cases where its Python kernel runs the same loop
+(``step_kernels.py``), so a compiled step computes what the Python replay computes.
+
+>>> sorted(LOWERINGS)[:3]
+['adam_update', 'add', 'bias_activation']
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from gradkit.backends.base import CompiledStep, StepCall
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# live params passed as bool (the others as float)
+FLAG_PARAMS = frozenset({"nesterov", "decoupled"})
+# from the fused kernels (gradkit.backends.numba.kernels.ACTIVATION_CODES)
+ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4,
+                    "tanh": 5}
+
+
+class Layout(NamedTuple):
+    """A recorded array's shape, dtype and flags."""
+    shape: tuple
+    dtype: np.dtype
+    c_contiguous: bool
+    f_contiguous: bool
+    writeable: bool
+
+    @classmethod
+    def of(cls, array: Any) -> "Layout":
+        if type(array) is not np.ndarray:
+            raise NoLowering(f"a {type(array).__name__} operand, not a NumPy array")
+        flags = array.flags
+        return cls(array.shape, array.dtype, flags.c_contiguous, flags.f_contiguous,
+                   flags.writeable)
+
+
+class NoLowering(Exception):
+    """This call has no compiled form (the message says why)."""
+
+
+def live_name(name: str, n: int) -> str:
+    """The compiled function's argument for live param ``name`` of call ``n``."""
+    return f"{name}_{n}"
+
+
+def _param(call: StepCall, name: str) -> str:
+    """A param's value in the source: the live argument, else the recorded literal."""
+    if name in call.live:
+        return live_name(name, call.index)
+    value = call.params[name]
+    if isinstance(value, bool) and name in FLAG_PARAMS:
+        return repr(value)
+    if type(value) not in (float, int) or isinstance(value, bool):
+        raise NoLowering(f"param {name}={value!r} is not a Python number")
+    return repr(float(value))
+
+
+def _floats(layouts: list[Layout], what: str = "operands") -> np.dtype:
+    """The one float dtype of ``layouts`` (else NoLowering)."""
+    dtypes = {layout.dtype for layout in layouts}
+    if len(dtypes) != 1 or layouts[0].dtype not in _FLOATS:
+        raise NoLowering(f"{what} of dtypes {sorted(map(str, dtypes))}, not one of float32 "
+                         "or float64")
+    return layouts[0].dtype
+
+
+def _dense(layout: Layout, ndim: int, what: str) -> None:
+    if len(layout.shape) != ndim or 0 in layout.shape:
+        raise NoLowering(f"{what} of shape {layout.shape}, not a non-empty {ndim}-d array")
+    if not (layout.c_contiguous or layout.f_contiguous):
+        raise NoLowering(f"{what} is not contiguous")
+
+
+def _names(call: StepCall) -> list[str]:
+    return [f"s{i}" for i in call.inputs]
+
+
+# -- the lowerings ------------------------------------------------------------------
+
+def lower_matmul(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    a, b = (layout(i) for i in call.inputs)
+    _floats([a, b])
+    _dense(a, 2, "x")
+    _dense(b, 2, "y")
+    return "matmul({}, {})".format(*_names(call))
+
+
+def lower_linear(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    layouts = [layout(i) for i in call.inputs]
+    _floats(layouts)
+    _dense(layouts[0], 2, "x")
+    _dense(layouts[1], 2, "weight")
+    if len(layouts) == 2:
+        return "matmul({}, {})".format(*_names(call))
+    _dense(layouts[2], 1, "bias")
+    return "linear({}, {}, {})".format(*_names(call))
+
+
+def lower_matrix_transpose(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    if len(x.shape) != 2:
+        raise NoLowering(f"x of shape {x.shape}, not 2-d")
+    return f"s{call.inputs[0]}.T"
+
+
+def lower_sum_to(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    _floats([x])
+    if len(x.shape) != 2 or tuple(call.params["shape"]) != x.shape[1:] or x.shape[0] == 0:
+        raise NoLowering(f"sum from {x.shape} to {tuple(call.params['shape'])}: only a "
+                         "2-d array summed over its first axis is compiled")
+    if not x.c_contiguous or x.shape[1] < 2:
+        raise NoLowering("only a C-contiguous (rows, cols >= 2) array is summed by rows")
+    return f"sum_rows(s{call.inputs[0]})"
+
+
+def lower_add(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    a, b = (layout(i) for i in call.inputs)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise NoLowering(f"operands {a.shape} {a.dtype} and {b.shape} {b.dtype}: only one "
+                         "shape and dtype (no broadcasting or promotion) is compiled")
+    x, y = _names(call)
+    return f"add_scalars({x}, {y})" if a.shape == () else f"{x} + {y}"
+
+
+def _activation(call: StepCall) -> str:
+    activation = call.params.get("activation", "relu")
+    if activation not in ACTIVATION_CODES:
+        raise NoLowering(f"activation {activation!r} has no fused loop")
+    return (f"{ACTIVATION_CODES[activation]}, {_param(call, 'slope')}, "
+            f"{_param(call, 'alpha')}")
+
+
+def lower_bias_activation(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    x, bias = (layout(i) for i in call.inputs)
+    _floats([x, bias])
+    _dense(x, 2, "x")
+    _dense(bias, 1, "bias")
+    if x.shape[1] != bias.shape[0] or not x.c_contiguous:
+        raise NoLowering(f"x {x.shape} and bias {bias.shape}: only a C-contiguous (rows, "
+                         "cols) x with a (cols,) bias is compiled")
+    return "bias_activation({}, {}, ".format(*_names(call)) + _activation(call) + ")"
+
+
+def lower_bias_activation_backward(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    g, y = (layout(i) for i in call.inputs)
+    _floats([g, y])
+    _dense(g, 2, "g")
+    if g.shape != y.shape or not (g.c_contiguous and y.c_contiguous):
+        raise NoLowering("only C-contiguous g and y of one 2-d shape are compiled")
+    return "bias_activation_backward({}, {}, ".format(*_names(call)) + _activation(call) + ")"
+
+
+def _labels(labels: Layout, rows: int) -> None:
+    if labels.dtype != np.dtype(np.int64) or labels.shape != (rows,) or \
+            not labels.c_contiguous:
+        raise NoLowering(f"labels {labels.shape} {labels.dtype}: only contiguous int64 "
+                         "(rows,) labels are compiled")
+
+
+def lower_cross_entropy(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    logits, labels = (layout(i) for i in call.inputs)
+    _floats([logits])
+    _dense(logits, 2, "logits")
+    if not logits.c_contiguous:
+        raise NoLowering("logits are not C-contiguous")
+    _labels(labels, logits.shape[0])
+    return "cross_entropy({}, {})".format(*_names(call))
+
+
+def lower_cross_entropy_backward(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    g, logits, labels = (layout(i) for i in call.inputs)
+    _floats([g, logits])
+    _dense(logits, 2, "logits")
+    if g.shape != () or not logits.c_contiguous:
+        raise NoLowering("only a 0-d g and C-contiguous logits are compiled")
+    _labels(labels, logits.shape[0])
+    return "cross_entropy_backward({}, {}, {})".format(*_names(call))
+
+
+def _update_operands(call: StepCall, layout: Callable[[int], Layout], count: int) -> None:
+    layouts = [layout(i) for i in call.inputs[:count]]
+    _floats(layouts)
+    if len({lay.shape for lay in layouts}) != 1 or 0 in layouts[0].shape:
+        raise NoLowering("parameter and buffers of different (or empty) shapes")
+    for lay in layouts[2:]:
+        if not (lay.writeable and lay.c_contiguous):
+            raise NoLowering("a state buffer is read-only or not C-contiguous")
+
+
+def lower_sgd_update(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    _update_operands(call, layout, len(call.inputs))
+    scalars = ", ".join(_param(call, name) for name in ("lr", "momentum", "nesterov",
+                                                          "weight_decay"))
+    if len(call.inputs) == 3:
+        return "sgd_update({}, {}, {}, ".format(*_names(call)) + scalars + ")"
+    return "sgd_update_plain({}, {}, ".format(*_names(call)) + scalars + ")"
+
+
+def lower_adam_update(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    _update_operands(call, layout, 4)
+    step = layout(call.inputs[4])
+    if step.shape != () or step.dtype.kind not in "iu":
+        raise NoLowering("step is not a 0-d integer array")
+    scalars = ", ".join(_param(call, name) for name in ("lr", "beta1", "beta2", "eps",
+                                                          "weight_decay", "decoupled"))
+    return "adam_update({}, {}, {}, {}, {}, ".format(*_names(call)) + scalars + ")"
+
+
+LOWERINGS: dict[str, Callable[[StepCall, Callable[[int], Layout]], str]] = {
+    "matmul": lower_matmul, "linear": lower_linear,
+    "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to, "add": lower_add,
+    "bias_activation": lower_bias_activation,
+    "bias_activation_backward": lower_bias_activation_backward,
+    "cross_entropy": lower_cross_entropy,
+    "cross_entropy_backward": lower_cross_entropy_backward,
+    "sgd_update": lower_sgd_update, "adam_update": lower_adam_update}
+
+
+# -- the compiled function ------------------------------------------------------------
+
+HEADER = '''"""A gk.capture step compiled by gradkit.backends.numba.lowering (generated)."""
+import numba
+from gradkit.backends.numba.kernels import OPTIONS
+from gradkit.backends.numba.step_kernels import (
+    matmul, linear, sum_rows, add_scalars, bias_activation, bias_activation_backward,
+    cross_entropy, cross_entropy_backward, sgd_update, sgd_update_plain, adam_update)
+
+
+@numba.njit(cache=True, **OPTIONS)
+'''
+
+
+def lower_calls(calls: list[StepCall], examples: dict[int, Any]) -> tuple[list[str], list[str]]:
+    """(the body's lines, and one reason per call that has no lowering)."""
+    layouts: dict[int, Layout] = {}
+
+    def layout(slot: int) -> Layout:
+        if slot not in layouts:
+            layouts[slot] = Layout.of(examples[slot])
+        return layouts[slot]
+
+    lines, missing = [], []
+    for call in calls:
+        lower = LOWERINGS.get(call.op)
+        if lower is None:
+            missing.append(f"call {call.index} {call.op}: no lowering for this op")
+            continue
+        try:
+            lines.append(f"    s{call.output} = {lower(call, layout)}  # {call.op}")
+        except NoLowering as why:
+            missing.append(f"call {call.index} {call.op}: {why}")
+    return lines, missing
+
+
+def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
+                 examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
+    """The calls as one njit function of ``inputs`` and the live params, returning
+    ``results``; ``examples`` holds the recorded array of every slot (its layout says
+    which lowering applies, and the function is compiled for those types now)."""
+    lines, missing = lower_calls(calls, examples)
+    if missing:
+        return CompiledStep(None, "", missing, 0.0, ())
+    live = tuple((live_name(name, call.index), "bool" if name in FLAG_PARAMS else "float")
+                 for call in calls for name in call.live)
+    arguments = [f"s{i}" for i in inputs] + [name for name, _ in live]
+    returned = "".join(f"s{i}, " for i in results)
+    source = (HEADER + f"def step({', '.join(arguments)}):\n" + "\n".join(lines) +
+              f"\n    return ({returned})\n")
+    started = time.perf_counter()
+    try:
+        function = _load(source)
+        signature = tuple(_typeof(examples[i]) for i in inputs) + tuple(
+            _typeof(bool(v) if kind == "bool" else float(v))
+            for (_, kind), v in zip(live, live_values))
+        function.compile(signature)
+    except Exception as exc:  # a lowering's line Numba refuses: a bug here, not the user's
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return CompiledStep(None, source, [f"Numba could not compile the step "
+                                           f"({type(exc).__name__}: {first_line})"], 0.0, ())
+    return CompiledStep(function, source, [], time.perf_counter() - started, live)
+
+
+def _typeof(value: Any) -> Any:
+    import numba
+    return numba.typeof(value)
+
+
+def cache_dir() -> Path:
+    """Where compiled steps' sources live (Numba caches their machine code beside them):
+    ``$GRADKIT_CACHE_DIR/plans``, else ``~/.cache/gradkit/plans``."""
+    root = os.environ.get("GRADKIT_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "gradkit")
+    return Path(root) / "plans"
+
+
+def _load(source: str) -> Any:
+    """Write ``source`` to the cache directory (named by a hash of it and of the loops
+    it calls: Numba does not notice a change in those) and import its ``step``."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256(source.encode())
+    for name in ("kernels.py", "step_kernels.py"):
+        digest.update((here / name).read_bytes())
+    import numba
+    digest.update(numba.__version__.encode())
+    name = f"gradkit_step_{digest.hexdigest()[:20]}"
+    if name in sys.modules:
+        return sys.modules[name].step
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.py"
+    if not path.exists() or path.read_text() != source:
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(source)
+        os.replace(temporary, path)  # atomic: another process may be reading it
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module.step

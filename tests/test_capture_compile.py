@@ -1,0 +1,143 @@
+"""gk.capture(step, compile=True) on the Numba backend: the kernel section of a replay
+compiled into one njit function gives the Python replay's results bit for bit."""
+import numpy as np
+import pytest
+
+import gradkit as gk
+from gradkit.benchmarks.mlp import _data
+from gradkit.nn import functional as F
+
+numba = pytest.importorskip("numba", reason="whole-step compilation needs numba")
+pytest.importorskip("scipy", reason="np.dot inside Numba code needs SciPy's BLAS")
+
+
+def make_step(optimizer: str, compiled: bool, dims=(64, 64, 64, 10), batch=32,
+              activation="relu"):
+    weights, x_host, labels_host = _data(list(dims), batch)
+    with gk.use_backend("numba"):
+        ws = [gk.tensor(w, requires_grad=True) for w in weights]
+        bs = [gk.zeros(w.shape[1], requires_grad=True) for w in weights]
+        x, labels = gk.tensor(x_host), gk.tensor(labels_host)
+    params = ws + bs
+    opt = (gk.optim.SGD(params, lr=0.05, momentum=0.9) if optimizer == "sgd" else
+           gk.optim.Adam(params, lr=1e-2))
+
+    @gk.capture(compile=compiled)
+    def step(x, labels):
+        h = x
+        for w, b in zip(ws[:-1], bs[:-1]):
+            h = gk.bias_activation(h @ w, b, activation=activation)
+        loss = F.cross_entropy(gk.linear(h, ws[-1], bs[-1]), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step, x, labels, params, opt
+
+
+def run(optimizer: str, compiled: bool, steps: int = 8, **kwargs):
+    step, x, labels, params, opt = make_step(optimizer, compiled, **kwargs)
+    losses = []
+    for k in range(steps):
+        if k == 5:
+            opt.lr = opt.lr * 0.5  # a schedule: a live param of the compiled function
+        losses.append(step(x, labels).numpy())
+    state = [np.asarray(t.numpy()) for entry in opt.state for t in entry.values()
+             if isinstance(t, gk.Tensor)]
+    return step, losses, [p.numpy() for p in params], state
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_compiled_equals_python_replay(optimizer, activation):
+    python, losses, params, state = run(optimizer, False, activation=activation)
+    compiled, losses_c, params_c, state_c = run(optimizer, True, activation=activation)
+    assert "compiled into one function" in compiled.explain(), compiled.explain()
+    assert "compiled_step" in compiled.source and "@numba.njit" in compiled.source
+    assert compiled.replays == python.replays == 6
+    assert [l.tobytes() for l in losses] == [l.tobytes() for l in losses_c]
+    for a, b in zip(params + state, params_c + state_c):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    assert len(state) == len(state_c) > 0
+    plan = list(compiled.plans.values())[0]
+    assert plan.compile_seconds is not None and plan.compile_seconds >= 0
+
+
+def test_uncovered_op_falls_back_and_is_named():
+    w = gk.tensor(np.ones(4, np.float32), requires_grad=True, backend="numba")
+    opt = gk.optim.SGD([w], lr=0.1)
+
+    @gk.capture(compile=True)
+    def step(x):
+        loss = gk.exp(x * w).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    x = gk.tensor(np.arange(4, dtype=np.float32) / 10, backend="numba")
+    values = [step(x).item() for _ in range(4)]
+    text = step.explain()
+    assert "not compiled" in text and "exp: no lowering for this op" in text, text
+    assert step.replays == 2 and values[0] > values[-1]
+
+
+def test_new_batch_shape_records_anew():
+    step, x, labels, params, opt = make_step("sgd", True)
+    for _ in range(3):
+        step(x, labels)
+    half_x = gk.tensor(x.numpy()[:16], backend="numba")
+    half_labels = gk.tensor(labels.numpy()[:16], backend="numba")
+    for _ in range(3):
+        step(half_x, half_labels)
+    assert step.recordings == 4 and step.replays == 2 and len(step.plans) == 2
+    assert step.explain().count("compiled into one function") == 2
+
+
+def test_labels_out_of_range_refused_by_the_check():
+    step, x, labels, params, opt = make_step("sgd", True)
+    for _ in range(3):
+        step(x, labels)
+    bad = labels.numpy().copy()
+    bad[0] = 10
+    with pytest.raises(gk.ShapeError, match="class indices"):
+        step(x, gk.tensor(bad, backend="numba"))
+
+
+def test_sum_rows_matches_numpy_reduce():
+    from gradkit.backends.numba.step_kernels import sum_rows
+    rng = np.random.default_rng(1)
+    for shape in [(32, 10), (128, 512), (3, 2), (1000, 7)]:
+        for dtype in (np.float32, np.float64):
+            x = (rng.standard_normal(shape) * 100).astype(dtype)
+            assert sum_rows(x).tobytes() == np.add.reduce(x, axis=0).tobytes()
+
+
+def test_matmul_matches_numpy():
+    from gradkit.backends.numba.step_kernels import matmul
+    rng = np.random.default_rng(2)
+    for m, k, n in [(32, 64, 64), (128, 784, 512), (32, 64, 10)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        c = rng.standard_normal((m, n)).astype(np.float32)
+        assert matmul(a, b).tobytes() == (a @ b).tobytes()
+        assert matmul(a.T.copy().T, b).tobytes() == (a @ b).tobytes()
+        assert matmul(c, b.T).tobytes() == (c @ b.T).tobytes()
+        assert matmul(a.T, c).tobytes() == (a.T @ c).tobytes()
+
+
+def test_activation_codes_match_the_loops():
+    from gradkit.backends.numba import kernels, lowering
+    assert lowering.ACTIVATION_CODES == kernels.ACTIVATION_CODES
+
+
+def test_off_by_default(monkeypatch):
+    monkeypatch.delenv("GRADKIT_CAPTURE_COMPILE", raising=False)
+    step, x, labels, params, opt = make_step("sgd", None)
+    for _ in range(3):
+        step(x, labels)
+    assert "compilation off" in step.explain()
+    monkeypatch.setenv("GRADKIT_CAPTURE_COMPILE", "1")
+    step, x, labels, params, opt = make_step("sgd", None)
+    for _ in range(3):
+        step(x, labels)
+    assert "compiled into one function" in step.explain()
