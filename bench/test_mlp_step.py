@@ -32,23 +32,37 @@ def test_floor(benchmark, size):
     _run(benchmark, NumpyMLPFloor(dims, batch).step, size, "numpy-floor", "numpy")
 
 
-def _impl(backend: str, captured: bool) -> str:
-    return f"gradkit-{backend}" + ("-captured" if captured else "")
+def _impl(backend: str, mode: str) -> str:
+    return f"gradkit-{backend}" + ("" if mode == "eager" else f"-{mode}")
 
 
-@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
-@pytest.mark.parametrize("backend", BACKENDS)
+# eager: the engine runs every step; captured: gk.capture replays the recorded kernels;
+# compiled: gk.capture(step, compile=True), the replay's kernels as one compiled
+# function (the Numba backend compiles steps; on the others it is the captured replay)
+MODES = ["eager", "captured", "compiled"]
+
+
+def _modes_for(backend: str) -> list[str]:
+    return MODES if backend == "numba" else MODES[:2]
+
+
+def _step(dims, batch, backend, mode):
+    return gradkit_step(dims, batch, backend, captured=mode != "eager",
+                        compiled=mode == "compiled")
+
+
+@pytest.mark.parametrize("backend, mode", [(b, m) for b in BACKENDS for m in _modes_for(b)])
 @pytest.mark.parametrize("size", BENCH_SIZES)
-def test_gradkit(benchmark, size, backend, captured):
-    """Eager: the engine runs every step. Captured: gk.capture replays the step."""
+def test_gradkit(benchmark, size, backend, mode):
+    """Eager, captured or compiled (see MODES)."""
     batch, dims = SIZES[size]
-    step = gradkit_step(dims, batch, backend, captured=captured)
-    if captured:
+    step = _step(dims, batch, backend, mode)
+    if mode != "eager":
         step()  # the second recording call; from here on the step replays
     if backend == "cuda":  # wait for the GPU inside the timed call
         inner = step
         step = lambda: float(inner())  # noqa: E731  (.item() synchronizes)
-    _run(benchmark, step, size, _impl(backend, captured), backend)
+    _run(benchmark, step, size, _impl(backend, mode), backend)
 
 
 @pytest.mark.skipif(not peer_available("torch"), reason="PyTorch is not installed")
@@ -77,15 +91,15 @@ def test_jax_jit(benchmark, size):
 PAIRS = {"small": 300, "medium": 40, "large": 5}
 
 
-@pytest.mark.parametrize("captured", [False, True], ids=["eager", "captured"])
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "cuda"])
+@pytest.mark.parametrize("backend, mode", [(b, m) for b in BACKENDS if b != "cuda"
+                                           for m in _modes_for(b)])
 @pytest.mark.parametrize("size", BENCH_SIZES)
-def test_paired_ratio_to_floor(benchmark, size, backend, captured):
+def test_paired_ratio_to_floor(benchmark, size, backend, mode):
     import statistics
     import time
     batch, dims = SIZES[size]
     floor = NumpyMLPFloor(dims, batch).step
-    step = gradkit_step(dims, batch, backend, captured=captured)
+    step = _step(dims, batch, backend, mode)
     floor(), step(), step()
     ratios = []
     for _ in range(PAIRS[size]):
@@ -95,7 +109,7 @@ def test_paired_ratio_to_floor(benchmark, size, backend, captured):
         step()
         ratios.append((time.perf_counter() - middle) / (middle - start))
     benchmark.group = f"paired-{size}"
-    benchmark.extra_info.update(size=size, impl=_impl(backend, captured), backend=backend,
+    benchmark.extra_info.update(size=size, impl=_impl(backend, mode), backend=backend,
                                 paired_ratio=statistics.median(ratios), pairs=len(ratios))
     benchmark.pedantic(step, rounds=1, iterations=1)
 
