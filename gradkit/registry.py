@@ -410,17 +410,23 @@ def as_shape(shape: Any, where: str, argument: str = "shape", *, infer: bool = F
     Traceback (most recent call last):
     gradkit.errors.ArgumentError: zeros: shape must be an integer or a tuple of integers, got (2.9, 1)
     """
+    if type(shape) is tuple and all([type(n) is int and n >= 0 for n in shape]):
+        return shape  # the common case: Python ints, no -1
     entries = (shape,) if _is_integer(shape) else shape
-    suffix = "" if operand is None else f" (operand: {describe_operands(['x'], [operand])})"
     if not isinstance(entries, (tuple, list)) or not all(_is_integer(n) for n in entries):
         raise ArgumentError(f"{where}: {argument} must be an integer or a tuple of integers, "
-                            f"got {shape!r}{suffix}")
+                            f"got {shape!r}{_operand_suffix(operand)}")
     result = tuple([int(n) for n in entries])
     negative = [n for n in result if n < 0]
     if negative and not (infer and negative == [-1]):
         allowed = "; one entry may be -1" if infer else ""
-        raise ArgumentError(f"{where}: {argument} {shape!r} has a negative size{allowed}{suffix}")
+        raise ArgumentError(f"{where}: {argument} {shape!r} has a negative size{allowed}"
+                            f"{_operand_suffix(operand)}")
     return result
+
+
+def _operand_suffix(operand: Any) -> str:
+    return "" if operand is None else f" (operand: {describe_operands(['x'], [operand])})"
 
 
 def as_size(value: Any, where: str, argument: str) -> int:
