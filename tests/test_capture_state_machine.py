@@ -59,11 +59,13 @@ class HalvedInTraining(gk.nn.Module):
 class Net(gk.nn.Module):
     """A tiny MLP followed by a mode-dependent module."""
 
-    def __init__(self, hidden: list[int], dtype: str, seed: int) -> None:
+    def __init__(self, hidden: list[int], dtype: str, seed: int,
+                 mode_scale: bool = True) -> None:
         super().__init__()
         self.mlp = gk.nn.MLP([FEATURES, *hidden, CLASSES], activation="tanh", seed=seed,
                              dtype=dtype)
-        self.mode_scale = HalvedInTraining()
+        # (without it every op of the step has a compiled form: see CompiledCapture...)
+        self.mode_scale = HalvedInTraining() if mode_scale else gk.nn.Dropout(0.0)
 
     def forward(self, x: gk.Tensor) -> gk.Tensor:
         return self.mode_scale(self.mlp(x))
@@ -106,10 +108,10 @@ class Setup:
     backend the batches go to. The steps read them from here on every call."""
 
     def __init__(self, backend: str, hidden: list[int], dtype: str, seed: int,
-                 optimizer_spec: dict) -> None:
+                 optimizer_spec: dict, mode_scale: bool = True) -> None:
         self.backend, self.dtype = backend, dtype
         with gk.use_backend(backend):
-            self.model = Net(hidden, dtype, seed)
+            self.model = Net(hidden, dtype, seed, mode_scale)
         self.opt = make_optimizer(optimizer_spec, self.model.parameters())
 
     def batch(self, seed: int, size: int, bad_labels: bool = False) -> tuple[gk.Tensor, gk.Tensor]:
@@ -337,6 +339,7 @@ class CaptureStateMachine(RuleBasedStateMachine):
     """Two copies of a training setup, one stepped eagerly, one through gk.capture."""
 
     backend = "numpy"  # set per run (see machine_for)
+    compiled = False  # gk.capture(step, compile=True), on a model whose ops all compile
 
     def count(self, name: str) -> None:
         RULE_COUNTS[(self.backend, name)] += 1
@@ -345,10 +348,11 @@ class CaptureStateMachine(RuleBasedStateMachine):
                 dtype=st.sampled_from(["float64", "float32"]), seed=SEEDS,
                 optimizer_spec=OPTIMIZER_SPECS)
     def build(self, hidden, dtype, seed, optimizer_spec):
-        self.eager = Setup(self.backend, hidden, dtype, seed, optimizer_spec)
-        self.captured = Setup(self.backend, hidden, dtype, seed, optimizer_spec)
+        mode_scale = not self.compiled
+        self.eager = Setup(self.backend, hidden, dtype, seed, optimizer_spec, mode_scale)
+        self.captured = Setup(self.backend, hidden, dtype, seed, optimizer_spec, mode_scale)
         self.eager_steps = training_steps(self.eager)
-        self.captured_steps = {name: gk.capture(step)
+        self.captured_steps = {name: gk.capture(step, compile=self.compiled)
                                for name, step in training_steps(self.captured).items()}
         self.batch_size = 4
         self.saved_optimizer_states: tuple[dict, dict] | None = None
@@ -366,6 +370,8 @@ class CaptureStateMachine(RuleBasedStateMachine):
         self.count(f"(step {outcome})")
         if captured_step.replays > replays:
             self.count("(step replayed)")
+            if any(plan.compiled is not None for plan in captured_step.plans.values()):
+                self.count("(step replayed compiled)")
 
     # calls of the step
     @rule(variant=st.sampled_from(["zero_grad_first", "zero_grad_last"]), seed=SEEDS)
@@ -494,8 +500,9 @@ def rule_names(machine: type) -> list[str]:
             if getattr(member, RULE_MARKER, None) is not None]
 
 
-def machine_for(backend: str) -> type[CaptureStateMachine]:
-    return type(f"CaptureStateMachine_{backend}", (CaptureStateMachine,), {"backend": backend})
+def machine_for(backend: str, compiled: bool = False) -> type[CaptureStateMachine]:
+    return type(f"CaptureStateMachine_{backend}{'_compiled' if compiled else ''}",
+                (CaptureStateMachine,), {"backend": backend, "compiled": compiled})
 
 
 MACHINE_SETTINGS = settings(max_examples=1000, stateful_step_count=50, deadline=None,
@@ -517,6 +524,27 @@ def test_captured_training_equals_eager_under_user_actions(backend):
     wanted = rule_names(CaptureStateMachine) + ["(step replayed)"]
     rare = {r: counts.get(r, 0) for r in wanted if counts.get(r, 0) < MIN_RUNS_PER_RULE}
     assert not rare, f"rules that ran fewer than {MIN_RUNS_PER_RULE} times: {rare}"
+
+
+# Fewer examples: each new plan compiles (about a second per source and dtype, cached on
+# disk after), and one hidden size and dtype keep the sources few.
+COMPILED_SETTINGS = settings(MACHINE_SETTINGS, max_examples=60, stateful_step_count=40)
+
+
+def test_compiled_captured_training_equals_eager_under_user_actions(backend):
+    """The same contract when the captured step's plans are compiled (Numba backend)."""
+    if backend.name != "numba":
+        pytest.skip("steps compile on the numba backend only (tested there)")
+    pytest.importorskip("scipy")  # Numba's BLAS for the compiled matmul
+    key = "numba-compiled"
+    already = {rule: n for (name, rule), n in RULE_COUNTS.items() if name == key}
+    machine = machine_for("numba", compiled=True)
+    machine.count = lambda self, name: RULE_COUNTS.update([(key, name)])
+    run_state_machine_as_test(machine, settings=COMPILED_SETTINGS)
+    counts = {rule: n - already.get(rule, 0) for (name, rule), n in sorted(RULE_COUNTS.items())
+              if name == key}
+    print(f"\nrule counts, numba compiled: {counts}")
+    assert counts.get("(step replayed compiled)", 0) >= MIN_RUNS_PER_RULE, counts
 
 
 # -- one deterministic example per action a replay must see -------------------------------
