@@ -1,5 +1,6 @@
-"""gk.capture(step, compile=True) on the Numba backend: the kernel section of a replay
-compiled into one njit function gives the Python replay's results bit for bit."""
+"""gk.capture on the Numba backend compiles the kernel section of a replay into one njit
+function, which gives the Python replay's results bit for bit. Every test here runs on
+the Numba backend (the one that compiles steps), whatever the suite's backends are."""
 import numpy as np
 import pytest
 
@@ -9,6 +10,13 @@ from gradkit.nn import functional as F
 
 numba = pytest.importorskip("numba", reason="whole-step compilation needs numba")
 pytest.importorskip("scipy", reason="np.dot inside Numba code needs SciPy's BLAS")
+
+
+@pytest.fixture(autouse=True)
+def backend():
+    """(Overrides the suite's per-backend fixture: these tests are about the Numba backend.)"""
+    with gk.use_backend("numba") as chosen:
+        yield chosen
 
 
 def make_step(optimizer: str, compiled: bool, dims=(64, 64, 64, 10), batch=32,
@@ -130,14 +138,36 @@ def test_activation_codes_match_the_loops():
     assert lowering.ACTIVATION_CODES == kernels.ACTIVATION_CODES
 
 
-def test_off_by_default(monkeypatch):
+def test_on_by_default_and_off_with_the_environment_variable(monkeypatch):
     monkeypatch.delenv("GRADKIT_CAPTURE_COMPILE", raising=False)
     step, x, labels, params, opt = make_step("sgd", None)
     for _ in range(3):
         step(x, labels)
-    assert "compilation off" in step.explain()
-    monkeypatch.setenv("GRADKIT_CAPTURE_COMPILE", "1")
+    assert "compiled into one function" in step.explain()
+    monkeypatch.setenv("GRADKIT_CAPTURE_COMPILE", "0")
     step, x, labels, params, opt = make_step("sgd", None)
     for _ in range(3):
         step(x, labels)
-    assert "compiled into one function" in step.explain()
+    assert "compilation off" in step.explain()
+
+
+# -- the capture state machine, compiled ------------------------------------------------
+# Fewer examples: each new plan compiles (about a second per source and dtype, cached on
+# disk after); the model has only ops that compile (no mode-dependent multiply).
+
+def test_compiled_captured_training_equals_eager_under_user_actions():
+    """tests/test_capture_state_machine.py's contract when the plans are compiled."""
+    from hypothesis.stateful import run_state_machine_as_test
+    from test_capture_state_machine import (MACHINE_SETTINGS, MIN_RUNS_PER_RULE, RULE_COUNTS,
+                                            machine_for)
+    from hypothesis import settings
+    key = "numba-compiled"
+    already = {rule: n for (name, rule), n in RULE_COUNTS.items() if name == key}
+    machine = machine_for("numba", compiled=True)
+    machine.count = lambda self, name: RULE_COUNTS.update([(key, name)])
+    run_state_machine_as_test(machine, settings=settings(MACHINE_SETTINGS, max_examples=60,
+                                                         stateful_step_count=40))
+    counts = {rule: n - already.get(rule, 0) for (name, rule), n in sorted(RULE_COUNTS.items())
+              if name == key}
+    print(f"\nrule counts, numba compiled: {counts}")
+    assert counts.get("(step replayed compiled)", 0) >= MIN_RUNS_PER_RULE, counts

@@ -73,8 +73,8 @@ results whose shape depends on values (boolean-mask indexing, argwhere,
 unique_values), and the gradient of a user op whose VJP computes a value from its
 inputs' raw arrays (``ctx.constant``; no built-in op's VJP does).
 
-Whole-step compilation (first version, opt-in): ``gk.capture(f, compile=True)``, or
-``GRADKIT_CAPTURE_COMPILE=1`` for every capture, turns a plan whose kernel calls all
+Whole-step compilation (on unless ``gk.capture(f, compile=False)`` or
+``GRADKIT_CAPTURE_COMPILE=0``) turns a plan whose kernel calls all
 run on the Numba backend and all have a compiled form (``LOWERINGS`` in
 gradkit/backends/numba/lowering.py: matmul, linear, matrix_transpose, sum_to over the
 first axis, add of one shape and dtype, bias_activation and its backward,

@@ -241,7 +241,8 @@ class CapturedFunction:
         >>> for i in range(3):
         ...     _ = double(gk.tensor([float(i)]))
         >>> print(double.explain())
-        plan 0: Python replay (compilation off: gk.capture(f, compile=True) or GRADKIT_CAPTURE_COMPILE=1)
+        plan 0: Python replay, not compiled:
+          the numpy backend compiles no steps
         """
         if not self.plans:
             return "no plan yet (a plan exists after the second call with one signature)"
@@ -300,19 +301,21 @@ from gradkit.autodiff import grad_enabled as _grad_enabled  # noqa: E402
 
 
 def compile_by_default() -> bool:
-    """Whether ``gk.capture`` compiles its plans when not told: the environment variable
-    ``GRADKIT_CAPTURE_COMPILE`` set to 1 (off by default in this first version)."""
-    return os.environ.get("GRADKIT_CAPTURE_COMPILE", "0").strip().lower() in ("1", "true",
-                                                                             "yes")
+    """Whether ``gk.capture`` compiles its plans when not told: yes, unless the
+    environment variable ``GRADKIT_CAPTURE_COMPILE`` is 0 (a plan compiles only where
+    its backend compiles steps: the Numba backend; elsewhere it is the Python replay)."""
+    return os.environ.get("GRADKIT_CAPTURE_COMPILE", "1").strip().lower() not in (
+        "0", "false", "no")
 
 
 def capture(function: Callable[..., Any] | None = None, *,
             compile: bool | None = None) -> Any:
     """Record ``function``'s kernel calls on two calls, then replay them (see module doc).
 
-    ``compile=True`` (or ``GRADKIT_CAPTURE_COMPILE=1``) also compiles each plan whose
-    kernels all have a compiled form into one native function (the Numba backend; see
-    ``explain()``). ``@gk.capture(compile=True)`` decorates too.
+    Each plan whose kernels all have a compiled form is also compiled into one native
+    function where its backend compiles steps (the Numba backend; see ``explain()``);
+    ``compile=False`` (or ``GRADKIT_CAPTURE_COMPILE=0``) keeps the Python replay.
+    ``@gk.capture(compile=False)`` decorates too.
 
     Use it on a whole training step (forward, ``backward``, optimizer step and
     ``zero_grad``); tensor arguments may change values (a new batch) from call to

@@ -179,8 +179,8 @@ class Plan:
             return (f"compiled into one function ({len(self.calls)} kernel calls; "
                     f"compiling or loading it took {self.compile_seconds:.2f} s)")
         if not self.compile_requested:
-            return ("Python replay (compilation off: gk.capture(f, compile=True) or "
-                    "GRADKIT_CAPTURE_COMPILE=1)")
+            return ("Python replay (compilation off: gk.capture(f, compile=False) or "
+                    "GRADKIT_CAPTURE_COMPILE=0)")
         return "Python replay, not compiled:\n" + "\n".join(
             f"  {why}" for why in self.compile_reasons)
 
