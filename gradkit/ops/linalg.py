@@ -28,7 +28,7 @@ from gradkit.ops.reduce import max_, min_, sum_
 from gradkit.ops.samples import away_from_zero
 from gradkit.ops.shape import (grid_index, broadcast_arrays, expand_dims,
                                getitem, matrix_transpose, moveaxis, normalize_axis_list, reshape,
-                               squeeze, stack, sum_to, transpose, tril)
+                               squeeze, stack, transpose, tril)
 from gradkit.registry import Sample, composite, primitive
 from gradkit.tensor import Tensor
 

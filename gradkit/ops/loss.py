@@ -22,7 +22,7 @@ from gradkit.dtypes import as_dtype, native_dtype
 from gradkit.errors import DTypeError, ShapeError, describe, describe_operands
 from gradkit.ops.broadcasting import unbroadcast
 from gradkit.ops.activation import relu, softmax
-from gradkit.ops.elementwise import maximum, multiply, subtract
+from gradkit.ops.elementwise import multiply, subtract
 from gradkit.ops.reduce import mean, sum_
 from gradkit.ops.samples import away_from_zero
 from gradkit.ops.shape import expand_dims, getitem
