@@ -171,3 +171,41 @@ def test_compiled_captured_training_equals_eager_under_user_actions():
               if name == key}
     print(f"\nrule counts, numba compiled: {counts}")
     assert counts.get("(step replayed compiled)", 0) >= MIN_RUNS_PER_RULE, counts
+
+
+def test_the_step_of_gradkit_train_compiles_and_equals_the_python_replay():
+    from gradkit.training import training_step
+    X, y = gk.data.spiral(n_per_class=20, seed=1)
+    results = {}
+    for compiled in (False, True):
+        model = gk.nn.MLP([2, 16, 3], seed=0)
+        step = training_step(model, gk.optim.Adam(model.parameters(), lr=1e-2))
+        step.compile = compiled
+        sums = [step(gk.tensor(X[:32]), gk.tensor(y[:32])).numpy() for _ in range(5)]
+        results[compiled] = sums + [p.numpy() for p in model.parameters()]
+        assert ("compiled into one function" in step.explain()) == compiled
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(results[False], results[True]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_vector_is_numpys_pairwise_sum(dtype):
+    from gradkit.backends.numba.step_kernels import sum_vector
+    rng = np.random.default_rng(0)
+    for n in [*range(1, 140), 255, 256, 257, 1000, 4099, 70001]:
+        a = rng.standard_normal(n).astype(dtype)
+        assert sum_vector(a)[()].tobytes() == np.sum(a).tobytes(), n
+    assert sum_vector(np.array([-0.0] * 20))[()].tobytes() == np.sum([-0.0] * 20).tobytes()
+
+
+def test_argmax_rows_and_casts_match_numpy():
+    from gradkit.backends.numba.step_kernels import argmax_rows, as_float64, scalar_to_vector
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 5))
+    x[3, 2] = x[3, 4] = np.nan  # the first NaN wins
+    x[4] = 1.0  # ties: the first one
+    x[5, 0] = np.nan
+    assert np.array_equal(argmax_rows(x), np.argmax(x, axis=1))
+    for array in (np.array([True, False]), np.arange(4), np.float32([0.1, -2.5]),
+                  np.array(np.float32(0.1))):
+        assert as_float64(array).tobytes() == array.astype(np.float64).tobytes()
+    assert scalar_to_vector(np.array(2.5)).tolist() == [2.5]

@@ -78,7 +78,9 @@ Whole-step compilation (on unless ``gk.capture(f, compile=False)`` or
 run on the Numba backend and all have a compiled form (``LOWERINGS`` in
 gradkit/backends/numba/lowering.py: matmul, linear, matrix_transpose, sum_to over the
 first axis, add of one shape and dtype, bias_activation and its backward,
-cross_entropy and its backward, sgd_update, adam_update) into one ``@numba.njit``
+cross_entropy and its backward, sgd_update, adam_update, and what counts correct
+predictions: argmax over rows, equal, astype to float64, sum of a vector, multiply
+of scalars, expand_dims of a scalar, concatenate) into one ``@numba.njit``
 function: the replay keeps its guards and its installs and runs the kernel section
 as one native call, with the optimizers' hyperparameters as arguments (read afresh
 on each call). It computes what the Python replay computes, bit for bit (the same

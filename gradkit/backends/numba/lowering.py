@@ -225,6 +225,67 @@ def lower_adam_update(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return "adam_update({}, {}, {}, {}, {}, ".format(*_names(call)) + scalars + ")"
 
 
+# -- counting correct predictions (gradkit train's step) ---------------------------------
+
+def lower_argmax(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    _floats([x])
+    _dense(x, 2, "x")
+    if call.params.get("axis") not in (1, -1) or call.params.get("keepdims") or \
+            not x.c_contiguous:
+        raise NoLowering("only the argmax of each row of a C-contiguous 2-d array is compiled")
+    return f"argmax_rows(s{call.inputs[0]})"
+
+
+def lower_equal(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    a, b = (layout(i) for i in call.inputs)
+    if a.shape != b.shape or a.dtype != b.dtype or len(a.shape) != 1 or \
+            a.dtype.kind not in "iuf":
+        raise NoLowering(f"operands {a.shape} {a.dtype} and {b.shape} {b.dtype}: only "
+                         "1-d numbers of one shape and dtype are compiled")
+    return "({} == {})".format(*_names(call))
+
+
+def lower_astype(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    if np.dtype(call.params["dtype"]) != np.dtype(np.float64) or len(x.shape) > 1 or \
+            x.dtype.kind not in "biuf" or not x.c_contiguous:
+        raise NoLowering(f"astype {x.dtype} {x.shape} to {call.params['dtype']}: only 0-d "
+                         "and 1-d arrays to float64 are compiled")
+    return f"as_float64(s{call.inputs[0]})"
+
+
+def lower_sum(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    _floats([x])
+    if len(x.shape) != 1 or not x.c_contiguous or call.params.get("keepdims") or \
+            call.params.get("axis") not in (None, 0, -1) or call.params.get("dtype") is not None:
+        raise NoLowering("only the whole sum of a contiguous 1-d array is compiled")
+    return f"sum_vector(s{call.inputs[0]})"
+
+
+def lower_multiply(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    a, b = (layout(i) for i in call.inputs)
+    if a.shape != () or b.shape != () or a.dtype != b.dtype or a.dtype not in _FLOATS:
+        raise NoLowering("only the product of two 0-d floats of one dtype is compiled")
+    return "multiply_scalars({}, {})".format(*_names(call))
+
+
+def lower_expand_dims(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    if x.shape != () or call.params.get("axis") not in (0, -1):
+        raise NoLowering("only a 0-d array made (1,) is compiled")
+    return f"scalar_to_vector(s{call.inputs[0]})"
+
+
+def lower_concatenate(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    layouts = [layout(i) for i in call.inputs]
+    if any(len(lay.shape) != 1 for lay in layouts) or len({lay.dtype for lay in layouts}) != 1 \
+            or call.params.get("axis") not in (0, -1):
+        raise NoLowering("only 1-d arrays of one dtype are concatenated when compiled")
+    return f"np.concatenate(({', '.join(_names(call))},))"
+
+
 LOWERINGS: dict[str, Callable[[StepCall, Callable[[int], Layout]], str]] = {
     "matmul": lower_matmul, "linear": lower_linear,
     "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to, "add": lower_add,
@@ -232,17 +293,22 @@ LOWERINGS: dict[str, Callable[[StepCall, Callable[[int], Layout]], str]] = {
     "bias_activation_backward": lower_bias_activation_backward,
     "cross_entropy": lower_cross_entropy,
     "cross_entropy_backward": lower_cross_entropy_backward,
-    "sgd_update": lower_sgd_update, "adam_update": lower_adam_update}
+    "sgd_update": lower_sgd_update, "adam_update": lower_adam_update,
+    "argmax": lower_argmax, "equal": lower_equal, "astype": lower_astype, "sum": lower_sum,
+    "multiply": lower_multiply, "expand_dims": lower_expand_dims,
+    "concatenate": lower_concatenate}
 
 
 # -- the compiled function ------------------------------------------------------------
 
 HEADER = '''"""A gk.capture step compiled by gradkit.backends.numba.lowering (generated)."""
 import numba
+import numpy as np
 from gradkit.backends.numba.kernels import OPTIONS
 from gradkit.backends.numba.step_kernels import (
     matmul, linear, sum_rows, add_scalars, bias_activation, bias_activation_backward,
-    cross_entropy, cross_entropy_backward, sgd_update, sgd_update_plain, adam_update)
+    cross_entropy, cross_entropy_backward, sgd_update, sgd_update_plain, adam_update,
+    argmax_rows, sum_vector, multiply_scalars, as_float64, scalar_to_vector)
 
 
 @numba.njit(cache=True, **OPTIONS)

@@ -132,3 +132,111 @@ def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, de
         like(math.sqrt(1.0 - math.pow(beta2, count)), param),
         like(lr / (1.0 - math.pow(beta1, count)), param))
     return out
+
+
+# -- the ops a training step uses to count its correct predictions ------------------------
+
+@_njit
+def argmax_rows(x):
+    """``np.argmax(x, axis=1)`` of a 2-D array: the first largest entry of each row, or
+    the row's first NaN (NumPy's rule)."""
+    rows, cols = x.shape
+    out = np.empty(rows, np.int64)
+    for i in range(rows):
+        best, value = 0, x[i, 0]
+        if not np.isnan(value):
+            for j in range(1, cols):
+                candidate = x[i, j]
+                if np.isnan(candidate):
+                    best = j
+                    break
+                if candidate > value:
+                    best, value = j, candidate
+        out[i] = best
+    return out
+
+
+@_njit
+def _pairwise_block(a, start, n):
+    """NumPy's pairwise sum of a block of at most 128 elements ``a[start:start + n]``
+    (numpy/_core/src/umath/loops_utils.h: a plain loop below 8, else 8 accumulators)."""
+    if n < 8:
+        res = a.dtype.type(0)
+        for i in range(start, start + n):
+            res += a[i]
+        return res
+    r = a[start:start + 8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[start + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[start + i]
+        i += 1
+    return res
+
+
+@_njit
+def _pairwise_sum(a):
+    """NumPy's pairwise sum of ``a``: blocks of at most 128 elements, halves above
+    (rounded down to a multiple of 8) summed left + right. (An explicit stack, not
+    recursion: Numba's disk cache cannot link a recursive function into its callers.)"""
+    starts, sizes = np.empty(128, np.int64), np.empty(128, np.int64)
+    combine = np.zeros(128, np.bool_)
+    values = np.empty(128, a.dtype)
+    top, count = 1, 0
+    starts[0], sizes[0] = 0, a.size
+    while top > 0:
+        top -= 1
+        start, n = starts[top], sizes[top]
+        if n <= 128:
+            values[count] = _pairwise_block(a, start, n)
+            count += 1
+        elif combine[top]:
+            count -= 1
+            values[count - 1] = values[count - 1] + values[count]
+        else:
+            half = n // 2
+            half -= half % 8
+            combine[top] = True  # revisited after both halves: left + right
+            starts[top + 1], sizes[top + 1], combine[top + 1] = start + half, n - half, False
+            starts[top + 2], sizes[top + 2], combine[top + 2] = start, half, False
+            top += 3
+    return values[0]
+
+
+@_njit
+def sum_vector(x):
+    """``np.sum(x)`` of a contiguous 1-D float array as a 0-d array: the reduction's
+    identity (0) plus NumPy's pairwise sum, so -0.0 sums to 0.0 as in NumPy."""
+    out = np.empty((), x.dtype)
+    out[()] = x.dtype.type(0) + _pairwise_sum(x)
+    return out
+
+
+@_njit
+def multiply_scalars(a, b):
+    """``a * b`` of two 0-d arrays of one dtype, as a 0-d array."""
+    out = np.empty((), a.dtype)
+    out[()] = a[()] * b[()]
+    return out
+
+
+@_njit
+def as_float64(x):
+    """``x.astype(np.float64)`` of a 0-d or 1-D array (bool, integer or float)."""
+    out = np.empty(x.shape, np.float64)
+    flat_in, flat_out = x.reshape(-1), out.reshape(-1)
+    for i in range(flat_in.size):
+        flat_out[i] = np.float64(flat_in[i])
+    return out
+
+
+@_njit
+def scalar_to_vector(x):
+    """``np.expand_dims(x, 0)`` of a 0-d array: a (1,) array (a copy, not a view)."""
+    out = np.empty(1, x.dtype)
+    out[0] = x[()]
+    return out
