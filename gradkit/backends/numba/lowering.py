@@ -10,8 +10,8 @@ the compiled code does not have, such as the op's reference for mixed dtypes).
 A lowering accepts only the cases where its Python kernel runs the same loop
 (``step_kernels.py``), so a compiled step computes what the Python replay computes.
 
->>> sorted(LOWERINGS)[:3]
-['adam_update', 'add', 'bias_activation']
+>>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
+True
 """
 from __future__ import annotations
 
