@@ -182,7 +182,9 @@ def _pairwise_block(a, start, n):
 def _pairwise_sum(a):
     """NumPy's pairwise sum of ``a``: blocks of at most 128 elements, halves above
     (rounded down to a multiple of 8) summed left + right. (An explicit stack, not
-    recursion: Numba's disk cache cannot link a recursive function into its callers.)"""
+    recursion: Numba's disk cache cannot link a recursive function into its callers,
+    which is why this does not call kernels._pairwise_block, the recursive form the
+    Python kernels use: a warm plan cache then fails to load.)"""
     starts, sizes = np.empty(128, np.int64), np.empty(128, np.int64)
     combine = np.zeros(128, np.bool_)
     values = np.empty(128, a.dtype)
