@@ -217,6 +217,15 @@ def _shown_signature(op: Op, signature: inspect.Signature, array_params: list,
 _PLAIN_PARAMS = frozenset({int, float, bool, str, type(None), tuple, list})
 
 
+def _plain_params(params: dict[str, Any], known: set[str]) -> bool:
+    """Whether ``params`` are all the op's own, by keyword, of plain types: then
+    ``bind`` has nothing to do (the common call, ``gk.sum(x, axis=0)``)."""
+    for name, value in params.items():
+        if name not in known or type(value) not in _PLAIN_PARAMS:
+            return False
+    return True
+
+
 def _public_function(op: Op, forward: Callable[..., Any],
                      positional: Sequence[str] = ()) -> Callable[..., Any]:
     """A real Python function for ``op``: its name, docstring and signature minus ``xp``.
@@ -273,7 +282,8 @@ def _public_function(op: Op, forward: Callable[..., Any],
             return dispatch(op, tuple(arrays), {**defaults, **params})
     else:
         def function(*args: Any, **params: Any) -> Tensor:
-            if params or len(args) != len(array_params):
+            if len(args) != len(array_params) or params and (
+                    (args and args[-1] is None) or not _plain_params(params, known)):
                 args, params = bind(args, params)
             return dispatch(op, args, {**defaults, **params} if defaults else params)
     functools.update_wrapper(function, forward)

@@ -25,7 +25,7 @@ def ops_run(monkeypatch):
 
 def _backward_ops(ops_run, f, *xs):
     """The ops the backward pass of ``f(*xs).sum()`` dispatches, less sum's own
-    (reshape, broadcast_to) and the copies that give a leaf's .grad its own array (on
+    (sum_backward) and the copies that give a leaf's .grad its own array (on
     some backends), and the gradients."""
     xs = [gk.tensor(np.asarray(x, dtype=np.float64), requires_grad=True) for x in xs]
     out = f(*xs).sum()
@@ -34,7 +34,7 @@ def _backward_ops(ops_run, f, *xs):
     return [o for o in ops_run if o not in NOT_THE_VJP], [None if x.grad is None else x.grad.numpy().tolist() for x in xs]
 
 
-NOT_THE_VJP = ("reshape", "broadcast_to", "copy")
+NOT_THE_VJP = ("sum_backward", "copy")
 
 
 def _same_as_eager(step, inputs):
@@ -52,6 +52,23 @@ def test_maximum_and_minimum_differentiate_with_one_op_per_operand(ops_run, name
     ops, grads = _backward_ops(ops_run, getattr(gk, name), [1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
     assert grads == list(expected)  # the tie splits evenly
     assert ops == [f"{name}_backward"] * 2
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 1), False)])
+def test_sum_and_mean_differentiate_with_one_op(ops_run, axis, keepdims):
+    x = gk.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    out = gk.sum(x, axis=axis, keepdims=keepdims)
+    del ops_run[:]
+    out.backward(gk.ones(out.shape, dtype="float64"))
+    assert [o for o in ops_run if o != "copy"] == ["sum_backward"]
+    assert x.grad.numpy().tolist() == [[1.0] * 3] * 2
+    x.grad = None
+    out = gk.mean(x, axis=axis, keepdims=keepdims)
+    del ops_run[:]
+    out.backward(gk.ones(out.shape, dtype="float64"))
+    assert [o for o in ops_run if o != "copy"] == ["mean_backward"]
+    count = 6 if axis in (None, (0, 1)) else (2, 3)[axis]
+    np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1 / count))
 
 
 def test_maximum_with_broadcasting_sums_the_shares():

@@ -17,7 +17,7 @@ import numpy as np
 
 from gradkit.dtypes import as_dtype, native_dtype, to_numpy_dtype
 from gradkit.errors import ArgumentError
-from gradkit.ops.broadcasting import expand_reduced, keepdims_shape, normalize_axes
+from gradkit.ops.broadcasting import keepdims_shape, normalize_axes
 from gradkit.ops.elementwise import exp, sqrt, where
 from gradkit.ops.samples import away_from_zero
 from gradkit.ops.shape import flip, getitem
@@ -60,9 +60,15 @@ def _in_dtype_of(g, x):
     return g if g.data.dtype == x.data.dtype else g.astype(x.dtype)
 
 
+def expand_reduced(g: Tensor, x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    """The gradient ``g`` of a reduction of ``x`` over ``axis``, copied back along the
+    reduced axes to ``x``'s shape (sum's gradient)."""
+    return sum_backward(g, shape=x.shape, axis=axis, keepdims=keepdims)
+
+
 def sum_vjp(ctx, g):
     (x,) = ctx.inputs
-    return (_in_dtype_of(expand_reduced(g, x.shape, ctx.params["axis"], ctx.params["keepdims"]), x),)
+    return (_in_dtype_of(expand_reduced(g, x, ctx.params["axis"], ctx.params["keepdims"]), x),)
 
 
 def _sum_samples(rng):
@@ -80,6 +86,35 @@ def sum_(xp, x, *, axis=None, keepdims=False, dtype=None):
     [4.0, 6.0]
     """
     return xp.sum(x, axis=axis, keepdims=keepdims, dtype=_accumulator(xp, dtype))
+
+
+def _backward_samples(rng):
+    """A gradient of the result of each reduction_samples case, with the input's shape."""
+    cases = [(case, np.sum(np.zeros((2, 3, 4)), **case).shape) for case in AXIS_CASES]
+    return [Sample(away_from_zero(rng, reduced), shape=(2, 3, 4), **case)
+            for case, reduced in cases] + [
+        Sample(away_from_zero(rng, ()), shape=(), axis=None, keepdims=False)]
+
+
+def _as_reduced_with_keepdims(xp, g, shape, axis, keepdims):
+    return g if keepdims else xp.reshape(g, keepdims_shape(shape, axis))
+
+
+def sum_backward_vjp(ctx, gg):
+    return (sum_(gg, axis=ctx.params["axis"], keepdims=ctx.params["keepdims"]),)
+
+
+@primitive(vjp=sum_backward_vjp, samples=_backward_samples, family=FAMILY)
+def sum_backward(xp, g, *, shape, axis=None, keepdims=False):
+    """The VJP of ``sum(x, axis=axis, keepdims=keepdims)`` for an ``x`` of ``shape``:
+    ``g`` repeated along the reduced axes (a read-only broadcast view).
+
+    >>> import gradkit as gk
+    >>> gk.sum_backward(gk.tensor([1.0, 2.0]), shape=(3, 2), axis=0).numpy().tolist()
+    [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]
+    """
+    return xp.broadcast_to(_as_reduced_with_keepdims(xp, g, shape, axis, keepdims),
+                           tuple(shape))
 
 
 def prod_others_vjp(ctx, g):
@@ -125,7 +160,7 @@ def prod_others(xp, x, *, axis=None):
 def prod_vjp(ctx, g):
     (x,) = ctx.inputs
     axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
-    return (_in_dtype_of(expand_reduced(g, x.shape, axis, keepdims), x) * prod_others(x, axis=axis),)
+    return (_in_dtype_of(expand_reduced(g, x, axis, keepdims), x) * prod_others(x, axis=axis),)
 
 
 def _prod_samples(rng):
@@ -148,11 +183,28 @@ def prod(xp, x, *, axis=None, keepdims=False, dtype=None):
     return xp.prod(x, axis=axis, keepdims=keepdims, dtype=_accumulator(xp, dtype))
 
 
+def mean_backward_vjp(ctx, gg):
+    return (mean(gg, axis=ctx.params["axis"], keepdims=ctx.params["keepdims"]),)
+
+
+@primitive(vjp=mean_backward_vjp, samples=_backward_samples, family=FAMILY, float_only=True)
+def mean_backward(xp, g, *, shape, axis=None, keepdims=False):
+    """The VJP of ``mean(x, axis=axis, keepdims=keepdims)`` for an ``x`` of ``shape``:
+    ``g`` divided by the number of elements averaged, repeated along the reduced axes.
+
+    >>> import gradkit as gk
+    >>> gk.mean_backward(gk.tensor([1.0, 2.0]), shape=(4, 2), axis=0).numpy().tolist()[0]
+    [0.25, 0.5]
+    """
+    count = _reduced_count(tuple(shape), axis)
+    g = _as_reduced_with_keepdims(xp, g, shape, axis, keepdims)
+    return xp.broadcast_to(g, tuple(shape)) / count
+
+
 def mean_vjp(ctx, g):
     (x,) = ctx.inputs
-    axis = ctx.params["axis"]
-    count = _reduced_count(x.shape, axis)
-    return (expand_reduced(g, x.shape, axis, ctx.params["keepdims"]) / count,)
+    return (mean_backward(g, shape=x.shape, axis=ctx.params["axis"],
+                          keepdims=ctx.params["keepdims"]),)
 
 
 @primitive(vjp=mean_vjp, samples=reduction_samples, family=FAMILY, float_only=True)
@@ -175,7 +227,7 @@ def _extreme_vjp(ctx, g):
         out = out.reshape(keepdims_shape(x.shape, axis))
     hits = (x == out).astype(x.dtype)  # a comparison: an op without gradient
     share = hits / sum_(hits, axis=axis, keepdims=True)
-    return (expand_reduced(g, x.shape, axis, keepdims) * share,)
+    return (expand_reduced(g, x, axis, keepdims) * share,)
 
 
 @primitive("max", vjp=_extreme_vjp, samples=distinct_reduction_samples, family=FAMILY)
@@ -203,8 +255,8 @@ def min_(xp, x, *, axis=None, keepdims=False):
 def logsumexp_vjp(ctx, g):
     (x,) = ctx.inputs
     axis, keepdims = ctx.params["axis"], ctx.params["keepdims"]
-    out = expand_reduced(ctx.out, x.shape, axis, keepdims)
-    return (expand_reduced(g, x.shape, axis, keepdims) * exp(x - out),)
+    out = expand_reduced(ctx.out, x, axis, keepdims)
+    return (expand_reduced(g, x, axis, keepdims) * exp(x - out),)
 
 
 @primitive(vjp=logsumexp_vjp, samples=reduction_samples, family=FAMILY, float_only=True)

@@ -61,13 +61,6 @@ def keepdims_shape(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def expand_reduced(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tensor:
-    """Broadcast the gradient of a reduction back to the reduced input's ``shape``."""
-    if not keepdims:
-        g = reshape(g, shape=keepdims_shape(shape, axis))
-    return broadcast_to(g, shape=shape)
-
-
 # -- reshape family ----------------------------------------------------------------
 
 def reshape_vjp(ctx, g):

@@ -123,6 +123,86 @@ def bias_activation(backend: Any, op: Any, reference: Kernel) -> Kernel:
     return bias_activation
 
 
+def _reduced_count(shape: tuple, axis: Any) -> int:
+    """How many elements a reduction over ``axis`` (None, an int or a tuple) combines."""
+    if axis is None:
+        return math.prod(shape)
+    axes = (axis,) if type(axis) is int else axis
+    return math.prod([shape[a] for a in axes])
+
+
+_AXIS_TYPES = (type(None), int, tuple)
+
+
+def sum_(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def sum(x: np.ndarray, *, axis: Any = None, keepdims: bool = False,  # noqa: A001
+            dtype: Any = None) -> Any:
+        """``np.add.reduce``: what ``np.sum`` runs, without its Python layers."""
+        if dtype is not None or x.dtype not in _FLOATS or type(axis) not in _AXIS_TYPES:
+            return reference(x, axis=axis, keepdims=keepdims, dtype=dtype)
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return sum
+
+
+def mean(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def mean(x: np.ndarray, *, axis: Any = None, keepdims: bool = False) -> Any:
+        """The sum divided by the count, as ``np.mean`` computes it for float32/64."""
+        if x.dtype not in _FLOATS or not x.size or type(axis) not in _AXIS_TYPES:
+            return reference(x, axis=axis, keepdims=keepdims)  # (an empty mean warns)
+        total = np.add.reduce(x, axis=axis, keepdims=keepdims)
+        return total / _reduced_count(x.shape, axis)
+    return mean
+
+
+def mean_backward(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def mean_backward(g: np.ndarray, *, shape: Any, axis: Any = None,
+                      keepdims: bool = False) -> Any:
+        """Each element of ``g`` divided by the count, written once per repeat: one
+        division into a new array instead of a broadcast view and a division."""
+        shape = tuple(shape)
+        if g.dtype not in _FLOATS or type(axis) not in _AXIS_TYPES or (
+                axis is not None and not shape):
+            return reference(g, shape=shape, axis=axis, keepdims=keepdims)
+        if not keepdims:
+            g = g.reshape(_keepdims_shape(shape, axis))
+        out = np.empty(shape, g.dtype)
+        return np.divide(g, _reduced_count(shape, axis), out=out)
+    return mean_backward
+
+
+@functools.lru_cache(maxsize=256)
+def _keepdims_shape(shape: tuple, axis: Any) -> tuple:
+    """``shape`` with the axes of ``axis`` (None, an int or a tuple) kept as size 1."""
+    if axis is None:
+        return (1,) * len(shape)
+    axes = {a % len(shape) for a in ((axis,) if type(axis) is int else axis)}
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def reshape(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def reshape(x: np.ndarray, *, shape: Any, copy: Any = None) -> Any:
+        """``x.reshape(shape)``: the method, without ``np.reshape``'s Python layers."""
+        if copy is not None:
+            return reference(x, shape=shape, copy=copy)
+        return x.reshape(shape)
+    return reshape
+
+
+def sigmoid(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def sigmoid(x: np.ndarray) -> Any:
+        """The reference's ``1 / (1 + e)`` or ``e / (1 + e)`` with ``e = exp(-|x|)``,
+        with ``1 + e`` computed once and the results written into one array."""
+        if x.dtype not in _FLOATS or not x.ndim:  # (a 0-d result would be a scalar)
+            return reference(x)
+        e = np.abs(x)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        denominator = e + 1
+        out = np.divide(1, denominator)
+        return np.divide(e, denominator, out=out, where=x < 0)
+    return sigmoid
+
+
 def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
     def sgd_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray | None = None, *,
                    lr: Any = None, momentum: float = 0.0, nesterov: bool = False,
@@ -147,7 +227,8 @@ def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 KERNEL_FACTORIES = {factory.__name__: factory for factory in (
     cross_entropy, cross_entropy_backward, sum_to, matrix_transpose, bias_activation,
-    sgd_update)}
+    sgd_update, mean, mean_backward, reshape, sigmoid)}
+KERNEL_FACTORIES["sum"] = sum_  # (named so it does not hide the builtin here)
 
 
 # -- kernels that write their result into a dying input (gk.capture replays) ------------
