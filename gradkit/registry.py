@@ -554,6 +554,12 @@ def _common_backend(op: Op, args: tuple) -> Any:
 
 def _as_tensors(op: Op, args: tuple) -> tuple[Tensor, ...]:
     """``args`` with every non-Tensor lifted to a constant on the tensors' backend."""
+    if len(args) == 2:  # the common case first: a float tensor and a Python float
+        x, y = args
+        if type(y) is float and type(x) is Tensor and type(x.data.dtype) in _FLOAT_DTYPES:
+            return x, Tensor(_number_array(y, x.data.dtype, x.array_backend), x.array_backend)
+        if type(x) is float and type(y) is Tensor and type(y.data.dtype) in _FLOAT_DTYPES:
+            return Tensor(_number_array(x, y.data.dtype, y.array_backend), y.array_backend), y
     backend = _common_backend(op, args)
     if op.float_only:
         return _as_float_tensors(op, args, backend)
@@ -692,7 +698,7 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         if type(a) is not Tensor:
             args = _as_tensors(op, args)
             backend = args[0].array_backend if args else _backends.get_backend()
-            needs_grad = any(t._requires_grad for t in args)
+            needs_grad = True in [t._requires_grad for t in args]
             break
         if backend is None:
             backend = a.array_backend

@@ -188,19 +188,34 @@ def reshape(backend: Any, op: Any, reference: Kernel) -> Kernel:
     return reshape
 
 
+# 0-d arrays of 0 and 1 per float dtype: a ufunc takes them faster than Python numbers
+_ZERO = {dtype: np.zeros((), dtype) for dtype in _FLOATS}
+_ONE = {dtype: np.ones((), dtype) for dtype in _FLOATS}
+
+
 def sigmoid(backend: Any, op: Any, reference: Kernel) -> Kernel:
     def sigmoid(x: np.ndarray) -> Any:
-        """The reference's ``1 / (1 + e)`` or ``e / (1 + e)`` with ``e = exp(-|x|)``,
-        with ``1 + e`` computed once and the results written into one array."""
+        """The reference's ``1 / (1 + e)`` where ``x >= 0``, else ``e / (1 + e)``, with
+        ``e = exp(-|x|)``, as one division: ``max(e, x >= 0) / (1 + e)`` (``e <= 1``)."""
         if x.dtype not in _FLOATS or not x.ndim:  # (a 0-d result would be a scalar)
             return reference(x)
         e = np.abs(x)
         np.negative(e, out=e)
         np.exp(e, out=e)
-        denominator = e + 1
-        out = np.divide(1, denominator)
-        return np.divide(e, denominator, out=out, where=x < 0)
+        denominator = np.add(e, _ONE[x.dtype])
+        numerator = np.maximum(e, np.greater_equal(x, _ZERO[x.dtype]))
+        return np.divide(numerator, denominator, out=numerator)
     return sigmoid
+
+
+def sigmoid_backward(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def sigmoid_backward(g: np.ndarray, y: np.ndarray) -> Any:
+        """The reference's ``g * y * (1 - y)``, in one new array."""
+        if g.dtype not in _FLOATS or y.dtype != g.dtype or g.shape != y.shape or not g.ndim:
+            return reference(g, y)
+        out = np.multiply(g, y)
+        return np.multiply(out, np.subtract(_ONE[y.dtype], y), out=out)
+    return sigmoid_backward
 
 
 def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
@@ -227,7 +242,7 @@ def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 KERNEL_FACTORIES = {factory.__name__: factory for factory in (
     cross_entropy, cross_entropy_backward, sum_to, matrix_transpose, bias_activation,
-    sgd_update, mean, mean_backward, reshape, sigmoid)}
+    sgd_update, mean, mean_backward, reshape, sigmoid, sigmoid_backward)}
 KERNEL_FACTORIES["sum"] = sum_  # (named so it does not hide the builtin here)
 
 
