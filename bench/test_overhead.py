@@ -23,6 +23,12 @@ def _matmul(y, lib):
     return (y.reshape((4, 4)) @ w).reshape((16,))
 
 
+def _mixed(y, lib):
+    """Research code's usual mix: an activation, maximum, a scale and a shift."""
+    y = lib.tanh(y)
+    return lib.maximum(y, y * 0.5) * 1.0001 + 0.0001
+
+
 _EYE_NEAR = {"gradkit": gk.tensor(np.eye(4, dtype=np.float32) * 0.999)}
 
 # family -> (ops in one block, the block)
@@ -40,6 +46,7 @@ FAMILIES = {
     "mean": (2, lambda y, lib: y - y.mean() * 0.001),
     "reshape": (2, lambda y, lib: y.reshape((4, 4)).reshape((16,))),
     "matmul": (3, _matmul),
+    "mixed": (5, _mixed),
 }
 
 
