@@ -71,6 +71,22 @@ def test_sum_and_mean_differentiate_with_one_op(ops_run, axis, keepdims):
     np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1 / count))
 
 
+def test_where_differentiates_with_one_op_per_operand(ops_run):
+    condition = gk.tensor([True, False, True])
+    ops, grads = _backward_ops(ops_run, lambda x, y: gk.where(condition, x, y),
+                               [1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert ops == ["where_backward"] * 2
+    assert grads == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+
+
+def test_where_gradient_is_zero_where_masked_even_for_an_infinite_upstream():
+    g = gk.tensor([np.inf, np.nan, 2.0])
+    condition = gk.tensor([False, False, True])
+    assert gk.where_backward(g, condition, branch=1).numpy().tolist() == [0.0, 0.0, 2.0]
+    with pytest.raises(gk.ArgumentError, match="where_backward: branch must be 1"):
+        gk.where_backward(g, condition, branch=3)
+
+
 def test_maximum_with_broadcasting_sums_the_shares():
     x = gk.tensor([[1.0, 2.0], [3.0, 2.0]], requires_grad=True)
     y = gk.tensor(2.0, requires_grad=True)

@@ -345,11 +345,45 @@ def minimum(xp, x1, x2):
     return xp.minimum(x1, x2)
 
 
+def where_backward_vjp(ctx, g):
+    grad_out, condition = ctx.inputs
+    branch = ctx.params["branch"]
+    return (unbroadcast(where_backward(g, condition, branch=branch), grad_out)
+            if ctx.needs[0] else None, None)
+
+
+def where_backward_samples(rng):
+    return [Sample(away_from_zero(rng, g), rng.random(c) > 0.5, branch=branch)
+            for g, c in (((2, 3), (2, 3)), ((2, 3), (3,)), ((4,), ())) for branch in (1, 2)]
+
+
+def check_where_backward(g, condition, *, branch=1) -> None:
+    if branch not in (1, 2) or type(branch) is bool:
+        raise ArgumentError(f"where_backward: branch must be 1 (x1's gradient) or 2 (x2's), "
+                            f"got {branch!r} (operands: {describe(g)}, {describe(condition)})")
+
+
+@primitive(vjp=where_backward_vjp, samples=where_backward_samples, family=FAMILY,
+           check=check_where_backward)
+def where_backward(xp, g, condition, *, branch=1):
+    """The VJP of ``where(condition, x1, x2)`` before unbroadcasting: in ``x1``
+    (``branch=1``) ``g`` where ``condition`` holds, else 0; in ``x2`` (``branch=2``)
+    the other way round. Masked entries are 0 even where ``g`` is inf or nan.
+
+    >>> import gradkit as gk
+    >>> c = gk.tensor([True, False])
+    >>> gk.where_backward(gk.tensor([3.0, 4.0]), c, branch=2).numpy().tolist()
+    [0.0, 4.0]
+    """
+    zero = xp.zeros((), dtype=g.dtype)
+    return xp.where(condition, g, zero) if branch == 1 else xp.where(condition, zero, g)
+
+
 def where_vjp(ctx, g):
     condition, x, y = ctx.inputs
     return (None,
-            unbroadcast(where(condition, g, 0.0), x) if ctx.needs[1] else None,
-            unbroadcast(where(condition, 0.0, g), y) if ctx.needs[2] else None)
+            unbroadcast(where_backward(g, condition, branch=1), x) if ctx.needs[1] else None,
+            unbroadcast(where_backward(g, condition, branch=2), y) if ctx.needs[2] else None)
 
 
 def where_samples(rng):
