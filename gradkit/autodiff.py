@@ -36,7 +36,8 @@ class Node:
         self.out_data = out_data
         self.backend = backend
         self.needs = needs
-        self.versions = tuple([t._version for t in inputs])
+        self.versions = ((inputs[0]._version,) if len(inputs) == 1 else
+                         tuple([t._version for t in inputs]))
         self.freed_by: str | None = None
 
     @property
@@ -68,7 +69,9 @@ class Node:
 
     def check_versions(self) -> None:
         """Raise if an input was modified in place after this op recorded it."""
-        if tuple([t._version for t in self.inputs]) == self.versions:
+        inputs = self.inputs
+        if len(inputs) == 1 and inputs[0]._version == self.versions[0] or \
+                tuple([t._version for t in inputs]) == self.versions:
             return
         for index, (t, version) in enumerate(zip(self.inputs, self.versions)):
             if t._version != version:

@@ -719,8 +719,11 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
     recorder = capture_recording.get()
     if recorder is not None:  # (before the launch: a kernel may update an operand in place)
         recorder.will_launch(args)
-    try:
-        out = kernel(*[t.data for t in args], **params)
+    try:  # (one and two operands spelled out: most ops, and faster than a list)
+        n_args = len(args)
+        out = (kernel(args[0].data, **params) if n_args == 1 else
+               kernel(args[0].data, args[1].data, **params) if n_args == 2 else
+               kernel(*[t.data for t in args], **params))
     except GradkitError:
         raise
     except (ValueError, TypeError, IndexError) as exc:
@@ -734,6 +737,8 @@ def dispatch(op: Op, args: tuple, params: dict[str, Any]) -> Tensor:
         recorder.kernel(op, kernel, args, params, out, converted, backend)
     if needs_grad and op.vjp is not None and grad_enabled.get() and \
             (getattr(out.dtype, "kind", None) or to_numpy_dtype(out.dtype).kind) == "f":
-        needs = tuple([t._requires_grad for t in args])
+        needs = ((args[0]._requires_grad,) if n_args == 1 else
+                 (args[0]._requires_grad, args[1]._requires_grad) if n_args == 2 else
+                 tuple([t._requires_grad for t in args]))
         return Tensor(out, backend, Node(op, args, params, out, backend, needs))
     return Tensor(out, backend)
