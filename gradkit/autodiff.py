@@ -145,6 +145,8 @@ def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
         raise
     except Exception as exc:
         raise GraphError(f"{node.op.name}: its VJP raised {type(exc).__name__}: {exc}") from exc
+    if type(grads) is tuple and len(grads) == len(node.inputs):
+        return grads
     if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
         got = (f"{len(grads)} gradients" if isinstance(grads, (tuple, list))
                else type(grads).__name__)
@@ -281,8 +283,9 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                             gi.data.dtype != inp.data.dtype:
                         gi = _conform_gradient(node, index, inp, gi)
                     parent = inp.node
-                    if parent is not None:
-                        _accumulate(node_grads, parent, gi)
+                    if parent is not None:  # (_accumulate, inlined: this loop is hot)
+                        previous = node_grads.get(parent)
+                        node_grads[parent] = gi if previous is None else previous + gi
                     else:
                         leaves[id(inp)] = inp
                         _accumulate(leaf_grads, id(inp), gi)
