@@ -36,18 +36,23 @@ def as_dtype(dtype: Any, op: str = "tensor", operand: Any = None) -> np.dtype:
     >>> as_dtype("float64")
     dtype('float64')
     """
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise _dtype_error(op, f"unknown dtype {dtype!r}", operand) from exc
+    if resolved not in SUPPORTED_DTYPES:
+        raise _dtype_error(op, f"unsupported dtype {dtype!r}", operand)
+    return resolved
+
+
+def _dtype_error(op: str, what: str, operand: Any) -> DTypeError:
+    """``op``: ``what``, with the supported dtypes and the operand being converted."""
     choices = sorted(str(d) for d in SUPPORTED_DTYPES)
     suffix = ""
     if operand is not None:
         from gradkit.errors import describe
         suffix = f" (operand: {describe(operand)})"
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError as exc:
-        raise DTypeError(f"{op}: unknown dtype {dtype!r}; use one of {choices}{suffix}") from exc
-    if resolved not in SUPPORTED_DTYPES:
-        raise DTypeError(f"{op}: unsupported dtype {dtype!r}; use one of {choices}{suffix}")
-    return resolved
+    return DTypeError(f"{op}: {what}; use one of {choices}{suffix}")
 
 
 def native_dtype(xp: Any, dtype: Any) -> Any:
