@@ -87,6 +87,32 @@ def test_where_gradient_is_zero_where_masked_even_for_an_infinite_upstream():
         gk.where_backward(g, condition, branch=3)
 
 
+@pytest.mark.parametrize("shapes", [((2, 3), (3, 4)), ((5, 2, 3), (3, 4)), ((5, 2, 3), (5, 3, 4))])
+def test_matmul_differentiates_with_one_op_per_operand(ops_run, shapes):
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    ops, grads = _backward_ops(ops_run, gk.matmul, a, b)
+    assert [o for o in ops if o != "sum_to"] == ["matmul_transposed"] * 2
+    g = np.ones(np.matmul(a, b).shape)  # the upstream gradient of .sum()
+    np.testing.assert_allclose(grads[0], g @ np.swapaxes(b, -1, -2))
+    expected_b = np.swapaxes(a, -1, -2) @ g
+    if expected_b.ndim > b.ndim:  # b was broadcast over the batch
+        expected_b = expected_b.sum(axis=0)
+    np.testing.assert_allclose(grads[1], expected_b)
+
+
+def test_matmul_transposed_names_what_does_not_align():
+    x, y = gk.ones((2, 3)), gk.ones((2, 3))
+    assert gk.matmul_transposed(x, y, transpose_x2=True).shape == (2, 2)
+    with pytest.raises(gk.ShapeError, match=r"matmul_transposed: shapes \(2, 3\) and \(2, 3\) "
+                                            r"do not align"):
+        gk.matmul_transposed(x, y)
+    with pytest.raises(gk.ShapeError, match="x1 must be at least 2-D"):
+        gk.matmul_transposed(gk.ones(3), y)
+    with pytest.raises(gk.ArgumentError, match="transpose_x2 must be True or False"):
+        gk.matmul_transposed(x, y, transpose_x2=1)
+
+
 def test_maximum_with_broadcasting_sums_the_shares():
     x = gk.tensor([[1.0, 2.0], [3.0, 2.0]], requires_grad=True)
     y = gk.tensor(2.0, requires_grad=True)

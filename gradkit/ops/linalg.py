@@ -41,23 +41,95 @@ def check_matmul(x, y) -> None:
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: operands must be at least 1-D, got {describe(x)} and "
                          f"{describe(y)}; use * for scalars")
-    inner_x = a.shape[-1]
-    inner_y = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    _check_aligned("matmul", a.shape, b.shape, x, y)
+
+
+def _check_aligned(name: str, shape_x: tuple, shape_y: tuple, x, y) -> None:
+    """``shape_x @ shape_y`` (the shapes as multiplied) must align: inner sizes equal,
+    batch dimensions broadcasting."""
+    inner_x = shape_x[-1]
+    inner_y = shape_y[0] if len(shape_y) == 1 else shape_y[-2]
     if inner_x != inner_y:
-        raise ShapeError(f"matmul: shapes {x.shape} and {y.shape} do not align (inner "
+        raise ShapeError(f"{name}: shapes {shape_x} and {shape_y} do not align (inner "
                          f"{inner_x} != {inner_y}); operands: {describe(x)}, {describe(y)}")
-    if a.ndim > 2 or b.ndim > 2:
-        batch_x, batch_y = a.shape[:-2], b.shape[:-2]
+    if len(shape_x) > 2 or len(shape_y) > 2:
+        batch_x, batch_y = shape_x[:-2], shape_y[:-2]
         try:
             np.broadcast_shapes(batch_x, batch_y)
         except ValueError:
-            raise ShapeError(f"matmul: batch dimensions {batch_x} and {batch_y} do not "
+            raise ShapeError(f"{name}: batch dimensions {batch_x} and {batch_y} do not "
                              f"broadcast; operands: {describe(x)}, {describe(y)}") from None
+
+
+def matmul_transposed_vjp(ctx, g):
+    """Of ``C = A @ B`` with ``A``, ``B`` the operands as multiplied (transposed or not):
+    ``dA = g @ B.mT`` and ``dB = A.mT @ g``, transposed back where an operand was."""
+    x1, x2 = ctx.inputs
+    t1, t2 = ctx.params["transpose_x1"], ctx.params["transpose_x2"]
+    g1 = g2 = None
+    if ctx.needs[0]:
+        g1 = (matmul_transposed(x2, g, transpose_x1=t2, transpose_x2=True) if t1 else
+              matmul_transposed(g, x2, transpose_x2=not t2))
+        g1 = unbroadcast(g1, x1)
+    if ctx.needs[1]:
+        g2 = (matmul_transposed(g, x1, transpose_x1=True, transpose_x2=t1) if t2 else
+              matmul_transposed(x1, g, transpose_x1=not t1))
+        g2 = unbroadcast(g2, x2)
+    return g1, g2
+
+
+def matmul_transposed_samples(rng):
+    shapes = {(False, False): ((2, 3), (3, 4)), (True, False): ((3, 2), (3, 4)),
+              (False, True): ((2, 3), (4, 3)), (True, True): ((3, 2), (4, 3))}
+    out = [Sample(away_from_zero(rng, a), away_from_zero(rng, b), transpose_x1=t1,
+                  transpose_x2=t2) for (t1, t2), (a, b) in shapes.items()]
+    return out + [Sample(away_from_zero(rng, (5, 2, 3)), away_from_zero(rng, (4, 3)),
+                         transpose_x2=True),
+                  Sample(away_from_zero(rng, (5, 3, 2)), away_from_zero(rng, (5, 3, 4)),
+                         transpose_x1=True)]
+
+
+def check_matmul_transposed(x, y, *, transpose_x1=False, transpose_x2=False) -> None:
+    for name, t in (("transpose_x1", transpose_x1), ("transpose_x2", transpose_x2)):
+        if type(t) is not bool:
+            raise ArgumentError(f"matmul_transposed: {name} must be True or False, got {t!r}")
+    for name, operand in (("x1", x), ("x2", y)):
+        if operand.ndim < 2:
+            raise ShapeError(f"matmul_transposed: {name} must be at least 2-D (a matrix or a "
+                             f"stack of them), got {describe(operand)}; use matmul")
+    shape_x, shape_y = x.data.shape, y.data.shape
+    if transpose_x1:
+        shape_x = shape_x[:-2] + (shape_x[-1], shape_x[-2])
+    if transpose_x2:
+        shape_y = shape_y[:-2] + (shape_y[-1], shape_y[-2])
+    _check_aligned("matmul_transposed", shape_x, shape_y, x, y)
+
+
+@primitive(vjp=matmul_transposed_vjp, samples=matmul_transposed_samples, family=FAMILY,
+           check=check_matmul_transposed)
+def matmul_transposed(xp, x1, x2, *, transpose_x1=False, transpose_x2=False):
+    """``x1 @ x2`` with either operand's last two axes swapped first: the gradients of a
+    matmul (``g @ y.mT``, ``x.mT @ g``) as one op; BLAS reads a transposed operand in
+    place, without a copy.
+
+    >>> import gradkit as gk
+    >>> x = gk.tensor([[1.0, 2.0]])
+    >>> gk.matmul_transposed(x, x, transpose_x1=True).numpy().tolist()
+    [[1.0, 2.0], [2.0, 4.0]]
+    """
+    a = xp.matrix_transpose(x1) if transpose_x1 else x1
+    b = xp.matrix_transpose(x2) if transpose_x2 else x2
+    return xp.matmul(a, b)
 
 
 def matmul_vjp(ctx, g):
     x, y = ctx.inputs
     gx = gy = None
+    if x.ndim >= 2 and y.ndim >= 2:
+        return (unbroadcast(matmul_transposed(g, y, transpose_x2=True), x)
+                if ctx.needs[0] else None,
+                unbroadcast(matmul_transposed(x, g, transpose_x1=True), y)
+                if ctx.needs[1] else None)
     if x.ndim == 1 and y.ndim == 1:
         return (unbroadcast(g * y, x) if ctx.needs[0] else None,
                 unbroadcast(g * x, y) if ctx.needs[1] else None)
@@ -114,11 +186,12 @@ def linear_vjp(ctx, g):
     x, weight = ctx.inputs[:2]
     grads = [None] * len(ctx.inputs)
     if ctx.needs[0]:  # (mixed precision: the engine casts a wider gradient to x's dtype)
-        grads[0] = matmul(g, matrix_transpose(weight))
+        grads[0] = (matmul_transposed(g, weight, transpose_x2=True) if g.ndim >= 2 else
+                    matmul(g, matrix_transpose(weight)))
     if ctx.needs[1]:
         rows_x = x if x.ndim == 2 else reshape(x, shape=(-1, x.shape[-1]))
         rows_g = g if g.ndim == 2 else reshape(g, shape=(-1, g.shape[-1]))
-        grads[1] = matmul(matrix_transpose(rows_x), rows_g)
+        grads[1] = matmul_transposed(rows_x, rows_g, transpose_x1=True)
     if len(ctx.inputs) == 3 and ctx.needs[2]:
         grads[2] = unbroadcast(g, ctx.inputs[2])
     return tuple(grads)

@@ -103,6 +103,16 @@ def lower_matmul(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return "matmul({}, {})".format(*_names(call))
 
 
+def lower_matmul_transposed(call: StepCall, layout: Callable[[int], Layout]) -> str:
+    a, b = (layout(i) for i in call.inputs)
+    _floats([a, b])
+    _dense(a, 2, "x1")
+    _dense(b, 2, "x2")
+    x1, x2 = _names(call)
+    return "matmul({}, {})".format(x1 + ".T" if call.params["transpose_x1"] else x1,
+                                   x2 + ".T" if call.params["transpose_x2"] else x2)
+
+
 def lower_linear(call: StepCall, layout: Callable[[int], Layout]) -> str:
     layouts = [layout(i) for i in call.inputs]
     _floats(layouts)
@@ -287,7 +297,8 @@ def lower_concatenate(call: StepCall, layout: Callable[[int], Layout]) -> str:
 
 
 LOWERINGS: dict[str, Callable[[StepCall, Callable[[int], Layout]], str]] = {
-    "matmul": lower_matmul, "linear": lower_linear,
+    "matmul": lower_matmul, "matmul_transposed": lower_matmul_transposed,
+    "linear": lower_linear,
     "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to, "add": lower_add,
     "bias_activation": lower_bias_activation,
     "bias_activation_backward": lower_bias_activation_backward,

@@ -112,6 +112,15 @@ def matrix_transpose(backend: Any, op: Any, reference: Kernel) -> Kernel:
     return matrix_transpose
 
 
+def matmul_transposed(backend: Any, op: Any, reference: Kernel) -> Kernel:
+    def matmul_transposed(x1: np.ndarray, x2: np.ndarray, *, transpose_x1: bool = False,
+                          transpose_x2: bool = False) -> Any:
+        """``np.matmul`` of the ``.mT`` views (``np.matrix_transpose`` without its Python
+        layers)."""
+        return np.matmul(x1.mT if transpose_x1 else x1, x2.mT if transpose_x2 else x2)
+    return matmul_transposed
+
+
 def bias_activation(backend: Any, op: Any, reference: Kernel) -> Kernel:
     def bias_activation(x: np.ndarray, bias: np.ndarray, *, activation: str = "relu",
                         slope: float = 0.01, alpha: float = 1.0) -> Any:
@@ -241,7 +250,8 @@ def sgd_update(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 
 KERNEL_FACTORIES = {factory.__name__: factory for factory in (
-    cross_entropy, cross_entropy_backward, sum_to, matrix_transpose, bias_activation,
+    cross_entropy, cross_entropy_backward, sum_to, matrix_transpose, matmul_transposed,
+    bias_activation,
     sgd_update, mean, mean_backward, reshape, sigmoid, sigmoid_backward)}
 KERNEL_FACTORIES["sum"] = sum_  # (named so it does not hide the builtin here)
 
