@@ -264,6 +264,74 @@ def test_numba_kernels_handle_layouts_and_extreme_values(numba_backend):
     check("elu_backward", transposed, transposed[::-1])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_numba_kernels_take_arrays_of_any_dimensions_writable_or_not(numba_backend, dtype):
+    """The loops flatten (or take rows of the last axis of) what they are given: 0-d to
+    3-d arrays, writable or read-only, all agree with the reference."""
+    rng = np.random.default_rng(5)
+    check = lambda name, *args, **params: _same_as_reference(numba_backend, name, *args,
+                                                              **params)
+    for shape in [(), (7,), (2, 3, 4)]:
+        x, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        read_only = x.copy()
+        read_only.setflags(write=False)
+        for data in (x, read_only):
+            check("elu", data, alpha=0.5)
+            check("tanh_backward", g, np.tanh(data))
+            check("bias_activation_backward", g, data, activation="leaky_relu", slope=0.2)
+            if shape:
+                check("softmax", data)
+                check("bias_activation", data, rng.standard_normal(shape[-1:]).astype(dtype),
+                      activation="sigmoid")
+
+
+def test_numba_cross_entropy_of_nan_logits_is_nan_and_bad_labels_raise(numba_backend):
+    """The loop's NaN for a label out of range is told from a NaN of the data."""
+    kernel = numba_backend.resolve(get_op("cross_entropy"))
+    logits = np.zeros((3, 4))
+    logits[1, 2] = np.nan
+    assert np.isnan(kernel(logits, np.array([0, 1, 3])))
+    with pytest.raises(Exception) as reference_error:
+        get_op("cross_entropy").forward(np, logits, np.array([0, 4, 3]))
+    with pytest.raises(type(reference_error.value)):
+        kernel(logits, np.array([0, 4, 3]))
+
+
+def test_numba_sgd_update_takes_the_reference_for_a_scalar_of_another_dtype(numba_backend):
+    """A float64 NumPy scalar lr with float32 data: NumPy computes in float64, and so
+    does the kernel (by running the reference), as the NumPy backend does."""
+    param, grad = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    for backend in (numba_backend, backends.get("numpy")):
+        new = backend.resolve(get_op("sgd_update"))(param, grad, lr=np.float64(0.1))
+        assert new.dtype == np.float64 and np.allclose(new, 0.95)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["bias_activation", "bias_activation_backward",
+                                  "cross_entropy_backward", "sgd_update"])
+def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, name, dtype):
+    """The kernels gk.capture gives a dying input's memory run the same loop, written
+    into that input when it owns its memory and may be written, else into a new array."""
+    op = get_op(name)
+    numba_backend.resolve(op)
+    position, in_place = numba_backend.donating_kernels[name]
+    kernel = numba_backend.resolved[name]
+    wrote_in_place = 0
+    for sample in op.samples(np.random.default_rng(0)):
+        args = _sample_arrays(sample, dtype)
+        expected = np.asarray(kernel(*[a.copy() for a in args], **sample.params))
+        for lendable in (True, False):
+            donated_args = [a.copy() for a in args]
+            if not lendable:  # a view: other arrays may see this memory
+                donated_args[position] = donated_args[position].copy()[...]
+            donated = donated_args[position]
+            got = in_place(*donated_args, **sample.params)
+            assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), sample
+            assert lendable or got is not donated, sample
+            wrote_in_place += got is donated
+    assert wrote_in_place > 0
+
+
 def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     """After one process compiled a loop, a fresh process loads it instead of compiling."""
     numba_backend.resolve(get_op("relu"))(np.ones(3))  # compiled (or loaded) and saved here

@@ -24,6 +24,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import threading
@@ -62,6 +63,12 @@ def _dense(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
+def _lendable(array: np.ndarray) -> bool:
+    """Whether a donating kernel may write its result into ``array``: it owns its
+    memory, is writable and C-contiguous (a replay checked that nothing else views it)."""
+    return array.base is None and array.flags.writeable and array.flags.c_contiguous
+
+
 def _loop_scalar(array: np.ndarray, value: Any) -> Any:
     """``value`` for a loop over ``array``: a Python float as it is (the loop casts it
     to the data's dtype), another number as a scalar of that dtype; None where NumPy
@@ -96,7 +103,9 @@ def _defaults(reference: Callable[..., Any]) -> dict[str, Any]:
 
 # -- kernel factories: factory(backend, op, reference) -> kernel ---------------------------
 # Each kernel takes its op's reference arguments (minus xp) and runs the reference for
-# every case its loop does not take; the loops run through NumbaBackend (below).
+# every case its loop does not take; the loops run through NumbaBackend (below). The
+# factories with a ``donate`` flag also make the in-place variants gk.capture replays
+# use (DONATING_KERNEL_FACTORIES, below): the loop writes into the dying input.
 
 def _relu(backend: NumbaBackend, op: Any, reference: Callable[..., Any]) -> Callable[..., Any]:
     run = backend._elementwise("relu", reference)
@@ -196,8 +205,8 @@ def _activation_code(backend: NumbaBackend, activation: Any) -> int | None:
         else None
 
 
-def _bias_activation(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
-                     ) -> Callable[..., Any]:
+def _bias_activation(backend: NumbaBackend, op: Any, reference: Callable[..., Any],
+                     donate: bool = False) -> Callable[..., Any]:
     default = _defaults(reference)
     loop = backend._loops.bias_activation
 
@@ -211,15 +220,16 @@ def _bias_activation(backend: NumbaBackend, op: Any, reference: Callable[..., An
         slope_, alpha_ = _loop_scalar(x, slope), _loop_scalar(x, alpha)
         if slope_ is None or alpha_ is None:
             return reference(x, bias, activation=activation, slope=slope, alpha=alpha)
-        out = np.empty(x.shape, x.dtype)
+        into = donate and _lendable(x)
+        out = None if into else np.empty(x.shape, x.dtype)  # (None: the loop writes into x)
         backend._run(loop, x.size * _weight(activation), _dense(x), _dense(bias), out, kind,
                      slope_, alpha_)
-        return out
+        return x if into else out
     return bias_activation
 
 
-def _bias_activation_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
-                              ) -> Callable[..., Any]:
+def _bias_activation_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any],
+                              donate: bool = False) -> Callable[..., Any]:
     default = _defaults(reference)
     loop = backend._loops.bias_activation_backward
 
@@ -232,9 +242,10 @@ def _bias_activation_backward(backend: NumbaBackend, op: Any, reference: Callabl
         slope_, alpha_ = _loop_scalar(g, slope), _loop_scalar(g, alpha)
         if slope_ is None or alpha_ is None:
             return reference(g, y, activation=activation, slope=slope, alpha=alpha)
-        out = np.empty(g.shape, g.dtype)
+        into = donate and _lendable(g)
+        out = None if into else np.empty(g.shape, g.dtype)
         backend._run(loop, g.size, _dense(g), _dense(y), out, kind, slope_, alpha_)
-        return out
+        return g if into else out
     return bias_activation_backward
 
 
@@ -294,8 +305,8 @@ def _cross_entropy(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
     return cross_entropy
 
 
-def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
-                            ) -> Callable[..., Any]:
+def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[..., Any],
+                            donate: bool = False) -> Callable[..., Any]:
     loop = backend._loops.cross_entropy_backward
 
     def cross_entropy_backward(g, logits, labels):
@@ -306,10 +317,11 @@ def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[
         if index is None:
             return reference(g, logits, labels)
         scale = g[()] / index.shape[0]  # the reference's g / n, in the logits' dtype
-        out = np.empty(logits.shape, logits.dtype)
+        into = donate and _lendable(logits)
+        out = None if into else np.empty(logits.shape, logits.dtype)
         backend._run(loop, logits.size * TRANSCENDENTAL_WEIGHT, _dense(logits), index, scale,
                      out)
-        return out
+        return logits if into else out
     return cross_entropy_backward
 
 
@@ -327,8 +339,8 @@ def _update_applies(param: Any, grad: Any, *state: Any) -> bool:
     return True
 
 
-def _sgd_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
-                ) -> Callable[..., Any]:
+def _sgd_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any],
+                donate: bool = False) -> Callable[..., Any]:
     loop = backend._loops.sgd_update
 
     def sgd_update(param, grad, velocity=None, *, lr=None, momentum=0.0, nesterov=False,
@@ -342,12 +354,14 @@ def _sgd_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
             return reference(param, grad, velocity, lr=lr, momentum=momentum,
                              nesterov=nesterov, weight_decay=weight_decay)
         lr_, momentum_, weight_decay_ = scalars
-        out = np.empty(param.shape, param.dtype)
+        into = donate and _lendable(grad)
+        out = None if into else np.empty(param.shape, param.dtype)
+        result = grad if into else out
         backend._run(loop, param.size, _dense(param), _dense(grad),
-                     out if plain else velocity,  # (a placeholder the loop never reads)
+                     result if plain else velocity,  # (plain: a writable placeholder, unread)
                      out, lr_, not plain, momentum_, bool(nesterov), weight_decay != 0,
                      weight_decay_)
-        return out
+        return result
     return sgd_update
 
 
@@ -385,6 +399,13 @@ KERNEL_FACTORIES: dict[str, Callable[..., Callable[..., Any]]] = {
     "cross_entropy_backward": _cross_entropy_backward, "sgd_update": _sgd_update,
     "adam_update": _adam_update}
 
+# The ops whose kernel has an in-place variant: op name -> (the input whose memory the
+# result may take, the factory of that variant).
+DONATING_KERNEL_FACTORIES: dict[str, tuple[int, Callable[..., Callable[..., Any]]]] = {
+    name: (position, functools.partial(KERNEL_FACTORIES[name], donate=True))
+    for name, position in (("bias_activation", 0), ("bias_activation_backward", 0),
+                           ("cross_entropy_backward", 1), ("sgd_update", 1))}
+
 
 class NumbaBackend(NumpyBackend):
     """CPU arrays in NumPy; Numba-compiled parallel loops for the hot ops.
@@ -411,8 +432,9 @@ class NumbaBackend(NumpyBackend):
     # backend's only where its op keeps the NumPy kernel it was written for.
     kernel_factories = {**NumpyBackend.kernel_factories, **KERNEL_FACTORIES}
     donating_kernel_factories = {
-        name: entry for name, entry in NumpyBackend.donating_kernel_factories.items()
-        if name not in KERNEL_FACTORIES}
+        **{name: entry for name, entry in NumpyBackend.donating_kernel_factories.items()
+           if name not in KERNEL_FACTORIES},
+        **DONATING_KERNEL_FACTORIES}
 
     def __init__(self) -> None:
         super().__init__()
