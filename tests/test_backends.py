@@ -309,9 +309,11 @@ def test_numba_sgd_update_takes_the_reference_for_a_scalar_of_another_dtype(numb
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", ["bias_activation", "bias_activation_backward",
                                   "cross_entropy_backward", "sgd_update"])
-def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, name, dtype):
+def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, monkeypatch, name,
+                                                             dtype):
     """The kernels gk.capture gives a dying input's memory run the same loop, written
     into that input when it owns its memory and may be written, else into a new array."""
+    monkeypatch.setattr(numba_backend, "numpy_update_below", 0)  # the loop at every size
     op = get_op(name)
     numba_backend.resolve(op)
     position, in_place = numba_backend.donating_kernels[name]
@@ -330,6 +332,38 @@ def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, name
             assert lendable or got is not donated, sample
             wrote_in_place += got is donated
     assert wrote_in_place > 0
+
+
+SGD_OPTIONS = [dict(lr=0.1), dict(lr=0.05, weight_decay=0.01), dict(lr=0.1, momentum=0.9),
+               dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)]
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["new", "in_place"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_numba_sgd_update_of_small_arrays_runs_numpy_with_the_loops_bits(
+        numba_backend, monkeypatch, dtype, in_place):
+    """Below ``numpy_update_below`` elements the NumPy backend's kernel runs (cheaper
+    than a call of the loop there; in place, for plain SGD only: NumPy's in-place
+    kernel covers nothing else); it does the loop's operations in its order, so the
+    new parameter and the velocity are the same bits either way."""
+    op = get_op("sgd_update")
+    numba_backend.resolve(op)
+    kernel = (numba_backend.donating_kernels["sgd_update"][1] if in_place else
+              numba_backend.resolved["sgd_update"])
+    picked = _picked_loops(numba_backend, monkeypatch)
+    rng = np.random.default_rng(6)
+    size = 1000
+    for options in SGD_OPTIONS:
+        param, grad, velocity = (rng.standard_normal(size).astype(dtype) for _ in range(3))
+        results = []
+        for below in (size + 1, size):  # NumPy's kernel, then the loop
+            monkeypatch.setattr(numba_backend, "numpy_update_below", below)
+            state = velocity.copy() if "momentum" in options else None
+            new = kernel(param, grad.copy(), state, **options)
+            results.append([new.tobytes(), None if state is None else state.tobytes()])
+        assert results[0] == results[1], options
+    runs = sum(1 if set(options) == {"lr"} or not in_place else 2 for options in SGD_OPTIONS)
+    assert picked == [numba_backend._loops.sgd_update.serial] * runs
 
 
 def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
