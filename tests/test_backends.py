@@ -306,14 +306,16 @@ def test_numba_sgd_update_takes_the_reference_for_a_scalar_of_another_dtype(numb
         assert new.dtype == np.float64 and np.allclose(new, 0.95)
 
 
+@pytest.mark.parametrize("path", ["serial", "parallel"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", ["bias_activation", "bias_activation_backward",
                                   "cross_entropy_backward", "sgd_update"])
 def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, monkeypatch, name,
-                                                             dtype):
+                                                             dtype, path):
     """The kernels gk.capture gives a dying input's memory run the same loop, written
     into that input when it owns its memory and may be written, else into a new array."""
     monkeypatch.setattr(numba_backend, "numpy_update_below", 0)  # the loop at every size
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 0 if path == "parallel" else 2**62)
     op = get_op(name)
     numba_backend.resolve(op)
     position, in_place = numba_backend.donating_kernels[name]
@@ -385,10 +387,12 @@ def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
 # -- Numba optimizer kernels -------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("size", [7, 300_000])  # serial and parallel loops
-def test_fused_optimizer_updates_match_the_reference(dtype, size):
+@pytest.mark.parametrize("size", [7, 300_000])  # serial and parallel loops (see below)
+def test_fused_optimizer_updates_match_the_reference(monkeypatch, dtype, size):
     pytest.importorskip("numba")
     numba_backend = gk.backends.get("numba")
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 1 << 16)
+    monkeypatch.setattr(numba_backend, "numpy_update_below", 0)  # the loops at every size
     assert {"sgd_update", "adam_update"} <= set(numba_backend.kernel_factories)
     rng = np.random.default_rng(size)
     arrays = [rng.standard_normal(size).astype(dtype) for _ in range(3)]

@@ -2,7 +2,7 @@
 
 Every loop here writes into an output array the caller allocates (or, for the
 fused loops and the SGD update, over one of its inputs where ``out`` is None: see
-:func:`output`; gk.capture replays use that for an input read for the last time),
+"In place" below; gk.capture replays use that for an input read for the last time),
 works on C-contiguous arrays of one float dtype (float32 or float64) and of any
 number of dimensions (it flattens them itself, or views them as rows of the last
 axis, so a caller passes its arrays as they are), and computes the same formula, in
@@ -21,9 +21,14 @@ Constants and scalar arguments are cast to the data's dtype with :func:`like`: a
 bare ``1.0`` is a float64 to Numba and would silently compute float32 data in
 float64. A caller may pass Python floats (cast here, as ``np.float32(value)`` casts
 them) or scalars already of the data's dtype. The loops flatten and cast their
-arguments one assignment per line: with ``parallel=True``, Numba 0.68 compiled
-``g, x, out, slope = g.reshape(-1), x.reshape(-1), out.reshape(-1), like(slope, g)``
-into a loop that wrote somewhere other than ``out``.
+arguments one assignment per line: with ``parallel=True``, Numba 0.68 compiled ``g,
+x, out, slope = g.reshape(-1), x.reshape(-1), out.reshape(-1), like(slope, g)`` into
+a loop that wrote somewhere other than ``out``.
+
+In place: ``out`` None makes a loop write over its input, rather than the caller
+passing that input as ``out`` too: two array arguments may overlap, so LLVM checks
+at run time and runs the unvectorized loop when they do (3x slower for a ReLU),
+while one array written where it is read vectorizes (see :func:`output`).
 """
 from __future__ import annotations
 
@@ -90,19 +95,14 @@ def _like(value, array):
 
 
 def output(out, array):
-    """``out`` reshaped as ``array``, or ``array`` itself where ``out`` is None: the loop
-    then writes its result over its input (inside compiled code only; the choice is
-    made at compile time).
-
-    An in-place loop needs this rather than the caller passing ``array`` as ``out``
-    too: two array arguments may overlap, so LLVM checks at run time and runs the
-    unvectorized loop when they do (3x slower for a ReLU), while one array written
-    where it is read vectorizes.
-    """
+    """Where a loop writes: ``out`` (viewed in ``array``'s shape), or ``array`` itself
+    where ``out`` is None (inside compiled code only; chosen when compiling)."""
     raise NotImplementedError("output() runs inside Numba-compiled code only")
 
 
-@overload(output, jit_options=OPTIONS)
+# inline="always": Numba's parallel compilation must see that the result is ``out`` or
+# ``array`` (a call's result it takes for a new array, and drops a loop writing only it)
+@overload(output, inline="always", jit_options=OPTIONS)
 def _output(out, array):
     if isinstance(out, nbtypes.NoneType):
         return lambda out, array: array
@@ -357,7 +357,7 @@ def bias_activation(x, bias, out, kind, slope, alpha):
     the branch is per row. ``out`` None: into ``x``."""
     cols = bias.size
     x = x.reshape(-1, cols)
-    out = output(out, x)
+    result = output(out, x)
     rows = x.shape[0]
     slope = like(slope, x)
     alpha = like(alpha, x)
@@ -365,22 +365,22 @@ def bias_activation(x, bias, out, kind, slope, alpha):
     for i in prange(rows):
         if kind == RELU:
             for j in range(cols):
-                out[i, j] = _relu(x[i, j] + bias[j], zero)
+                result[i, j] = _relu(x[i, j] + bias[j], zero)
         elif kind == LEAKY_RELU:
             for j in range(cols):
-                out[i, j] = _leaky_relu(x[i, j] + bias[j], slope)
+                result[i, j] = _leaky_relu(x[i, j] + bias[j], slope)
         elif kind == ELU:
             for j in range(cols):
-                out[i, j] = _elu(x[i, j] + bias[j], alpha, zero)
+                result[i, j] = _elu(x[i, j] + bias[j], alpha, zero)
         elif kind == SIGMOID:
             for j in range(cols):
-                out[i, j] = _sigmoid(x[i, j] + bias[j], one)
+                result[i, j] = _sigmoid(x[i, j] + bias[j], one)
         elif kind == TANH:
             for j in range(cols):
-                out[i, j] = tanh_scalar(x[i, j] + bias[j])
+                result[i, j] = tanh_scalar(x[i, j] + bias[j])
         else:  # IDENTITY
             for j in range(cols):
-                out[i, j] = x[i, j] + bias[j]
+                result[i, j] = x[i, j] + bias[j]
 
 
 @parallel_and_serial
@@ -390,7 +390,7 @@ def bias_activation_backward(g, y, out, kind, slope, alpha):
     cols = last_axis_length(g)
     g = g.reshape(-1, cols)
     y = y.reshape(-1, cols)
-    out = output(out, g)
+    result = output(out, g)
     rows = g.shape[0]
     slope = like(slope, g)
     alpha = like(alpha, g)
@@ -398,25 +398,25 @@ def bias_activation_backward(g, y, out, kind, slope, alpha):
     for i in prange(rows):
         if kind == RELU:
             for j in range(cols):
-                out[i, j] = g[i, j] * (one if y[i, j] > 0 else zero)
+                result[i, j] = g[i, j] * (one if y[i, j] > 0 else zero)
         elif kind == LEAKY_RELU:
             for j in range(cols):
-                out[i, j] = g[i, j] * (one if y[i, j] > 0 else slope)
+                result[i, j] = g[i, j] * (one if y[i, j] > 0 else slope)
         elif kind == ELU:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (one if v > 0 else v + alpha)
+                result[i, j] = g[i, j] * (one if v > 0 else v + alpha)
         elif kind == SIGMOID:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (v * (one - v))
+                result[i, j] = g[i, j] * (v * (one - v))
         elif kind == TANH:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (one - v * v)
+                result[i, j] = g[i, j] * (one - v * v)
         else:  # IDENTITY
             for j in range(cols):
-                out[i, j] = g[i, j] * one
+                result[i, j] = g[i, j] * one
 
 
 # -- softmax family: rows of the last axis (of length >= 1) -------------------------------
@@ -488,18 +488,18 @@ def cross_entropy_backward(logits, labels, scale, out):
     as in the reference); a label outside [0, cols) gives no one-hot entry. ``out``
     None: into ``logits`` (each row is read before it is written)."""
     rows, cols = logits.shape
-    out = output(out, logits)
+    result = output(out, logits)
     one = like(1, logits)
     scale = like(scale, logits)
     for i in prange(rows):
         shift = _max_nan(logits[i], 0, cols)
         for j in range(cols):
-            out[i, j] = math.exp(logits[i, j] - shift)
-        total = _sum(out[i], 0, cols)
+            result[i, j] = math.exp(logits[i, j] - shift)
+        total = _sum(result[i], 0, cols)
         label = labels[i]
         for j in range(cols):
-            p = out[i, j] / total
-            out[i, j] = (p - one if j == label else p) * scale
+            p = result[i, j] / total
+            result[i, j] = (p - one if j == label else p) * scale
 
 
 
@@ -516,7 +516,7 @@ def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,
     param = param.reshape(-1)
     grad = grad.reshape(-1)
     velocity = velocity.reshape(-1)
-    out = output(out, grad)
+    result = output(out, grad)
     lr = like(lr, param)
     momentum = like(momentum, param)
     weight_decay = like(weight_decay, param)
@@ -528,7 +528,7 @@ def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,
             v = momentum * velocity[i] + g
             velocity[i] = v
             g = g + momentum * v if nesterov else v
-        out[i] = param[i] - lr * g
+        result[i] = param[i] - lr * g
 
 
 @parallel_and_serial
