@@ -8,7 +8,10 @@ and backward. Each runs a parallel loop (``prange``) on large arrays and a seria
 on small arrays. A kernel handles C-contiguous (or made so) float32/float64 inputs of
 one dtype and one shape; any other case (broadcasting, mixed or integer dtypes, other
 axes, empty arrays) runs the op's reference forward, so results never differ from
-the NumPy backend by more than rounding.
+the NumPy backend by more than rounding. An SGD update of a small array runs the
+NumPy backend's kernel, the same operations in the same order (``numpy_update_below``);
+gk.capture replays run in-place variants of the fused kernels and of the SGD update
+where an input dies (``DONATING_KERNEL_FACTORIES``).
 
 The kernels are factories in ``KERNEL_FACTORIES`` (gradkit/backends/base.py), added
 to the NumPy backend's table; each kernel gets its op's reference forward from its
