@@ -264,6 +264,110 @@ def test_numba_kernels_handle_layouts_and_extreme_values(numba_backend):
     check("elu_backward", transposed, transposed[::-1])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_numba_kernels_take_arrays_of_any_dimensions_writable_or_not(numba_backend, dtype):
+    """The loops flatten (or take rows of the last axis of) what they are given: 0-d to
+    3-d arrays, writable or read-only, all agree with the reference."""
+    rng = np.random.default_rng(5)
+    check = lambda name, *args, **params: _same_as_reference(numba_backend, name, *args,
+                                                              **params)
+    for shape in [(), (7,), (2, 3, 4)]:
+        x, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+        read_only = x.copy()
+        read_only.setflags(write=False)
+        for data in (x, read_only):
+            check("elu", data, alpha=0.5)
+            check("tanh_backward", g, np.tanh(data))
+            check("bias_activation_backward", g, data, activation="leaky_relu", slope=0.2)
+            if shape:
+                check("softmax", data)
+                check("bias_activation", data, rng.standard_normal(shape[-1:]).astype(dtype),
+                      activation="sigmoid")
+
+
+def test_numba_cross_entropy_of_nan_logits_is_nan_and_bad_labels_raise(numba_backend):
+    """The loop's NaN for a label out of range is told from a NaN of the data."""
+    kernel = numba_backend.resolve(get_op("cross_entropy"))
+    logits = np.zeros((3, 4))
+    logits[1, 2] = np.nan
+    assert np.isnan(kernel(logits, np.array([0, 1, 3])))
+    with pytest.raises(Exception) as reference_error:
+        get_op("cross_entropy").forward(np, logits, np.array([0, 4, 3]))
+    with pytest.raises(type(reference_error.value)):
+        kernel(logits, np.array([0, 4, 3]))
+
+
+def test_numba_sgd_update_takes_the_reference_for_a_scalar_of_another_dtype(numba_backend):
+    """A float64 NumPy scalar lr with float32 data: NumPy computes in float64, and so
+    does the kernel (by running the reference), as the NumPy backend does."""
+    param, grad = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    for backend in (numba_backend, backends.get("numpy")):
+        new = backend.resolve(get_op("sgd_update"))(param, grad, lr=np.float64(0.1))
+        assert new.dtype == np.float64 and np.allclose(new, 0.95)
+
+
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["bias_activation", "bias_activation_backward",
+                                  "cross_entropy_backward", "sgd_update"])
+def test_numba_in_place_kernels_equal_the_kernel_bit_for_bit(numba_backend, monkeypatch, name,
+                                                             dtype, path):
+    """The kernels gk.capture gives a dying input's memory run the same loop, written
+    into that input when it owns its memory and may be written, else into a new array."""
+    monkeypatch.setattr(numba_backend, "numpy_update_below", 0)  # the loop at every size
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 0 if path == "parallel" else 2**62)
+    op = get_op(name)
+    numba_backend.resolve(op)
+    position, in_place = numba_backend.donating_kernels[name]
+    kernel = numba_backend.resolved[name]
+    wrote_in_place = 0
+    for sample in op.samples(np.random.default_rng(0)):
+        args = _sample_arrays(sample, dtype)
+        expected = np.asarray(kernel(*[a.copy() for a in args], **sample.params))
+        for lendable in (True, False):
+            donated_args = [a.copy() for a in args]
+            if not lendable:  # a view: other arrays may see this memory
+                donated_args[position] = donated_args[position].copy()[...]
+            donated = donated_args[position]
+            got = in_place(*donated_args, **sample.params)
+            assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), sample
+            assert lendable or got is not donated, sample
+            wrote_in_place += got is donated
+    assert wrote_in_place > 0
+
+
+SGD_OPTIONS = [dict(lr=0.1), dict(lr=0.05, weight_decay=0.01), dict(lr=0.1, momentum=0.9),
+               dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)]
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["new", "in_place"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_numba_sgd_update_of_small_arrays_runs_numpy_with_the_loops_bits(
+        numba_backend, monkeypatch, dtype, in_place):
+    """Below ``numpy_update_below`` elements the NumPy backend's kernel runs (cheaper
+    than a call of the loop there; in place, for plain SGD only: NumPy's in-place
+    kernel covers nothing else); it does the loop's operations in its order, so the
+    new parameter and the velocity are the same bits either way."""
+    op = get_op("sgd_update")
+    numba_backend.resolve(op)
+    kernel = (numba_backend.donating_kernels["sgd_update"][1] if in_place else
+              numba_backend.resolved["sgd_update"])
+    picked = _picked_loops(numba_backend, monkeypatch)
+    rng = np.random.default_rng(6)
+    size = 1000
+    for options in SGD_OPTIONS:
+        param, grad, velocity = (rng.standard_normal(size).astype(dtype) for _ in range(3))
+        results = []
+        for below in (size + 1, size):  # NumPy's kernel, then the loop
+            monkeypatch.setattr(numba_backend, "numpy_update_below", below)
+            state = velocity.copy() if "momentum" in options else None
+            new = kernel(param, grad.copy(), state, **options)
+            results.append([new.tobytes(), None if state is None else state.tobytes()])
+        assert results[0] == results[1], options
+    runs = sum(1 if set(options) == {"lr"} or not in_place else 2 for options in SGD_OPTIONS)
+    assert picked == [numba_backend._loops.sgd_update.serial] * runs
+
+
 def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     """After one process compiled a loop, a fresh process loads it instead of compiling."""
     numba_backend.resolve(get_op("relu"))(np.ones(3))  # compiled (or loaded) and saved here
@@ -283,10 +387,12 @@ def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
 # -- Numba optimizer kernels -------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("size", [7, 300_000])  # serial and parallel loops
-def test_fused_optimizer_updates_match_the_reference(dtype, size):
+@pytest.mark.parametrize("size", [7, 300_000])  # serial and parallel loops (see below)
+def test_fused_optimizer_updates_match_the_reference(monkeypatch, dtype, size):
     pytest.importorskip("numba")
     numba_backend = gk.backends.get("numba")
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 1 << 16)
+    monkeypatch.setattr(numba_backend, "numpy_update_below", 0)  # the loops at every size
     assert {"sgd_update", "adam_update"} <= set(numba_backend.kernel_factories)
     rng = np.random.default_rng(size)
     arrays = [rng.standard_normal(size).astype(dtype) for _ in range(3)]

@@ -1,11 +1,15 @@
 """The Numba backend's compiled loops (imported on first use of the backend only).
 
-Every loop here writes into an output array the caller allocates, works on
-C-contiguous arrays of one float dtype (float32 or float64), and computes the same
-formula, in the same order of operations, as the op's reference forward, so most
-results are bit-identical to NumPy's. Row sums use NumPy's own pairwise summation
-order for that reason. Transcendentals may differ in the last bit or two: exp and
-expm1 come from the C library here and from NumPy's SIMD code there, and tanh is
+Every loop here writes into an output array the caller allocates (or, for the
+fused loops and the SGD update, over one of its inputs where ``out`` is None: see
+"In place" below; gk.capture replays use that for an input read for the last time),
+works on C-contiguous arrays of one float dtype (float32 or float64) and of any
+number of dimensions (it flattens them itself, or views them as rows of the last
+axis, so a caller passes its arrays as they are), and computes the same formula, in
+the same order of operations, as the op's reference forward, so most results are
+bit-identical to NumPy's. Row sums use NumPy's own pairwise summation order for
+that reason. Transcendentals may differ in the last bit or two: exp and expm1 come
+from the C library here and from NumPy's SIMD code there, and tanh is
 computed here (see :func:`tanh_scalar`).
 
 Each loop exists twice (:class:`Loop`): compiled with ``parallel=True`` (``prange``
@@ -13,8 +17,18 @@ spread over threads) and serial (below a size where starting threads costs more
 than it saves). Both are cached on disk (``cache=True``: ``__pycache__`` beside this
 file, or ``NUMBA_CACHE_DIR``), so a second process loads them instead of compiling.
 
-Constants are cast to the data's dtype with :func:`like`: a bare ``1.0`` is a
-float64 to Numba and would silently compute float32 data in float64.
+Constants and scalar arguments are cast to the data's dtype with :func:`like`: a
+bare ``1.0`` is a float64 to Numba and would silently compute float32 data in
+float64. A caller may pass Python floats (cast here, as ``np.float32(value)`` casts
+them) or scalars already of the data's dtype. The loops flatten and cast their
+arguments one assignment per line: with ``parallel=True``, Numba 0.68 compiled ``g,
+x, out, slope = g.reshape(-1), x.reshape(-1), out.reshape(-1), like(slope, g)`` into
+a loop that wrote somewhere other than ``out``.
+
+In place: ``out`` None makes a loop write over its input, rather than the caller
+passing that input as ``out`` too: two array arguments may overlap, so LLVM checks
+at run time and runs the unvectorized loop when they do (3x slower for a ReLU),
+while one array written where it is read vectorizes (see :func:`output`).
 """
 from __future__ import annotations
 
@@ -78,6 +92,33 @@ def _like(value, array):
     def impl(value, array):
         return dtype(value)
     return impl
+
+
+def output(out, array):
+    """Where a loop writes: ``out`` (viewed in ``array``'s shape), or ``array`` itself
+    where ``out`` is None (inside compiled code only; chosen when compiling)."""
+    raise NotImplementedError("output() runs inside Numba-compiled code only")
+
+
+# inline="always": Numba's parallel compilation must see that the result is ``out`` or
+# ``array`` (a call's result it takes for a new array, and drops a loop writing only it)
+@overload(output, inline="always", jit_options=OPTIONS)
+def _output(out, array):
+    if isinstance(out, nbtypes.NoneType):
+        return lambda out, array: array
+    return lambda out, array: out.reshape(array.shape)
+
+
+def last_axis_length(array):
+    """``array.shape[-1]``, or 1 for a 0-d array (inside compiled code only)."""
+    raise NotImplementedError("last_axis_length() runs inside Numba-compiled code only")
+
+
+@overload(last_axis_length, jit_options=OPTIONS)
+def _last_axis_length(array):
+    if array.ndim == 0:
+        return lambda array: 1
+    return lambda array: array.shape[-1]
 
 
 @numba.njit(**OPTIONS)
@@ -204,10 +245,12 @@ def _sum(a, start, n):
     return total
 
 
-# -- activations, forward: flat arrays x -> out -------------------------------------
+# -- activations, forward: x -> out, element by element --------------------------------
 
 @parallel_and_serial
 def relu(x, out):
+    x = x.reshape(-1)
+    out = out.reshape(-1)
     zero = like(0, x)
     for i in prange(x.size):
         out[i] = _relu(x[i], zero)
@@ -215,12 +258,18 @@ def relu(x, out):
 
 @parallel_and_serial
 def leaky_relu(x, out, slope):
+    x = x.reshape(-1)
+    out = out.reshape(-1)
+    slope = like(slope, x)
     for i in prange(x.size):
         out[i] = _leaky_relu(x[i], slope)
 
 
 @parallel_and_serial
 def elu(x, out, alpha):
+    x = x.reshape(-1)
+    out = out.reshape(-1)
+    alpha = like(alpha, x)
     zero = like(0, x)
     for i in prange(x.size):
         out[i] = _elu(x[i], alpha, zero)
@@ -228,6 +277,8 @@ def elu(x, out, alpha):
 
 @parallel_and_serial
 def sigmoid(x, out):
+    x = x.reshape(-1)
+    out = out.reshape(-1)
     one = like(1, x)
     for i in prange(x.size):
         out[i] = _sigmoid(x[i], one)
@@ -235,14 +286,19 @@ def sigmoid(x, out):
 
 @parallel_and_serial
 def tanh(x, out):
+    x = x.reshape(-1)
+    out = out.reshape(-1)
     for i in prange(x.size):
         out[i] = tanh_scalar(x[i])
 
 
-# -- activations, backward: flat (g, x or y) -> out --------------------------------------
+# -- activations, backward: (g, x or y) -> out, element by element ----------------------
 
 @parallel_and_serial
 def relu_backward(g, x, out):
+    g = g.reshape(-1)
+    x = x.reshape(-1)
+    out = out.reshape(-1)
     one, zero = like(1, g), like(0, g)
     for i in prange(g.size):
         out[i] = g[i] * (one if x[i] > 0 else zero)
@@ -250,12 +306,20 @@ def relu_backward(g, x, out):
 
 @parallel_and_serial
 def leaky_relu_backward(g, x, out, slope):
+    g = g.reshape(-1)
+    x = x.reshape(-1)
+    out = out.reshape(-1)
+    slope = like(slope, g)
     for i in prange(g.size):
         out[i] = g[i] if x[i] > 0 else g[i] * slope
 
 
 @parallel_and_serial
 def elu_backward(g, x, out, alpha):
+    g = g.reshape(-1)
+    x = x.reshape(-1)
+    out = out.reshape(-1)
+    alpha = like(alpha, g)
     zero = like(0, g)
     for i in prange(g.size):
         v = x[i]
@@ -267,6 +331,9 @@ def elu_backward(g, x, out, alpha):
 
 @parallel_and_serial
 def sigmoid_backward(g, y, out):
+    g = g.reshape(-1)
+    y = y.reshape(-1)
+    out = out.reshape(-1)
     one = like(1, g)
     for i in prange(g.size):
         out[i] = g[i] * y[i] * (one - y[i])
@@ -274,6 +341,9 @@ def sigmoid_backward(g, y, out):
 
 @parallel_and_serial
 def tanh_backward(g, y, out):
+    g = g.reshape(-1)
+    y = y.reshape(-1)
+    out = out.reshape(-1)
     one = like(1, g)
     for i in prange(g.size):
         out[i] = g[i] * (one - y[i] * y[i])
@@ -283,60 +353,73 @@ def tanh_backward(g, y, out):
 
 @parallel_and_serial
 def bias_activation(x, bias, out, kind, slope, alpha):
-    """``out = act(x + bias)`` over rows of ``x`` (rows, cols); the branch is per row."""
-    rows, cols = x.shape
+    """``out = act(x + bias)`` over the rows of ``x``'s last axis, as long as ``bias``;
+    the branch is per row. ``out`` None: into ``x``."""
+    cols = bias.size
+    x = x.reshape(-1, cols)
+    result = output(out, x)
+    rows = x.shape[0]
+    slope = like(slope, x)
+    alpha = like(alpha, x)
     one, zero = like(1, x), like(0, x)
     for i in prange(rows):
         if kind == RELU:
             for j in range(cols):
-                out[i, j] = _relu(x[i, j] + bias[j], zero)
+                result[i, j] = _relu(x[i, j] + bias[j], zero)
         elif kind == LEAKY_RELU:
             for j in range(cols):
-                out[i, j] = _leaky_relu(x[i, j] + bias[j], slope)
+                result[i, j] = _leaky_relu(x[i, j] + bias[j], slope)
         elif kind == ELU:
             for j in range(cols):
-                out[i, j] = _elu(x[i, j] + bias[j], alpha, zero)
+                result[i, j] = _elu(x[i, j] + bias[j], alpha, zero)
         elif kind == SIGMOID:
             for j in range(cols):
-                out[i, j] = _sigmoid(x[i, j] + bias[j], one)
+                result[i, j] = _sigmoid(x[i, j] + bias[j], one)
         elif kind == TANH:
             for j in range(cols):
-                out[i, j] = tanh_scalar(x[i, j] + bias[j])
+                result[i, j] = tanh_scalar(x[i, j] + bias[j])
         else:  # IDENTITY
             for j in range(cols):
-                out[i, j] = x[i, j] + bias[j]
+                result[i, j] = x[i, j] + bias[j]
 
 
 @parallel_and_serial
 def bias_activation_backward(g, y, out, kind, slope, alpha):
-    """``out = g * act'(z)`` from the output ``y``, as rows (rows, cols) of flat data."""
-    rows, cols = g.shape
+    """``out = g * act'(z)`` from the output ``y``, over the rows of the last axis.
+    ``out`` None: into ``g``."""
+    cols = last_axis_length(g)
+    g = g.reshape(-1, cols)
+    y = y.reshape(-1, cols)
+    result = output(out, g)
+    rows = g.shape[0]
+    slope = like(slope, g)
+    alpha = like(alpha, g)
     one, zero = like(1, g), like(0, g)
     for i in prange(rows):
         if kind == RELU:
             for j in range(cols):
-                out[i, j] = g[i, j] * (one if y[i, j] > 0 else zero)
+                result[i, j] = g[i, j] * (one if y[i, j] > 0 else zero)
         elif kind == LEAKY_RELU:
             for j in range(cols):
-                out[i, j] = g[i, j] * (one if y[i, j] > 0 else slope)
+                result[i, j] = g[i, j] * (one if y[i, j] > 0 else slope)
         elif kind == ELU:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (one if v > 0 else v + alpha)
+                result[i, j] = g[i, j] * (one if v > 0 else v + alpha)
         elif kind == SIGMOID:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (v * (one - v))
+                result[i, j] = g[i, j] * (v * (one - v))
         elif kind == TANH:
             for j in range(cols):
                 v = y[i, j]
-                out[i, j] = g[i, j] * (one - v * v)
+                result[i, j] = g[i, j] * (one - v * v)
         else:  # IDENTITY
             for j in range(cols):
-                out[i, j] = g[i, j] * one
+                result[i, j] = g[i, j] * one
 
 
-# -- softmax family: rows of (rows, cols), cols >= 1 ---------------------------------------
+# -- softmax family: rows of the last axis (of length >= 1) -------------------------------
 
 @numba.njit(**OPTIONS)
 def _finite_shift(x, i, cols):
@@ -347,7 +430,10 @@ def _finite_shift(x, i, cols):
 
 @parallel_and_serial
 def softmax(x, out):
-    rows, cols = x.shape
+    cols = x.shape[-1]
+    x = x.reshape(-1, cols)
+    out = out.reshape(-1, cols)
+    rows = x.shape[0]
     for i in prange(rows):
         shift = _finite_shift(x, i, cols)
         for j in range(cols):
@@ -359,7 +445,10 @@ def softmax(x, out):
 
 @parallel_and_serial
 def log_softmax(x, out):
-    rows, cols = x.shape
+    cols = x.shape[-1]
+    x = x.reshape(-1, cols)
+    out = out.reshape(-1, cols)
+    rows = x.shape[0]
     for i in prange(rows):
         shift = _finite_shift(x, i, cols)
         for j in range(cols):
@@ -373,10 +462,14 @@ def log_softmax(x, out):
 def cross_entropy(logits, labels, losses):
     """Per-row losses ``log(sum(exp(shifted))) - shifted[label]``; returns their mean.
 
-    ``losses`` (rows,) of the logits' dtype receives the per-row values; labels are
-    in [0, cols) (the caller checks).
+    ``logits`` (rows, cols), ``labels`` (rows,) integers; ``losses`` (rows,) of the
+    logits' dtype receives the per-row values. A label outside [0, cols) makes it
+    return NaN at once (the caller tells that NaN from one of the data's).
     """
     rows, cols = logits.shape
+    for i in range(rows):
+        if labels[i] < 0 or labels[i] >= cols:
+            return like(np.nan, logits)
     tasks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for t in prange(tasks):
         scratch = np.empty(cols, logits.dtype)
@@ -392,29 +485,41 @@ def cross_entropy(logits, labels, losses):
 @parallel_and_serial
 def cross_entropy_backward(logits, labels, scale, out):
     """``out = (softmax(logits) - onehot(labels)) * scale`` (no finite guard on the max,
-    as in the reference); a label outside [0, cols) gives no one-hot entry."""
+    as in the reference); a label outside [0, cols) gives no one-hot entry. ``out``
+    None: into ``logits`` (each row is read before it is written)."""
     rows, cols = logits.shape
+    result = output(out, logits)
     one = like(1, logits)
+    scale = like(scale, logits)
     for i in prange(rows):
         shift = _max_nan(logits[i], 0, cols)
         for j in range(cols):
-            out[i, j] = math.exp(logits[i, j] - shift)
-        total = _sum(out[i], 0, cols)
+            result[i, j] = math.exp(logits[i, j] - shift)
+        total = _sum(result[i], 0, cols)
         label = labels[i]
         for j in range(cols):
-            p = out[i, j] / total
-            out[i, j] = (p - one if j == label else p) * scale
+            p = result[i, j] / total
+            result[i, j] = (p - one if j == label else p) * scale
 
 
 
 # -- optimizer updates (one pass; state buffers updated in place) ----------------------
-# The scalars arrive already cast to the data's dtype and combined the way NumPy
-# combines the reference's Python scalars (see NumbaBackend.sgd_update/adam_update),
-# so results match the reference in float64 and float32.
+# The arrays are flattened here; the scalars arrive combined the way NumPy combines
+# the reference's Python scalars (in float64, see the Numba backend's adam_update) and
+# are cast to the data's dtype here, so results match the reference in float64 and
+# float32.
 
 @parallel_and_serial
 def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,
                use_decay, weight_decay):
+    """``out = param - lr * step`` (see gk.sgd_update); ``out`` None: into ``grad``."""
+    param = param.reshape(-1)
+    grad = grad.reshape(-1)
+    velocity = velocity.reshape(-1)
+    result = output(out, grad)
+    lr = like(lr, param)
+    momentum = like(momentum, param)
+    weight_decay = like(weight_decay, param)
     for i in prange(param.size):
         g = grad[i]
         if use_decay:
@@ -423,12 +528,26 @@ def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,
             v = momentum * velocity[i] + g
             velocity[i] = v
             g = g + momentum * v if nesterov else v
-        out[i] = param[i] - lr * g
+        result[i] = param[i] - lr * g
 
 
 @parallel_and_serial
 def adam_update(param, grad, m, v, out, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
                 l2, use_l2, shrink, use_shrink, bias2_sqrt, step_size):
+    param = param.reshape(-1)
+    grad = grad.reshape(-1)
+    m = m.reshape(-1)
+    v = v.reshape(-1)
+    out = out.reshape(-1)
+    beta1 = like(beta1, param)
+    one_minus_beta1 = like(one_minus_beta1, param)
+    beta2 = like(beta2, param)
+    one_minus_beta2 = like(one_minus_beta2, param)
+    eps = like(eps, param)
+    l2 = like(l2, param)
+    shrink = like(shrink, param)
+    bias2_sqrt = like(bias2_sqrt, param)
+    step_size = like(step_size, param)
     for i in prange(param.size):
         g = grad[i]
         if use_l2:
