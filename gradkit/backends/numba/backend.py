@@ -81,7 +81,9 @@ def _scalar_like(array: np.ndarray, value: Any) -> Any:
 # An element of a loop that evaluates exp, expm1 or tanh counts this many times
 # towards the parallel threshold (its arithmetic, not memory, is the cost).
 TRANSCENDENTAL_WEIGHT = 4
-_TRANSCENDENTAL = frozenset({"elu", "sigmoid", "tanh", "elu_backward"})
+_TRANSCENDENTAL = frozenset({"elu", "sigmoid", "tanh", "elu_backward", "softmax",
+                             "log_softmax", "cross_entropy", "cross_entropy_backward",
+                             "adam_update"})
 
 
 def _weight(name: str) -> int:
@@ -250,8 +252,9 @@ def _cross_entropy(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
         if index is None or index.min() < 0 or index.max() >= cols:
             return reference(logits, labels)  # it says what is wrong
         losses = np.empty(rows, logits.dtype)
-        mean = backend._run(backend._loops.cross_entropy, logits.size * TRANSCENDENTAL_WEIGHT,
-                            _input(logits), index, losses)
+        mean = backend._run(backend._loops.cross_entropy,
+                            logits.size * _weight("cross_entropy"), _input(logits), index,
+                            losses)
         return np.asarray(mean, dtype=logits.dtype)
     return cross_entropy
 
@@ -269,7 +272,8 @@ def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[
         scale = (g / rows)[()]  # the reference's g / n, in the logits' dtype
         out = np.empty(logits.shape, logits.dtype)
         backend._run(backend._loops.cross_entropy_backward,
-                     logits.size * TRANSCENDENTAL_WEIGHT, _input(logits), index, scale, out)
+                     logits.size * _weight("cross_entropy_backward"), _input(logits), index,
+                     scale, out)
         return out
     return cross_entropy_backward
 
@@ -304,7 +308,7 @@ def _adam_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
         step = int(step)
         t = param.dtype.type
         out = np.empty(param.shape, param.dtype)
-        backend._run(backend._loops.adam_update, param.size * TRANSCENDENTAL_WEIGHT,
+        backend._run(backend._loops.adam_update, param.size * _weight("adam_update"),
                      _input(param, -1), _input(grad, -1), m.reshape(-1), v.reshape(-1),
                      out.reshape(-1), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
                      t(weight_decay), weight_decay != 0 and not decoupled,
@@ -419,7 +423,7 @@ class NumbaBackend(NumpyBackend):
             return reference(x, axis=axis)
         out = np.empty(x.shape, x.dtype)
         cols = x.shape[-1]
-        self._run(getattr(self._loops, loop_name), x.size * TRANSCENDENTAL_WEIGHT,
+        self._run(getattr(self._loops, loop_name), x.size * _weight(loop_name),
                   _input(x, -1, cols),
                   out.reshape(-1, cols))
         return out
@@ -442,26 +446,41 @@ class NumbaBackend(NumpyBackend):
                 all(a.flags.writeable and a.flags.c_contiguous for a in others[1:]))
 
     # -- whole-step compilation ------------------------------------------------------
+    def runs_parallel(self, name: str, elements: int) -> bool:
+        """Whether a kernel's loop over ``elements`` elements runs in parallel: its work
+        (the elements, weighted ``TRANSCENDENTAL_WEIGHT`` where ``name``, an op or an
+        activation, evaluates exp or tanh per element) reaches ``parallel_threshold``."""
+        return elements * _weight(name) >= self.parallel_threshold
+
     def compile_step(self, calls: list[StepCall], inputs: list[int], results: list[int],
                      examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
-        """One ``@numba.njit`` function running every call with serial loops (see
-        gradkit/backends/numba/lowering.py); not for a step whose arrays are large
-        enough for the parallel loops, nor where a kernel of this backend was replaced
-        (``register_kernel``): the lowerings repeat the built-in kernels."""
+        """One ``@numba.njit`` function running every call (see
+        gradkit/backends/numba/lowering.py), each loop serial or parallel as the Python
+        replay's kernel picks it (:meth:`runs_parallel`); not where a kernel of this
+        backend was replaced (``register_kernel``): the lowerings repeat the built-in
+        kernels. A step running a parallel loop takes the backend's parallel lock (see
+        :meth:`_run`)."""
         reasons = [] if self._missing is None else [self._missing]
         for call in calls:
             if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
                     call.op):
                 reasons.append(f"call {call.index} {call.op}: its kernel was replaced on "
                                "this backend")
-        largest = max((getattr(a, "size", 0) * _weight(call.op) for call in calls
-                       for a in (examples[call.output],)), default=0)
-        if largest >= self.parallel_threshold:
-            reasons.append(f"an array of {largest} elements of work reaches "
-                           f"parallel_threshold ({self.parallel_threshold}): the Python "
-                           "replay runs the parallel loops")
         if reasons:
             return CompiledStep(None, "", reasons, 0.0, ())
         from gradkit.backends.numba import lowering
-        return lowering.compile_step(calls, inputs, results, examples, live_values)
+        compiled = lowering.compile_step(calls, inputs, results, examples, live_values,
+                                         self.runs_parallel)
+        if compiled.function is None or not lowering.runs_parallel_loops(compiled.source):
+            return compiled
+        return CompiledStep(self._locked(compiled.function), compiled.source, compiled.reasons,
+                            compiled.compile_seconds, compiled.live)
 
+    def _locked(self, function: Callable) -> Callable:
+        """``function`` run under the parallel lock (it launches parallel loops)."""
+        lock = self._parallel_lock
+
+        def locked(*args):
+            with lock:
+                return function(*args)
+        return locked
