@@ -10,10 +10,7 @@ the compiled code does not have, such as the op's reference for mixed dtypes).
 A lowering accepts only the cases where its Python kernel runs the same loop
 (``step_kernels.py``), so a compiled step computes what the Python replay computes;
 a kernel that runs a loop is called in the variant (serial or parallel) the Python
-kernel picks for those arrays (:meth:`Layouts.variant`). A lowering may have its
-kernel write into a work buffer of the step (:meth:`Layouts.out`): one array per
-intermediate result, made once per compiled step and reused by every call, where the
-Python replay makes a new one each time (see :func:`compile_step`).
+kernel picks for those arrays (:meth:`Layouts.variant`).
 
 >>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
 True
@@ -25,7 +22,6 @@ import importlib.util
 import math
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -65,16 +61,12 @@ class NoLowering(Exception):
 
 class Layouts:
     """What a lowering knows of the recorded step: ``layouts(slot)``, the :class:`Layout`
-    of a slot's recorded array; :meth:`variant`, which loop a kernel runs; and
-    :meth:`out`, where it writes its result."""
+    of a slot's recorded array, and :meth:`variant`, which loop a kernel runs."""
 
-    def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool],
-                 bufferable: set[int]):
+    def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool]):
         self._examples = examples
         self._layouts: dict[int, Layout] = {}
         self._runs_parallel = runs_parallel
-        self._bufferable = bufferable
-        self.buffers: list[int] = []  # the slots given a work buffer, in call order
 
     def __call__(self, slot: int) -> Layout:
         if slot not in self._layouts:
@@ -88,25 +80,6 @@ class Layouts:
         elements)``)."""
         parallel = self._runs_parallel(work_name, math.prod(shape))
         return f"{kernel}.{'parallel' if parallel else 'serial'}"
-
-    def out(self, call: StepCall) -> str:
-        """The last argument of a kernel taking ``out=None``: ``", w{slot}"``, the work
-        buffer of the call's result, where that result never leaves the step; else
-        nothing (the kernel makes a new array). Called once the call is lowerable."""
-        slot = call.output
-        if slot not in self._bufferable:
-            return ""
-        self.buffers.append(slot)
-        return f", {buffer_name(slot)}"
-
-    def buffer_layouts(self) -> list[tuple[tuple, np.dtype]]:
-        """(shape, dtype) of each work buffer (C-contiguous, as the kernels make them)."""
-        return [(self(slot).shape, self(slot).dtype) for slot in self.buffers]
-
-
-def buffer_name(slot: int) -> str:
-    """The compiled function's argument holding the work buffer of ``slot``."""
-    return f"w{slot}"
 
 
 def runs_parallel_loops(source: str) -> bool:
@@ -164,7 +137,7 @@ def _matmul(call: StepCall, layout: Layouts, a: Layout, b: Layout) -> str:
     kernel = ("matmul_numpy" if a.shape[0] * a.shape[1] * b.shape[1] >= BLAS_THREADED_WORK
               else "matmul")
     x, y = _names(call)[:2]
-    return f"{kernel}({x}, {y}{layout.out(call)})"
+    return f"{kernel}({x}, {y})"
 
 
 def lower_matmul(call: StepCall, layout: Layouts) -> str:
@@ -201,7 +174,7 @@ def lower_sum_to(call: StepCall, layout: Layouts) -> str:
                          "2-d array summed over its first axis is compiled")
     if not x.c_contiguous or x.shape[1] < 2:
         raise NoLowering("only a C-contiguous (rows, cols >= 2) array is summed by rows")
-    return f"sum_rows(s{call.inputs[0]}{layout.out(call)})"
+    return f"sum_rows(s{call.inputs[0]})"
 
 
 def lower_add(call: StepCall, layout: Layouts) -> str:
@@ -230,8 +203,7 @@ def lower_bias_activation(call: StepCall, layout: Layouts) -> str:
         raise NoLowering(f"x {x.shape} and bias {bias.shape}: only a C-contiguous (rows, "
                          "cols) x with a (cols,) bias is compiled")
     kernel = layout.variant("bias_activation", call.params.get("activation", "relu"), x.shape)
-    return (kernel + "({}, {}, ".format(*_names(call)) + _activation(call) +
-            layout.out(call) + ")")
+    return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
 def lower_bias_activation_backward(call: StepCall, layout: Layouts) -> str:
@@ -241,8 +213,7 @@ def lower_bias_activation_backward(call: StepCall, layout: Layouts) -> str:
     if g.shape != y.shape or not (g.c_contiguous and y.c_contiguous):
         raise NoLowering("only C-contiguous g and y of one 2-d shape are compiled")
     kernel = layout.variant("bias_activation_backward", call.op, g.shape)
-    return (kernel + "({}, {}, ".format(*_names(call)) + _activation(call) +
-            layout.out(call) + ")")
+    return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
 def _labels(labels: Layout, rows: int) -> None:
@@ -271,7 +242,7 @@ def lower_cross_entropy_backward(call: StepCall, layout: Layouts) -> str:
         raise NoLowering("only a 0-d g and C-contiguous logits are compiled")
     _labels(labels, logits.shape[0])
     return layout.variant("cross_entropy_backward", call.op, logits.shape) + \
-        "({}, {}, {}".format(*_names(call)) + layout.out(call) + ")"
+        "({}, {}, {})".format(*_names(call))
 
 
 def _update_operands(call: StepCall, layout: Layouts, count: int) -> None:
@@ -410,41 +381,6 @@ def lower_calls(calls: list[StepCall], layout: Layouts) -> tuple[list[str], list
     return lines, missing
 
 
-# ops whose lowering is a view of the call's first input (its memory, not a new array)
-VIEW_OPS = frozenset({"matrix_transpose"})
-
-
-def never_escaping(calls: list[StepCall], results: list[int]) -> set[int]:
-    """The slots made by a call whose memory never leaves the step: neither returned
-    (a result: installed in a tensor or given to the user) nor viewed by a result.
-    Only these may live in work buffers reused by the next call."""
-    memory_of: dict[int, int] = {}  # slot -> the slot whose memory it is
-    for call in calls:
-        memory_of[call.output] = (memory_of.get(call.inputs[0], call.inputs[0])
-                                  if call.op in VIEW_OPS else call.output)
-    escaping = {memory_of.get(slot, slot) for slot in results}
-    return {call.output for call in calls if memory_of[call.output] not in escaping}
-
-
-def with_work_buffers(function: Callable, layouts: list[tuple[tuple, np.dtype]]) -> Callable:
-    """``function(*args)`` called with the work buffers after ``args``: made here once,
-    reused by each call. A call that starts while another thread is inside this step
-    gets buffers of its own (the two would write into one set)."""
-    if not layouts:
-        return function
-    buffers = tuple(np.empty(shape, dtype) for shape, dtype in layouts)
-    in_use = threading.Lock()
-
-    def step(*args: Any) -> Any:
-        if not in_use.acquire(blocking=False):
-            return function(*args, *(np.empty(shape, dtype) for shape, dtype in layouts))
-        try:
-            return function(*args, *buffers)
-        finally:
-            in_use.release()
-    return step
-
-
 def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
                  examples: dict[int, Any], live_values: list[Any],
                  runs_parallel: Callable[[str, int], bool]) -> CompiledStep:
@@ -452,22 +388,13 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
     ``results``; ``examples`` holds the recorded array of every slot (its layout says
     which lowering applies, and the function is compiled for those types now);
     ``runs_parallel(name, elements)`` says which loops the Python kernels run in
-    parallel (the backend's rule).
-
-    Intermediate results that never leave the step (:func:`never_escaping`) are
-    written into work buffers where the kernel takes an ``out``: arguments of the njit
-    function after the live params, bound by the returned function
-    (:func:`with_work_buffers`), so a call allocates only what it returns. They hold
-    memory between calls (the Python replay frees its intermediates after each)."""
-    layout = Layouts(examples, runs_parallel, never_escaping(calls, results))
-    lines, missing = lower_calls(calls, layout)
+    parallel (the backend's rule)."""
+    lines, missing = lower_calls(calls, Layouts(examples, runs_parallel))
     if missing:
         return CompiledStep(None, "", missing, 0.0, ())
     live = tuple((live_name(name, call.index), "bool" if name in FLAG_PARAMS else "float")
                  for call in calls for name in call.live)
-    buffers = layout.buffer_layouts()
-    arguments = ([f"s{i}" for i in inputs] + [name for name, _ in live] +
-                 [buffer_name(slot) for slot in layout.buffers])
+    arguments = [f"s{i}" for i in inputs] + [name for name, _ in live]
     returned = "".join(f"s{i}, " for i in results)
     source = (HEADER + f"def step({', '.join(arguments)}):\n" + "\n".join(lines) +
               f"\n    return ({returned})\n")
@@ -476,15 +403,13 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
         function = _load(source)
         signature = tuple(_typeof(examples[i]) for i in inputs) + tuple(
             _typeof(bool(v) if kind == "bool" else float(v))
-            for (_, kind), v in zip(live, live_values)) + tuple(
-            _typeof(np.empty((0,) * len(shape), dtype)) for shape, dtype in buffers)
+            for (_, kind), v in zip(live, live_values))
         function.compile(signature)
     except Exception as exc:  # a lowering's line Numba refuses: a bug here, not the user's
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return CompiledStep(None, source, [f"Numba could not compile the step "
                                            f"({type(exc).__name__}: {first_line})"], 0.0, ())
-    return CompiledStep(with_work_buffers(function, buffers), source, [],
-                        time.perf_counter() - started, live)
+    return CompiledStep(function, source, [], time.perf_counter() - started, live)
 
 
 def _typeof(value: Any) -> Any:

@@ -5,11 +5,7 @@ calls these instead of the Python kernel wrappers: each allocates its result and
 the same loop (``kernels.py``) the wrapper runs, with its scalars cast the way the
 wrapper casts them, so results are bit-identical to the Python replay. A kernel that
 runs a loop exists twice (:func:`serial_and_parallel`), as the loop does: the
-lowering picks the variant the Python kernel would pick for the recorded arrays.
-
-A kernel with an ``out=None`` argument writes its result into ``out`` when given one
-(a work buffer of the compiled step, reused from call to call: see
-``lowering.compile_step``), else into a new array; the arithmetic is the same. Matmul is
+lowering picks the variant the Python kernel would pick for the recorded arrays. Matmul is
 ``np.dot`` (SciPy's BLAS inside Numba; the same OpenBLAS kernels as NumPy's matmul
 here, checked by tests/test_capture_compile.py).
 """
@@ -59,24 +55,14 @@ def serial_and_parallel(loop: Loop) -> Callable[[Callable], Loop]:
 
 
 @_njit
-def _new_if_none(out, shape, dtype):
-    """``out``, or a new array of ``shape`` and ``dtype`` when it is None."""
-    if out is None:
-        return np.empty(shape, dtype)
-    return out
-
-
-@_njit
-def matmul(a, b, out=None):
+def matmul(a, b):
     """``a @ b`` of 2-D arrays by ``np.dot``: SciPy's BLAS gemm inside Numba (the same
     OpenBLAS kernels as NumPy's matmul here, checked by tests/test_capture_compile.py)."""
-    if out is None:
-        return np.dot(a, b)
-    return np.dot(a, b, out)
+    return np.dot(a, b)
 
 
 @_njit
-def matmul_numpy(a, b, out=None):
+def matmul_numpy(a, b):
     """``a @ b`` of 2-D arrays by NumPy's matmul itself (its BLAS), called from compiled
     code in object mode (about 2 us more than :func:`matmul`).
 
@@ -85,7 +71,7 @@ def matmul_numpy(a, b, out=None):
     before sleeping; a program alternating between them on few cores (a compiled step
     between the user's NumPy matmuls) has each pool's spinning threads slow the other
     one's gemm. Here they stay in NumPy's pool, which the Python replay uses too."""
-    out = _new_if_none(out, (a.shape[0], b.shape[1]), a.dtype)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     with numba.objmode():
         np.matmul(a, b, out=out)
     return out
@@ -102,11 +88,11 @@ def add_bias(out, bias):
 
 
 @_njit
-def sum_rows(x, out=None):
+def sum_rows(x):
     """``np.add.reduce(x, axis=0)`` of a 2-D array: the first row, then each next row
     added in order (NumPy's order for a reduction over the outer axis)."""
     rows, cols = x.shape
-    out = _new_if_none(out, cols, x.dtype)
+    out = np.empty(cols, x.dtype)
     for j in range(cols):
         out[j] = x[0, j]
     for i in range(1, rows):
@@ -124,15 +110,15 @@ def add_scalars(a, b):
 
 
 @serial_and_parallel(loops.bias_activation)
-def bias_activation(x, bias, kind, slope, alpha, out=None):
-    out = _new_if_none(out, x.shape, x.dtype)
+def bias_activation(x, bias, kind, slope, alpha):
+    out = np.empty(x.shape, x.dtype)
     run_loop(x, bias, out, kind, like(slope, x), like(alpha, x))
     return out
 
 
 @serial_and_parallel(loops.bias_activation_backward)
-def bias_activation_backward(g, y, kind, slope, alpha, out=None):
-    out = _new_if_none(out, g.shape, g.dtype)
+def bias_activation_backward(g, y, kind, slope, alpha):
+    out = np.empty(g.shape, g.dtype)
     run_loop(g, y, out, kind, like(slope, g), like(alpha, g))
     return out
 
@@ -151,10 +137,10 @@ def cross_entropy(logits, labels):
 
 
 @serial_and_parallel(loops.cross_entropy_backward)
-def cross_entropy_backward(g, logits, labels, out=None):
+def cross_entropy_backward(g, logits, labels):
     rows = logits.shape[0]
     scale = g[()] / like(rows, g)  # the wrapper's (g / rows)[()], in g's dtype
-    out = _new_if_none(out, logits.shape, logits.dtype)
+    out = np.empty(logits.shape, logits.dtype)
     run_loop(logits, labels, scale, out)
     return out
 
