@@ -340,16 +340,15 @@ class NumbaBackend(NumpyBackend):
     sigmoid/tanh near 4k-8k, but inside a training step the loop's OpenMP threads
     and OpenBLAS's matmul threads wait on each other: the medium MLP step (batch
     128, 784-512-512-10) took 7x longer with a 64k threshold than serial. So the
-    default (16M elements of work) keeps training-sized arrays serial; raise the
+    default (4M elements of work) keeps training-sized arrays serial; raise the
     parallelism for element-wise-heavy work by lowering it (on the backend object:
     ``gradkit.backends.get_backend()`` under ``gk.use_backend("numba")``).
 
-    The default was 4M, which sent the SGD update of a 2048x2048 weight (the large
-    MLP step: batch 512, 1024-2048-2048-10) to the parallel loop: 12-16 ms there
-    against 2-3 ms serial on 2 busy cores, and the whole step at 1.00x the NumPy
-    floor against 0.94x with every loop serial on 2 quiet ones (paired runs; the
-    compiled step 1.07x against 0.97x). Not measured on more cores, where the
-    parallel loops may pay off sooner.
+    At 4M exactly, the SGD update of a 2048x2048 weight (the large MLP step, batch
+    512, 1024-2048-2048-10) runs in parallel: 8-16 ms against 2-3 ms serial alone on
+    2 cores shared with other processes, yet the whole step, paired with the NumPy
+    floor in the same conditions, measured 0.93-0.97x with it parallel and 0.99-1.01x
+    serial (Python replay; compiled, both within 0.97-1.04x), so the default stays.
 
     >>> import gradkit as gk
     >>> if numba_missing_reason() is None:  # numba installed
@@ -358,7 +357,7 @@ class NumbaBackend(NumpyBackend):
     """
 
     name = "numba"
-    parallel_threshold = 1 << 24
+    parallel_threshold = 1 << 22
     # The NumPy backend's kernels for the other ops; an in-place variant of the NumPy
     # backend's only where its op keeps the NumPy kernel it was written for.
     kernel_factories = {**NumpyBackend.kernel_factories, **KERNEL_FACTORIES}
