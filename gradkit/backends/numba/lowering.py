@@ -2,11 +2,12 @@
 call lowered to a line of ``@numba.njit`` code, the lines made into one function.
 
 ``LOWERINGS`` maps an op name to its lowering: ``lower(call, layout)`` gets a
-:class:`gradkit.backends.base.StepCall` and ``layout`` (:class:`Layouts`: ``layout(slot)``
-is the recorded :class:`Layout` of a slot's array) and returns the expression computing the call's
-result from its inputs ``s{i}`` (and live params, see :func:`live_name`), or raises
-:class:`NoLowering` saying why this call cannot be compiled (it would take a path
-the compiled code does not have, such as the op's reference for mixed dtypes).
+:class:`gradkit.backends.base.StepCall` and ``layout`` (:class:`Layouts`;
+``layout(slot)`` is the recorded :class:`Layout` of a slot's array) and returns the
+expression computing the call's result from its inputs ``s{i}`` (and live params, see
+:func:`live_name`), or raises :class:`NoLowering` saying why this call cannot be
+compiled (it would take a path the compiled code does not have, such as the op's
+reference for mixed dtypes).
 A lowering accepts only the cases where its Python kernel runs the same loop
 (``step_kernels.py``), so a compiled step computes what the Python replay computes;
 a kernel that runs a loop is called in the variant (serial or parallel) the Python
@@ -131,7 +132,7 @@ def _names(call: StepCall) -> list[str]:
 BLAS_THREADED_WORK = 65536 * 4
 
 
-def _matmul(call: StepCall, layout: Layouts, a: Layout, b: Layout) -> str:
+def _matmul(call: StepCall, a: Layout, b: Layout) -> str:
     """The product of the call's first two inputs: by NumPy's own matmul where the gemm
     is large enough for BLAS threads (step_kernels.matmul_numpy says why), else np.dot."""
     kernel = ("matmul_numpy" if a.shape[0] * a.shape[1] * b.shape[1] >= BLAS_THREADED_WORK
@@ -145,7 +146,7 @@ def lower_matmul(call: StepCall, layout: Layouts) -> str:
     _floats([a, b])
     _dense(a, 2, "x")
     _dense(b, 2, "y")
-    return _matmul(call, layout, a, b)
+    return _matmul(call, a, b)
 
 
 def lower_linear(call: StepCall, layout: Layouts) -> str:
@@ -155,7 +156,7 @@ def lower_linear(call: StepCall, layout: Layouts) -> str:
     _dense(layouts[1], 2, "weight")
     if len(layouts) == 3:
         _dense(layouts[2], 1, "bias")
-    product = _matmul(call, layout, *layouts[:2])
+    product = _matmul(call, *layouts[:2])
     return product if len(layouts) == 2 else f"add_bias({product}, s{call.inputs[2]})"
 
 

@@ -5,9 +5,9 @@ calls these instead of the Python kernel wrappers: each allocates its result and
 the same loop (``kernels.py``) the wrapper runs, with its scalars cast the way the
 wrapper casts them, so results are bit-identical to the Python replay. A kernel that
 runs a loop exists twice (:func:`serial_and_parallel`), as the loop does: the
-lowering picks the variant the Python kernel would pick for the recorded arrays. Matmul is
-``np.dot`` (SciPy's BLAS inside Numba; the same OpenBLAS kernels as NumPy's matmul
-here, checked by tests/test_capture_compile.py).
+lowering picks the variant the Python kernel would pick for the recorded arrays.
+Matmul is ``np.dot`` (SciPy's BLAS inside Numba) for small products and NumPy's own
+matmul for those large enough for BLAS threads (:func:`matmul_numpy` says why).
 """
 from __future__ import annotations
 
