@@ -71,6 +71,27 @@ def test_compiled_equals_python_replay(optimizer, activation):
     assert plan.compile_seconds is not None and plan.compile_seconds >= 0
 
 
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_parallel_loops_compiled_equal_python_replay(backend, monkeypatch, optimizer,
+                                                     activation):
+    """A step whose arrays reach parallel_threshold (lowered here, as for large arrays)
+    compiles the parallel loops the Python replay runs, with the same results."""
+    from gradkit.backends import get_backend
+    numba_backend = get_backend()
+    monkeypatch.setattr(numba_backend, "parallel_threshold", 2048)  # (32, 64): parallel
+    python, losses, params, state = run(optimizer, False, activation=activation)
+    compiled, losses_c, params_c, state_c = run(optimizer, True, activation=activation)
+    assert "compiled into one function" in compiled.explain(), compiled.explain()
+    source = list(compiled.plans.values())[0].compiled.source
+    assert "bias_activation.parallel(" in source and "bias_activation.serial(" not in source
+    update = "sgd_update" if optimizer == "sgd" else "adam_update"
+    assert f"{update}.parallel(" in source and f"{update}.serial(" in source  # 64x64, bias
+    assert [l.tobytes() for l in losses] == [l.tobytes() for l in losses_c]
+    for a, b in zip(params + state, params_c + state_c):
+        assert a.tobytes() == b.tobytes()
+
 def test_uncovered_op_falls_back_and_is_named():
     w = gk.tensor(np.ones(4, np.float32), requires_grad=True, backend="numba")
     opt = gk.optim.SGD([w], lr=0.1)
@@ -121,7 +142,13 @@ def test_sum_rows_matches_numpy_reduce():
 
 
 def test_matmul_matches_numpy():
-    from gradkit.backends.numba.step_kernels import matmul
+    """Both compiled matmuls: np.dot (SciPy's BLAS) and NumPy's own, from object mode."""
+    from gradkit.backends.numba.step_kernels import matmul as dot, matmul_numpy
+
+    def matmul(a, b):
+        product = dot(a, b)
+        assert matmul_numpy(a, b).tobytes() == product.tobytes()
+        return product
     rng = np.random.default_rng(2)
     for m, k, n in [(32, 64, 64), (128, 784, 512), (32, 64, 10)]:
         a = rng.standard_normal((m, k)).astype(np.float32)
@@ -209,3 +236,4 @@ def test_argmax_rows_and_casts_match_numpy():
                   np.array(np.float32(0.1))):
         assert as_float64(array).tobytes() == array.astype(np.float64).tobytes()
     assert scalar_to_vector(np.array(2.5)).tolist() == [2.5]
+

@@ -91,7 +91,9 @@ def _loop_scalar(array: np.ndarray, value: Any) -> Any:
 # An element of a loop that evaluates exp, expm1 or tanh counts this many times
 # towards the parallel threshold (its arithmetic, not memory, is the cost).
 TRANSCENDENTAL_WEIGHT = 4
-_TRANSCENDENTAL = frozenset({"elu", "sigmoid", "tanh", "elu_backward"})
+_TRANSCENDENTAL = frozenset({"elu", "sigmoid", "tanh", "elu_backward", "softmax",
+                             "log_softmax", "cross_entropy", "cross_entropy_backward",
+                             "adam_update"})
 
 
 def _weight(name: str) -> int:
@@ -301,8 +303,8 @@ def _cross_entropy(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
         if index is None:
             return reference(logits, labels)
         losses = np.empty(index.shape[0], logits.dtype)
-        mean = backend._run(loop, logits.size * TRANSCENDENTAL_WEIGHT, _dense(logits), index,
-                            losses)
+        mean = backend._run(loop, logits.size * _weight("cross_entropy"), _dense(logits),
+                            index, losses)
         if mean != mean and (index.min() < 0 or index.max() >= logits.shape[1]):
             return reference(logits, labels)  # a label out of range: it says which
         return np.asarray(mean, dtype=logits.dtype)
@@ -323,8 +325,8 @@ def _cross_entropy_backward(backend: NumbaBackend, op: Any, reference: Callable[
         scale = g[()] / index.shape[0]  # the reference's g / n, in the logits' dtype
         into = donate and _lendable(logits)
         out = None if into else np.empty(logits.shape, logits.dtype)
-        backend._run(loop, logits.size * TRANSCENDENTAL_WEIGHT, _dense(logits), index, scale,
-                     out)
+        backend._run(loop, logits.size * _weight("cross_entropy_backward"), _dense(logits),
+                     index, scale, out)
         return logits if into else out
     return cross_entropy_backward
 
@@ -390,7 +392,7 @@ def _adam_update(backend: NumbaBackend, op: Any, reference: Callable[..., Any]
         out = np.empty(param.shape, param.dtype)
         # the reference's scalars, combined as Python combines them (the loop casts
         # each to the data's dtype)
-        backend._run(loop, param.size * TRANSCENDENTAL_WEIGHT, _dense(param), _dense(grad),
+        backend._run(loop, param.size * _weight("adam_update"), _dense(param), _dense(grad),
                      m, v, out, float(beta1), float(1 - beta1), float(beta2),
                      float(1 - beta2), float(eps), float(weight_decay),
                      weight_decay != 0 and not decoupled, float(1 - lr * weight_decay),
@@ -430,7 +432,14 @@ class NumbaBackend(NumpyBackend):
     and OpenBLAS's matmul threads wait on each other: the medium MLP step (batch
     128, 784-512-512-10) took 7x longer with a 64k threshold than serial. So the
     default (4M elements of work) keeps training-sized arrays serial; raise the
-    parallelism for element-wise-heavy work by lowering it.
+    parallelism for element-wise-heavy work by lowering it (on the backend object:
+    ``gradkit.backends.get_backend()`` under ``gk.use_backend("numba")``).
+
+    At 4M exactly, the SGD update of a 2048x2048 weight (the large MLP step, batch
+    512, 1024-2048-2048-10) runs in parallel: 8-16 ms against 2-3 ms serial alone on
+    2 cores shared with other processes, yet the whole step, paired with the NumPy
+    floor in the same conditions, measured 0.93-0.97x with it parallel and 0.99-1.01x
+    serial (Python replay; compiled, both within 0.97-1.04x), so the default stays.
 
     ``numpy_update_below``: an SGD update of fewer elements runs the NumPy backend's
     kernel, which does the loop's operations in the loop's order (the same bits) in
@@ -518,31 +527,50 @@ class NumbaBackend(NumpyBackend):
                     and axis in (-1, x.ndim - 1)):
                 return reference(x, axis=axis)
             out = np.empty(x.shape, x.dtype)
-            self._run(loop, x.size * TRANSCENDENTAL_WEIGHT, _dense(x), out)
+            self._run(loop, x.size * _weight(name), _dense(x), out)
             return out
         return run
 
     # -- whole-step compilation ------------------------------------------------------
+    def runs_parallel(self, name: str, elements: int) -> bool:
+        """Whether a kernel's loop over ``elements`` elements runs in parallel: its work
+        (the elements, weighted ``TRANSCENDENTAL_WEIGHT`` where ``name``, an op or an
+        activation, evaluates exp or tanh per element) reaches ``parallel_threshold``."""
+        return elements * _weight(name) >= self.parallel_threshold
+
     def compile_step(self, calls: list[StepCall], inputs: list[int], results: list[int],
                      examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
-        """One ``@numba.njit`` function running every call with serial loops (see
-        gradkit/backends/numba/lowering.py); not for a step whose arrays are large
-        enough for the parallel loops, nor where a kernel of this backend was replaced
-        (``register_kernel``): the lowerings repeat the built-in kernels."""
+        """One ``@numba.njit`` function running every call (see
+        gradkit/backends/numba/lowering.py), each loop serial or parallel as the Python
+        replay's kernel picks it (:meth:`runs_parallel`); not where a kernel of this
+        backend was replaced (``register_kernel``): the lowerings repeat the built-in
+        kernels. A step running a parallel loop takes the backend's parallel lock (see
+        :meth:`_run`)."""
         reasons = [] if self._missing is None else [self._missing]
         for call in calls:
             if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
                     call.op):
                 reasons.append(f"call {call.index} {call.op}: its kernel was replaced on "
                                "this backend")
-        largest = max((getattr(a, "size", 0) * _weight(call.op) for call in calls
-                       for a in (examples[call.output],)), default=0)
-        if largest >= self.parallel_threshold:
-            reasons.append(f"an array of {largest} elements of work reaches "
-                           f"parallel_threshold ({self.parallel_threshold}): the Python "
-                           "replay runs the parallel loops")
         if reasons:
             return CompiledStep(None, "", reasons, 0.0, ())
         from gradkit.backends.numba import lowering
-        return lowering.compile_step(calls, inputs, results, examples, live_values)
+        compiled = lowering.compile_step(calls, inputs, results, examples, live_values,
+                                         self.runs_parallel)
+        if compiled.function is None or not lowering.runs_parallel_loops(compiled.source):
+            return compiled
+        # Start Numba's thread pool: a step loaded from the plan cache calls the
+        # parallel loops without the compilation that starts it (and crashes).
+        import numba
+        numba.get_num_threads()
+        return CompiledStep(self._locked(compiled.function), compiled.source, compiled.reasons,
+                            compiled.compile_seconds, compiled.live)
 
+    def _locked(self, function: Callable) -> Callable:
+        """``function`` run under the parallel lock (it launches parallel loops)."""
+        lock = self._parallel_lock
+
+        def locked(*args):
+            with lock:
+                return function(*args)
+        return locked

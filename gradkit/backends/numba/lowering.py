@@ -2,13 +2,16 @@
 call lowered to a line of ``@numba.njit`` code, the lines made into one function.
 
 ``LOWERINGS`` maps an op name to its lowering: ``lower(call, layout)`` gets a
-:class:`gradkit.backends.base.StepCall` and ``layout(slot)`` (the recorded
-:class:`Layout` of a slot's array) and returns the expression computing the call's
-result from its inputs ``s{i}`` (and live params, see :func:`live_name`), or raises
-:class:`NoLowering` saying why this call cannot be compiled (it would take a path
-the compiled code does not have, such as the op's reference for mixed dtypes).
+:class:`gradkit.backends.base.StepCall` and ``layout`` (:class:`Layouts`;
+``layout(slot)`` is the recorded :class:`Layout` of a slot's array) and returns the
+expression computing the call's result from its inputs ``s{i}`` (and live params, see
+:func:`live_name`), or raises :class:`NoLowering` saying why this call cannot be
+compiled (it would take a path the compiled code does not have, such as the op's
+reference for mixed dtypes).
 A lowering accepts only the cases where its Python kernel runs the same loop
-(``step_kernels.py``), so a compiled step computes what the Python replay computes.
+(``step_kernels.py``), so a compiled step computes what the Python replay computes;
+a kernel that runs a loop is called in the variant (serial or parallel) the Python
+kernel picks for those arrays (:meth:`Layouts.variant`).
 
 >>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
 True
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -54,6 +58,34 @@ class Layout(NamedTuple):
 
 class NoLowering(Exception):
     """This call has no compiled form (the message says why)."""
+
+
+class Layouts:
+    """What a lowering knows of the recorded step: ``layouts(slot)``, the :class:`Layout`
+    of a slot's recorded array, and :meth:`variant`, which loop a kernel runs."""
+
+    def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool]):
+        self._examples = examples
+        self._layouts: dict[int, Layout] = {}
+        self._runs_parallel = runs_parallel
+
+    def __call__(self, slot: int) -> Layout:
+        if slot not in self._layouts:
+            self._layouts[slot] = Layout.of(self._examples[slot])
+        return self._layouts[slot]
+
+    def variant(self, kernel: str, work_name: str, shape: tuple) -> str:
+        """``kernel.parallel`` or ``kernel.serial``: the variant of a step kernel that
+        runs a loop (see step_kernels.serial_and_parallel), as the Python kernel picks
+        it for an array of ``shape`` (the backend's ``runs_parallel(work_name,
+        elements)``)."""
+        parallel = self._runs_parallel(work_name, math.prod(shape))
+        return f"{kernel}.{'parallel' if parallel else 'serial'}"
+
+
+def runs_parallel_loops(source: str) -> bool:
+    """Whether a compiled step's source calls a parallel variant of a step kernel."""
+    return ".parallel(" in source
 
 
 def live_name(name: str, n: int) -> str:
@@ -95,43 +127,58 @@ def _names(call: StepCall) -> list[str]:
 
 # -- the lowerings ------------------------------------------------------------------
 
-def lower_matmul(call: StepCall, layout: Callable[[int], Layout]) -> str:
+# m * n * k from which OpenBLAS runs a gemm on its threads (interface/gemm.c:
+# SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD, 65536 * 4)
+BLAS_THREADED_WORK = 65536 * 4
+
+
+def _matmul(call: StepCall, a: Layout, b: Layout, transpose_a: bool = False,
+            transpose_b: bool = False) -> str:
+    """The product of the call's first two inputs (each transposed first where asked): by
+    NumPy's own matmul where the gemm is large enough for BLAS threads
+    (step_kernels.matmul_numpy says why), else np.dot."""
+    rows, inner = a.shape[::-1] if transpose_a else a.shape
+    cols = b.shape[0] if transpose_b else b.shape[1]
+    kernel = "matmul_numpy" if rows * inner * cols >= BLAS_THREADED_WORK else "matmul"
+    x, y = _names(call)[:2]
+    return f"{kernel}({x}{'.T' if transpose_a else ''}, {y}{'.T' if transpose_b else ''})"
+
+
+def lower_matmul(call: StepCall, layout: Layouts) -> str:
     a, b = (layout(i) for i in call.inputs)
     _floats([a, b])
     _dense(a, 2, "x")
     _dense(b, 2, "y")
-    return "matmul({}, {})".format(*_names(call))
+    return _matmul(call, a, b)
 
 
-def lower_matmul_transposed(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_matmul_transposed(call: StepCall, layout: Layouts) -> str:
     a, b = (layout(i) for i in call.inputs)
     _floats([a, b])
     _dense(a, 2, "x1")
     _dense(b, 2, "x2")
-    x1, x2 = _names(call)
-    return "matmul({}, {})".format(x1 + ".T" if call.params["transpose_x1"] else x1,
-                                   x2 + ".T" if call.params["transpose_x2"] else x2)
+    return _matmul(call, a, b, call.params["transpose_x1"], call.params["transpose_x2"])
 
 
-def lower_linear(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_linear(call: StepCall, layout: Layouts) -> str:
     layouts = [layout(i) for i in call.inputs]
     _floats(layouts)
     _dense(layouts[0], 2, "x")
     _dense(layouts[1], 2, "weight")
-    if len(layouts) == 2:
-        return "matmul({}, {})".format(*_names(call))
-    _dense(layouts[2], 1, "bias")
-    return "linear({}, {}, {})".format(*_names(call))
+    if len(layouts) == 3:
+        _dense(layouts[2], 1, "bias")
+    product = _matmul(call, *layouts[:2])
+    return product if len(layouts) == 2 else f"add_bias({product}, s{call.inputs[2]})"
 
 
-def lower_matrix_transpose(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_matrix_transpose(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     if len(x.shape) != 2:
         raise NoLowering(f"x of shape {x.shape}, not 2-d")
     return f"s{call.inputs[0]}.T"
 
 
-def lower_sum_to(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_sum_to(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     _floats([x])
     if len(x.shape) != 2 or tuple(call.params["shape"]) != x.shape[1:] or x.shape[0] == 0:
@@ -142,7 +189,7 @@ def lower_sum_to(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return f"sum_rows(s{call.inputs[0]})"
 
 
-def lower_add(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_add(call: StepCall, layout: Layouts) -> str:
     a, b = (layout(i) for i in call.inputs)
     if a.shape != b.shape or a.dtype != b.dtype:
         raise NoLowering(f"operands {a.shape} {a.dtype} and {b.shape} {b.dtype}: only one "
@@ -159,7 +206,7 @@ def _activation(call: StepCall) -> str:
             f"{_param(call, 'alpha')}")
 
 
-def lower_bias_activation(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_bias_activation(call: StepCall, layout: Layouts) -> str:
     x, bias = (layout(i) for i in call.inputs)
     _floats([x, bias])
     _dense(x, 2, "x")
@@ -167,16 +214,18 @@ def lower_bias_activation(call: StepCall, layout: Callable[[int], Layout]) -> st
     if x.shape[1] != bias.shape[0] or not x.c_contiguous:
         raise NoLowering(f"x {x.shape} and bias {bias.shape}: only a C-contiguous (rows, "
                          "cols) x with a (cols,) bias is compiled")
-    return "bias_activation({}, {}, ".format(*_names(call)) + _activation(call) + ")"
+    kernel = layout.variant("bias_activation", call.params.get("activation", "relu"), x.shape)
+    return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
-def lower_bias_activation_backward(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_bias_activation_backward(call: StepCall, layout: Layouts) -> str:
     g, y = (layout(i) for i in call.inputs)
     _floats([g, y])
     _dense(g, 2, "g")
     if g.shape != y.shape or not (g.c_contiguous and y.c_contiguous):
         raise NoLowering("only C-contiguous g and y of one 2-d shape are compiled")
-    return "bias_activation_backward({}, {}, ".format(*_names(call)) + _activation(call) + ")"
+    kernel = layout.variant("bias_activation_backward", call.op, g.shape)
+    return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
 def _labels(labels: Layout, rows: int) -> None:
@@ -186,27 +235,29 @@ def _labels(labels: Layout, rows: int) -> None:
                          "(rows,) labels are compiled")
 
 
-def lower_cross_entropy(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_cross_entropy(call: StepCall, layout: Layouts) -> str:
     logits, labels = (layout(i) for i in call.inputs)
     _floats([logits])
     _dense(logits, 2, "logits")
     if not logits.c_contiguous:
         raise NoLowering("logits are not C-contiguous")
     _labels(labels, logits.shape[0])
-    return "cross_entropy({}, {})".format(*_names(call))
+    return layout.variant("cross_entropy", call.op, logits.shape) + "({}, {})".format(
+        *_names(call))
 
 
-def lower_cross_entropy_backward(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_cross_entropy_backward(call: StepCall, layout: Layouts) -> str:
     g, logits, labels = (layout(i) for i in call.inputs)
     _floats([g, logits])
     _dense(logits, 2, "logits")
     if g.shape != () or not logits.c_contiguous:
         raise NoLowering("only a 0-d g and C-contiguous logits are compiled")
     _labels(labels, logits.shape[0])
-    return "cross_entropy_backward({}, {}, {})".format(*_names(call))
+    return layout.variant("cross_entropy_backward", call.op, logits.shape) + \
+        "({}, {}, {})".format(*_names(call))
 
 
-def _update_operands(call: StepCall, layout: Callable[[int], Layout], count: int) -> None:
+def _update_operands(call: StepCall, layout: Layouts, count: int) -> None:
     layouts = [layout(i) for i in call.inputs[:count]]
     _floats(layouts)
     if len({lay.shape for lay in layouts}) != 1 or 0 in layouts[0].shape:
@@ -216,28 +267,29 @@ def _update_operands(call: StepCall, layout: Callable[[int], Layout], count: int
             raise NoLowering("a state buffer is read-only or not C-contiguous")
 
 
-def lower_sgd_update(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_sgd_update(call: StepCall, layout: Layouts) -> str:
     _update_operands(call, layout, len(call.inputs))
     scalars = ", ".join(_param(call, name) for name in ("lr", "momentum", "nesterov",
                                                           "weight_decay"))
-    if len(call.inputs) == 3:
-        return "sgd_update({}, {}, {}, ".format(*_names(call)) + scalars + ")"
-    return "sgd_update_plain({}, {}, ".format(*_names(call)) + scalars + ")"
+    kernel = "sgd_update" if len(call.inputs) == 3 else "sgd_update_plain"
+    return (layout.variant(kernel, call.op, layout(call.inputs[0]).shape) +
+            f"({', '.join(_names(call))}, {scalars})")
 
 
-def lower_adam_update(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_adam_update(call: StepCall, layout: Layouts) -> str:
     _update_operands(call, layout, 4)
     step = layout(call.inputs[4])
     if step.shape != () or step.dtype.kind not in "iu":
         raise NoLowering("step is not a 0-d integer array")
     scalars = ", ".join(_param(call, name) for name in ("lr", "beta1", "beta2", "eps",
                                                           "weight_decay", "decoupled"))
-    return "adam_update({}, {}, {}, {}, {}, ".format(*_names(call)) + scalars + ")"
+    kernel = layout.variant("adam_update", call.op, layout(call.inputs[0]).shape)
+    return kernel + "({}, {}, {}, {}, {}, ".format(*_names(call)) + scalars + ")"
 
 
 # -- counting correct predictions (gradkit train's step) ---------------------------------
 
-def lower_argmax(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_argmax(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     _floats([x])
     _dense(x, 2, "x")
@@ -247,7 +299,7 @@ def lower_argmax(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return f"argmax_rows(s{call.inputs[0]})"
 
 
-def lower_equal(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_equal(call: StepCall, layout: Layouts) -> str:
     a, b = (layout(i) for i in call.inputs)
     if a.shape != b.shape or a.dtype != b.dtype or len(a.shape) != 1 or \
             a.dtype.kind not in "iuf":
@@ -256,7 +308,7 @@ def lower_equal(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return "({} == {})".format(*_names(call))
 
 
-def lower_astype(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_astype(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     if np.dtype(call.params["dtype"]) != np.dtype(np.float64) or len(x.shape) > 1 or \
             x.dtype.kind not in "biuf" or not x.c_contiguous:
@@ -265,7 +317,7 @@ def lower_astype(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return f"as_float64(s{call.inputs[0]})"
 
 
-def lower_sum(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_sum(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     _floats([x])
     if len(x.shape) != 1 or not x.c_contiguous or call.params.get("keepdims") or \
@@ -274,21 +326,21 @@ def lower_sum(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return f"sum_vector(s{call.inputs[0]})"
 
 
-def lower_multiply(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_multiply(call: StepCall, layout: Layouts) -> str:
     a, b = (layout(i) for i in call.inputs)
     if a.shape != () or b.shape != () or a.dtype != b.dtype or a.dtype not in _FLOATS:
         raise NoLowering("only the product of two 0-d floats of one dtype is compiled")
     return "multiply_scalars({}, {})".format(*_names(call))
 
 
-def lower_expand_dims(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_expand_dims(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     if x.shape != () or call.params.get("axis") not in (0, -1):
         raise NoLowering("only a 0-d array made (1,) is compiled")
     return f"scalar_to_vector(s{call.inputs[0]})"
 
 
-def lower_concatenate(call: StepCall, layout: Callable[[int], Layout]) -> str:
+def lower_concatenate(call: StepCall, layout: Layouts) -> str:
     layouts = [layout(i) for i in call.inputs]
     if any(len(lay.shape) != 1 for lay in layouts) or len({lay.dtype for lay in layouts}) != 1 \
             or call.params.get("axis") not in (0, -1):
@@ -296,7 +348,7 @@ def lower_concatenate(call: StepCall, layout: Callable[[int], Layout]) -> str:
     return f"np.concatenate(({', '.join(_names(call))},))"
 
 
-LOWERINGS: dict[str, Callable[[StepCall, Callable[[int], Layout]], str]] = {
+LOWERINGS: dict[str, Callable[[StepCall, Layouts], str]] = {
     "matmul": lower_matmul, "matmul_transposed": lower_matmul_transposed,
     "linear": lower_linear,
     "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to, "add": lower_add,
@@ -317,24 +369,18 @@ import numba
 import numpy as np
 from gradkit.backends.numba.kernels import OPTIONS
 from gradkit.backends.numba.step_kernels import (
-    matmul, linear, sum_rows, add_scalars, bias_activation, bias_activation_backward,
-    cross_entropy, cross_entropy_backward, sgd_update, sgd_update_plain, adam_update,
-    argmax_rows, sum_vector, multiply_scalars, as_float64, scalar_to_vector)
+    matmul, matmul_numpy, add_bias, sum_rows, add_scalars, bias_activation,
+    bias_activation_backward, cross_entropy, cross_entropy_backward, sgd_update,
+    sgd_update_plain, adam_update, argmax_rows, sum_vector, multiply_scalars, as_float64,
+    scalar_to_vector)
 
 
 @numba.njit(cache=True, **OPTIONS)
 '''
 
 
-def lower_calls(calls: list[StepCall], examples: dict[int, Any]) -> tuple[list[str], list[str]]:
+def lower_calls(calls: list[StepCall], layout: Layouts) -> tuple[list[str], list[str]]:
     """(the body's lines, and one reason per call that has no lowering)."""
-    layouts: dict[int, Layout] = {}
-
-    def layout(slot: int) -> Layout:
-        if slot not in layouts:
-            layouts[slot] = Layout.of(examples[slot])
-        return layouts[slot]
-
     lines, missing = [], []
     for call in calls:
         lower = LOWERINGS.get(call.op)
@@ -349,11 +395,14 @@ def lower_calls(calls: list[StepCall], examples: dict[int, Any]) -> tuple[list[s
 
 
 def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
-                 examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
+                 examples: dict[int, Any], live_values: list[Any],
+                 runs_parallel: Callable[[str, int], bool]) -> CompiledStep:
     """The calls as one njit function of ``inputs`` and the live params, returning
     ``results``; ``examples`` holds the recorded array of every slot (its layout says
-    which lowering applies, and the function is compiled for those types now)."""
-    lines, missing = lower_calls(calls, examples)
+    which lowering applies, and the function is compiled for those types now);
+    ``runs_parallel(name, elements)`` says which loops the Python kernels run in
+    parallel (the backend's rule)."""
+    lines, missing = lower_calls(calls, Layouts(examples, runs_parallel))
     if missing:
         return CompiledStep(None, "", missing, 0.0, ())
     live = tuple((live_name(name, call.index), "bool" if name in FLAG_PARAMS else "float")

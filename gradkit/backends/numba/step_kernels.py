@@ -2,34 +2,84 @@
 
 A captured step compiled into one ``@numba.njit`` function (see ``lowering.py``)
 calls these instead of the Python kernel wrappers: each allocates its result and runs
-the same serial loop (``kernels.py``) the wrapper runs, with its scalars cast the way
-the wrapper casts them, so results are bit-identical to the Python replay. Matmul is
-``np.dot`` (SciPy's BLAS inside Numba; the same OpenBLAS kernels as NumPy's matmul
-here, checked by tests/test_capture_compile.py).
+the same loop (``kernels.py``) the wrapper runs, with its scalars cast the way the
+wrapper casts them, so results are bit-identical to the Python replay. A kernel that
+runs a loop exists twice (:func:`serial_and_parallel`), as the loop does: the
+lowering picks the variant the Python kernel would pick for the recorded arrays.
+Matmul is ``np.dot`` (SciPy's BLAS inside Numba) for small products and NumPy's own
+matmul for those large enough for BLAS threads (:func:`matmul_numpy` says why).
 """
 from __future__ import annotations
 
 import math
+import types
+from typing import Callable
 
 import numba
 import numpy as np
 
 from gradkit.backends.numba import kernels as loops
-from gradkit.backends.numba.kernels import OPTIONS, like
+from gradkit.backends.numba.kernels import OPTIONS, Loop, like
 
 _njit = numba.njit(cache=True, **OPTIONS)
 
 
+def run_loop(*args):
+    """The loop a step kernel runs (bound per variant by :func:`serial_and_parallel`)."""
+    raise NotImplementedError("run_loop is bound in each variant of a step kernel")
+
+
+def serial_and_parallel(loop: Loop) -> Callable[[Callable], Loop]:
+    """Decorator: the step kernel compiled twice, its ``run_loop`` calling
+    ``loop.serial`` in the ``serial`` variant and ``loop.parallel`` in the ``parallel``
+    one. Both loops compute each element the same way (a parallel loop only spreads
+    its independent iterations over threads), so the variants' results are equal.
+
+    Each variant is a copy of the function with its own globals (``run_loop`` bound)
+    and its own qualified name (Numba's disk cache keys entries by qualified name, as
+    in :func:`gradkit.backends.numba.kernels.parallel_and_serial`). The globals are a
+    snapshot taken here: a step kernel uses only names imported above.
+    """
+    def variants(kernel: Callable) -> Loop:
+        def variant(suffix: str, compiled: Callable) -> Callable:
+            copy = types.FunctionType(kernel.__code__,
+                                      {**kernel.__globals__, "run_loop": compiled},
+                                      kernel.__name__ + suffix, kernel.__defaults__,
+                                      kernel.__closure__)
+            copy.__qualname__ = kernel.__qualname__ + suffix
+            copy.__doc__ = kernel.__doc__
+            return _njit(copy)
+        return Loop(parallel=variant("_parallel", loop.parallel),
+                    serial=variant("", loop.serial))
+    return variants
+
+
 @_njit
 def matmul(a, b):
-    """``a @ b`` of 2-D arrays (BLAS gemm, as NumPy's matmul)."""
+    """``a @ b`` of 2-D arrays by ``np.dot``: SciPy's BLAS gemm inside Numba (the same
+    OpenBLAS kernels as NumPy's matmul here, checked by tests/test_capture_compile.py)."""
     return np.dot(a, b)
 
 
 @_njit
-def linear(x, weight, bias):
-    """``x @ weight`` then ``+= bias`` row by row (the reference's ``out += bias``)."""
-    out = np.dot(x, weight)
+def matmul_numpy(a, b):
+    """``a @ b`` of 2-D arrays by NumPy's matmul itself (its BLAS), called from compiled
+    code in object mode (about 2 us more than :func:`matmul`).
+
+    For a gemm large enough for OpenBLAS to run on its threads: NumPy's BLAS and
+    SciPy's are two libraries with a thread pool each, whose idle threads spin a while
+    before sleeping; a program alternating between them on few cores (a compiled step
+    between the user's NumPy matmuls) has each pool's spinning threads slow the other
+    one's gemm. Here they stay in NumPy's pool, which the Python replay uses too."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    with numba.objmode():
+        np.matmul(a, b, out=out)
+    return out
+
+
+@_njit
+def add_bias(out, bias):
+    """``out += bias`` row by row, in place (the linear reference's ``out += bias``)."""
     rows, cols = out.shape
     for i in range(rows):
         for j in range(cols):
@@ -59,21 +109,21 @@ def add_scalars(a, b):
     return out
 
 
-@_njit
+@serial_and_parallel(loops.bias_activation)
 def bias_activation(x, bias, kind, slope, alpha):
     out = np.empty(x.shape, x.dtype)
-    loops.bias_activation.serial(x, bias, out, kind, like(slope, x), like(alpha, x))
+    run_loop(x, bias, out, kind, like(slope, x), like(alpha, x))
     return out
 
 
-@_njit
+@serial_and_parallel(loops.bias_activation_backward)
 def bias_activation_backward(g, y, kind, slope, alpha):
     out = np.empty(g.shape, g.dtype)
-    loops.bias_activation_backward.serial(g, y, out, kind, like(slope, g), like(alpha, g))
+    run_loop(g, y, out, kind, like(slope, g), like(alpha, g))
     return out
 
 
-@_njit
+@serial_and_parallel(loops.cross_entropy)
 def cross_entropy(logits, labels):
     """The mean loss as a 0-d array; labels outside [0, classes) raise (the Python
     replay checks them first and says so in gradkit's words)."""
@@ -82,48 +132,48 @@ def cross_entropy(logits, labels):
         raise ValueError("cross_entropy: a label is outside [0, classes)")
     losses = np.empty(rows, logits.dtype)
     out = np.empty((), logits.dtype)
-    out[()] = loops.cross_entropy.serial(logits, labels, losses)
+    out[()] = run_loop(logits, labels, losses)
     return out
 
 
-@_njit
+@serial_and_parallel(loops.cross_entropy_backward)
 def cross_entropy_backward(g, logits, labels):
     rows = logits.shape[0]
     scale = g[()] / like(rows, g)  # the wrapper's (g / rows)[()], in g's dtype
     out = np.empty(logits.shape, logits.dtype)
-    loops.cross_entropy_backward.serial(logits, labels, scale, out)
+    run_loop(logits, labels, scale, out)
     return out
 
 
-@_njit
+@serial_and_parallel(loops.sgd_update)
 def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     out = np.empty(param.shape, param.dtype)
-    loops.sgd_update.serial(
+    run_loop(
         np.ascontiguousarray(param).reshape(-1), np.ascontiguousarray(grad).reshape(-1),
         velocity.reshape(-1), out.reshape(-1), like(lr, param), momentum != 0,
         like(momentum, param), nesterov, weight_decay != 0, like(weight_decay, param))
     return out
 
 
-@_njit
+@serial_and_parallel(loops.sgd_update)
 def sgd_update_plain(param, grad, lr, momentum, nesterov, weight_decay):
     """SGD without a velocity buffer (momentum 0): ``out`` stands in for it, unread."""
     out = np.empty(param.shape, param.dtype)
     flat = out.reshape(-1)
-    loops.sgd_update.serial(
+    run_loop(
         np.ascontiguousarray(param).reshape(-1), np.ascontiguousarray(grad).reshape(-1),
         flat, flat, like(lr, param), momentum != 0, like(momentum, param), nesterov,
         weight_decay != 0, like(weight_decay, param))
     return out
 
 
-@_njit
+@serial_and_parallel(loops.adam_update)
 def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """The wrapper's scalars, in float64 as Python computes them (``beta ** step`` is
     C's pow, as CPython's float power), then cast to the data's dtype."""
     count = float(step[()])
     out = np.empty(param.shape, param.dtype)
-    loops.adam_update.serial(
+    run_loop(
         np.ascontiguousarray(param).reshape(-1), np.ascontiguousarray(grad).reshape(-1),
         m.reshape(-1), v.reshape(-1), out.reshape(-1), like(beta1, param),
         like(1.0 - beta1, param), like(beta2, param), like(1.0 - beta2, param),
