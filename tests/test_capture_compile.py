@@ -1,6 +1,8 @@
 """gk.capture on the Numba backend compiles the kernel section of a replay into one njit
 function, which gives the Python replay's results bit for bit. Every test here runs on
 the Numba backend (the one that compiles steps), whatever the suite's backends are."""
+import re
+
 import numpy as np
 import pytest
 
@@ -85,9 +87,11 @@ def test_parallel_loops_compiled_equal_python_replay(backend, monkeypatch, optim
     compiled, losses_c, params_c, state_c = run(optimizer, True, activation=activation)
     assert "compiled into one function" in compiled.explain(), compiled.explain()
     source = list(compiled.plans.values())[0].compiled.source
-    assert "bias_activation.parallel(" in source and "bias_activation.serial(" not in source
+    def runs(kernel: str, variant: str) -> bool:  # (an "_over_" form writes over an input)
+        return re.search(rf"= {kernel}\w*\.{variant}\(", source) is not None
+    assert runs("bias_activation", "parallel") and not runs("bias_activation", "serial")
     update = "sgd_update" if optimizer == "sgd" else "adam_update"
-    assert f"{update}.parallel(" in source and f"{update}.serial(" in source  # 64x64, bias
+    assert runs(update, "parallel") and runs(update, "serial")  # 64x64, bias
     assert [l.tobytes() for l in losses] == [l.tobytes() for l in losses_c]
     for a, b in zip(params + state, params_c + state_c):
         assert a.tobytes() == b.tobytes()
@@ -237,3 +241,41 @@ def test_argmax_rows_and_casts_match_numpy():
         assert as_float64(array).tobytes() == array.astype(np.float64).tobytes()
     assert scalar_to_vector(np.array(2.5)).tolist() == [2.5]
 
+
+
+def test_results_are_written_over_only_where_nothing_reads_them_again():
+    """The compiled step writes a kernel's result over a dying intermediate (as the Python
+    replay's donating kernels do), never over one the step returns or reads later."""
+    from gradkit.backends.base import StepCall
+    from gradkit.backends.numba.lowering import overwritable_inputs
+    calls = [StepCall(0, "matmul", (0, 1), {}, (), 2),
+             StepCall(1, "bias_activation", (2, 3), {}, (), 4),    # 2 dies here
+             StepCall(2, "matmul", (4, 1), {}, (), 5),
+             StepCall(3, "bias_activation", (5, 3), {}, (), 6),    # 5 is returned
+             StepCall(4, "matrix_transpose", (6,), {}, (), 7),     # views 6
+             StepCall(5, "bias_activation_backward", (6, 4), {}, (), 8),
+             StepCall(6, "sgd_update", (1, 8), {}, (), 9)]         # 8 dies here
+    assert overwritable_inputs(calls, [5, 7, 9]) == {(1, 0), (6, 1)}
+
+
+def test_compiled_step_returning_its_logits_keeps_them():
+    weights, x_host, labels_host = _data([8, 6, 3], 5)
+    w1, w2 = (gk.tensor(w, requires_grad=True) for w in weights)
+    b1 = gk.zeros(6, requires_grad=True)
+    opt = gk.optim.SGD([w1, w2, b1], lr=0.1)
+
+    def step(x, labels):
+        logits = gk.bias_activation(x @ w1, b1) @ w2
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss, logits
+    x, labels = gk.tensor(x_host), gk.tensor(labels_host)
+    compiled = gk.capture(step, compile=True)
+    results = [compiled(x, labels) for _ in range(4)]
+    assert "compiled into one function" in compiled.explain(), compiled.explain()
+    assert "cross_entropy_backward_over_logits" not in compiled.source.split("def step")[-1]
+    for loss, logits in results[2:]:  # the compiled calls: logits as the forward made them
+        expected = F.cross_entropy(logits, labels).numpy()
+        assert loss.numpy().tobytes() == expected.tobytes()

@@ -62,12 +62,20 @@ class NoLowering(Exception):
 
 class Layouts:
     """What a lowering knows of the recorded step: ``layouts(slot)``, the :class:`Layout`
-    of a slot's recorded array, and :meth:`variant`, which loop a kernel runs."""
+    of a slot's recorded array, :meth:`variant`, which loop a kernel runs, and
+    :meth:`may_overwrite`, whether a call may write its result over an input."""
 
-    def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool]):
+    def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool],
+                 overwritable: frozenset = frozenset()):
         self._examples = examples
         self._layouts: dict[int, Layout] = {}
         self._runs_parallel = runs_parallel
+        self._overwritable = overwritable
+
+    def may_overwrite(self, call: StepCall, position: int) -> bool:
+        """Whether ``call`` may write its result over its input ``position`` (see
+        :func:`overwritable_inputs`)."""
+        return (call.index, position) in self._overwritable
 
     def __call__(self, slot: int) -> Layout:
         if slot not in self._layouts:
@@ -81,6 +89,46 @@ class Layouts:
         elements)``)."""
         parallel = self._runs_parallel(work_name, math.prod(shape))
         return f"{kernel}.{'parallel' if parallel else 'serial'}"
+
+
+# Ops whose compiled result is a new array, never a view of an input: a slot one of them
+# made can be written over by its last reader (the ops reading it view nothing either).
+NEW_ARRAY_OPS = frozenset({"matmul", "matmul_transposed", "linear", "bias_activation",
+                           "bias_activation_backward", "cross_entropy",
+                           "cross_entropy_backward", "sum_to", "sgd_update"})
+# op -> the input its step kernel can write its result over (the "_over_" kernels)
+OVERWRITES = {"bias_activation": 0, "bias_activation_backward": 0,
+              "cross_entropy_backward": 1, "sgd_update": 1}
+
+
+def overwritable_inputs(calls: list[StepCall], results: list[int]) -> frozenset:
+    """(call index, input position) of each call that may write its result over that
+    input, as the Python replay's donating kernels do: the input is an array the step
+    made (by an op of NEW_ARRAY_OPS), read only by such ops, for the last time by this
+    call and once in it, and not among the step's results.
+
+    >>> c = [StepCall(0, "matmul", (0, 1), {}, (), 2), StepCall(1, "bias_activation", (2, 3), {}, (), 4)]
+    >>> sorted(overwritable_inputs(c, [4]))
+    [(1, 0)]
+    """
+    made_by = {call.output: call.op for call in calls}
+    last_reader: dict[int, int] = {}
+    views = set()  # slots some op that is not NEW_ARRAY_OPS reads (it may view them)
+    for call in calls:
+        for slot in call.inputs:
+            last_reader[slot] = call.index
+            if call.op not in NEW_ARRAY_OPS:
+                views.add(slot)
+    found = set()
+    for call in calls:
+        position = OVERWRITES.get(call.op)
+        if position is None or position >= len(call.inputs):
+            continue
+        slot = call.inputs[position]
+        if (made_by.get(slot) in NEW_ARRAY_OPS and slot not in views and slot not in results
+                and last_reader[slot] == call.index and call.inputs.count(slot) == 1):
+            found.add((call.index, position))
+    return frozenset(found)
 
 
 def runs_parallel_loops(source: str) -> bool:
@@ -214,7 +262,8 @@ def lower_bias_activation(call: StepCall, layout: Layouts) -> str:
     if x.shape[1] != bias.shape[0] or not x.c_contiguous:
         raise NoLowering(f"x {x.shape} and bias {bias.shape}: only a C-contiguous (rows, "
                          "cols) x with a (cols,) bias is compiled")
-    kernel = layout.variant("bias_activation", call.params.get("activation", "relu"), x.shape)
+    name = "bias_activation_over_x" if layout.may_overwrite(call, 0) else "bias_activation"
+    kernel = layout.variant(name, call.params.get("activation", "relu"), x.shape)
     return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
@@ -224,7 +273,9 @@ def lower_bias_activation_backward(call: StepCall, layout: Layouts) -> str:
     _dense(g, 2, "g")
     if g.shape != y.shape or not (g.c_contiguous and y.c_contiguous):
         raise NoLowering("only C-contiguous g and y of one 2-d shape are compiled")
-    kernel = layout.variant("bias_activation_backward", call.op, g.shape)
+    name = ("bias_activation_backward_over_g" if layout.may_overwrite(call, 0) else
+            "bias_activation_backward")
+    kernel = layout.variant(name, call.op, g.shape)
     return kernel + "({}, {}, ".format(*_names(call)) + _activation(call) + ")"
 
 
@@ -253,8 +304,9 @@ def lower_cross_entropy_backward(call: StepCall, layout: Layouts) -> str:
     if g.shape != () or not logits.c_contiguous:
         raise NoLowering("only a 0-d g and C-contiguous logits are compiled")
     _labels(labels, logits.shape[0])
-    return layout.variant("cross_entropy_backward", call.op, logits.shape) + \
-        "({}, {}, {})".format(*_names(call))
+    name = ("cross_entropy_backward_over_logits" if layout.may_overwrite(call, 1) else
+            "cross_entropy_backward")
+    return layout.variant(name, call.op, logits.shape) + "({}, {}, {})".format(*_names(call))
 
 
 def _update_operands(call: StepCall, layout: Layouts, count: int) -> None:
@@ -272,6 +324,8 @@ def lower_sgd_update(call: StepCall, layout: Layouts) -> str:
     scalars = ", ".join(_param(call, name) for name in ("lr", "momentum", "nesterov",
                                                           "weight_decay"))
     kernel = "sgd_update" if len(call.inputs) == 3 else "sgd_update_plain"
+    if layout.may_overwrite(call, 1) and layout(call.inputs[1]).c_contiguous:
+        kernel += "_over_grad"
     return (layout.variant(kernel, call.op, layout(call.inputs[0]).shape) +
             f"({', '.join(_names(call))}, {scalars})")
 
@@ -372,7 +426,8 @@ from gradkit.backends.numba.step_kernels import (
     matmul, matmul_numpy, add_bias, sum_rows, add_scalars, bias_activation,
     bias_activation_backward, cross_entropy, cross_entropy_backward, sgd_update,
     sgd_update_plain, adam_update, argmax_rows, sum_vector, multiply_scalars, as_float64,
-    scalar_to_vector)
+    scalar_to_vector, bias_activation_over_x, bias_activation_backward_over_g,
+    cross_entropy_backward_over_logits, sgd_update_over_grad, sgd_update_plain_over_grad)
 
 
 @numba.njit(cache=True, **OPTIONS)
@@ -402,7 +457,8 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
     which lowering applies, and the function is compiled for those types now);
     ``runs_parallel(name, elements)`` says which loops the Python kernels run in
     parallel (the backend's rule)."""
-    lines, missing = lower_calls(calls, Layouts(examples, runs_parallel))
+    layouts = Layouts(examples, runs_parallel, overwritable_inputs(calls, results))
+    lines, missing = lower_calls(calls, layouts)
     if missing:
         return CompiledStep(None, "", missing, 0.0, ())
     live = tuple((live_name(name, call.index), "bool" if name in FLAG_PARAMS else "float")

@@ -167,6 +167,51 @@ def sgd_update_plain(param, grad, lr, momentum, nesterov, weight_decay):
     return out
 
 
+# -- the same kernels writing their result over a dying input --------------------------
+# Where the input is an intermediate of the step read for the last time (lowering.py
+# decides), as the Python replay's donating kernels do: the loop gets ``out=None`` and
+# writes over the input (kernels.output), which keeps it vectorized; the values are the
+# allocating kernel's.
+
+@serial_and_parallel(loops.bias_activation)
+def bias_activation_over_x(x, bias, kind, slope, alpha):
+    run_loop(x, bias, None, kind, like(slope, x), like(alpha, x))
+    return x
+
+
+@serial_and_parallel(loops.bias_activation_backward)
+def bias_activation_backward_over_g(g, y, kind, slope, alpha):
+    run_loop(g, y, None, kind, like(slope, g), like(alpha, g))
+    return g
+
+
+@serial_and_parallel(loops.cross_entropy_backward)
+def cross_entropy_backward_over_logits(g, logits, labels):
+    scale = g[()] / like(logits.shape[0], g)
+    run_loop(logits, labels, scale, None)
+    return logits
+
+
+@serial_and_parallel(loops.sgd_update)
+def sgd_update_over_grad(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+    run_loop(
+        np.ascontiguousarray(param).reshape(-1), grad.reshape(-1), velocity.reshape(-1),
+        None, like(lr, param), momentum != 0, like(momentum, param), nesterov,
+        weight_decay != 0, like(weight_decay, param))
+    return grad
+
+
+@serial_and_parallel(loops.sgd_update)
+def sgd_update_plain_over_grad(param, grad, lr, momentum, nesterov, weight_decay):
+    """Without a velocity buffer (momentum 0): ``grad`` stands in for it, unread."""
+    flat = grad.reshape(-1)
+    run_loop(
+        np.ascontiguousarray(param).reshape(-1), flat, flat, None, like(lr, param),
+        momentum != 0, like(momentum, param), nesterov, weight_decay != 0,
+        like(weight_decay, param))
+    return grad
+
+
 @serial_and_parallel(loops.adam_update)
 def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """The wrapper's scalars, in float64 as Python computes them (``beta ** step`` is
