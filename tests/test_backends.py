@@ -32,7 +32,7 @@ def backend():
 
 # The ops the Numba backend must run with its own compiled kernels.
 NUMBA_KERNEL_OPS = (
-    "relu", "leaky_relu", "elu", "sigmoid", "tanh",
+    "relu", "leaky_relu", "elu", "sigmoid",
     "relu_backward", "leaky_relu_backward", "elu_backward", "sigmoid_backward",
     "tanh_backward", "bias_activation", "bias_activation_backward",
     "softmax", "log_softmax", "cross_entropy", "cross_entropy_backward")
@@ -154,6 +154,7 @@ def test_numba_serial_and_parallel_loops_match_numpy(numba_backend, monkeypatch,
                                                      path, dtype):
     """Both compiled variants of every loop, forced by the threshold, on every shape."""
     monkeypatch.setattr(numba_backend, "parallel_threshold", 0 if path == "parallel" else 2**62)
+    monkeypatch.setattr(numba_backend, "numpy_elementwise_below", {})  # loops at every size
     rng = np.random.default_rng(zlib.crc32(f"{case} {size}".encode()))
     args, params = _kernel_inputs(rng, case, SHAPES[size], dtype)
     name = case.partition(":")[0]
@@ -169,6 +170,7 @@ def test_numba_serial_and_parallel_loops_match_numpy(numba_backend, monkeypatch,
 def test_numba_threshold_sends_large_arrays_to_the_parallel_loop(numba_backend, monkeypatch,
                                                                  name):
     monkeypatch.setattr(numba_backend, "parallel_threshold", 1 << 16)
+    monkeypatch.setattr(numba_backend, "numpy_elementwise_below", {})  # loops at every size
     picked = _picked_loops(numba_backend, monkeypatch)
     loop = getattr(numba_backend._loops, name)
     for size in (1, 20_000, numba_backend.parallel_threshold):  # sigmoid weighs 4 per element
@@ -182,12 +184,18 @@ def test_numba_threshold_sends_large_arrays_to_the_parallel_loop(numba_backend, 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_numba_tanh_is_as_accurate_as_numpy(numba_backend, dtype):
-    """The kernels' own tanh (rational approximation + exp) stays within a few ulp."""
+    """The loops' own tanh (rational approximation + exp; the fused kernels use it) stays
+    within a few ulp. The tanh op itself runs NumPy's."""
     grid = np.geomspace(1e-30, 60, 100_000)
     x = np.concatenate([grid, -grid, np.linspace(-1, 1, 20_001), [0.0, -0.0, np.inf, -np.inf]])
     x = x.astype(dtype)
-    tanh = numba_backend.resolve(get_op("tanh"))
+    fused = numba_backend.resolve(get_op("bias_activation"))
+
+    def tanh(v):
+        minus_zero = np.full(v.size, -0.0, dtype)  # (v + -0.0 is v, signed zeros too)
+        return fused(v.reshape(1, -1), minus_zero, activation="tanh").reshape(-1)
     y = tanh(x)
+    assert numba_backend.resolve(get_op("tanh"))(x).tobytes() == np.tanh(x).tobytes()
     np.testing.assert_allclose(y, np.tanh(x), rtol=2e-15 if dtype is np.float64 else 4e-7,
                                atol=0)
     assert np.signbit(y[-3]) and np.isnan(tanh(np.array([np.nan], dtype)))[0]
@@ -370,18 +378,38 @@ def test_numba_sgd_update_of_small_arrays_runs_numpy_with_the_loops_bits(
 
 def test_numba_kernels_are_loaded_from_the_disk_cache(numba_backend):
     """After one process compiled a loop, a fresh process loads it instead of compiling."""
-    numba_backend.resolve(get_op("relu"))(np.ones(3))  # compiled (or loaded) and saved here
+    numba_backend.resolve(get_op("relu"))(np.ones(1 << 14))  # compiled (or loaded), saved
     code = textwrap.dedent("""
         import numpy as np, gradkit as gk
         from gradkit import backends
         from gradkit.backends.numba import kernels as numba_kernels
-        backends.get("numba").resolve(gk.registry.get_op("relu"))(np.ones(3))
+        backends.get("numba").resolve(gk.registry.get_op("relu"))(np.ones(1 << 14))
         stats = numba_kernels.relu.serial.stats
         assert not stats.cache_misses and sum(stats.cache_hits.values()) == 1, stats
     """)
     root = os.path.dirname(os.path.dirname(gk.__file__))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env={**os.environ, "PYTHONPATH": root})
+
+
+@pytest.mark.parametrize("name", sorted(__import__(
+    "gradkit.backends.numba.backend", fromlist=["NumbaBackend"]).NumbaBackend
+    .numpy_elementwise_below))
+def test_numba_small_elementwise_arrays_run_numpys_kernel(numba_backend, monkeypatch, name):
+    """Below the op's size the NumPy backend's kernel runs (its bits), no loop; from it
+    on, the loop."""
+    below = numba_backend.numpy_elementwise_below[name]
+    picked = _picked_loops(numba_backend, monkeypatch)
+    kernel = numba_backend.resolve(get_op(name))
+    numpy_kernel = backends.get("numpy").resolve(get_op(name))
+    rng = np.random.default_rng(1)
+    for size in (1, 7, below - 1):
+        args = [rng.uniform(0.05, 0.95, size).astype(np.float32) for _ in get_op(name).arg_names]
+        assert kernel(*args).tobytes() == numpy_kernel(*args).tobytes()
+    assert picked == []
+    args = [rng.uniform(0.05, 0.95, below).astype(np.float32) for _ in get_op(name).arg_names]
+    np.testing.assert_allclose(kernel(*args), numpy_kernel(*args), **TOLERANCES[np.float32])
+    assert picked == [getattr(numba_backend._loops, name).serial]
 
 
 # -- Numba optimizer kernels -------------------------------------------------------------
