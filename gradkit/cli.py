@@ -78,7 +78,13 @@ def _devices(name: str) -> str:
         return "; ".join(gk.backends.get("cuda").report())
     if name == "numba":
         import numba
-        return f"CPU, {numba.config.NUMBA_NUM_THREADS} threads"
+
+        import gradkit as gk
+        from gradkit.backends.numba.backend import SERIAL_ONLY
+        threshold = gk.backends.get("numba").parallel_threshold
+        loops = ("loops serial: on 2 cores BLAS's threads need them" if threshold == SERIAL_ONLY
+                 else f"parallel loops from {threshold} elements of work")
+        return f"CPU, {numba.config.NUMBA_NUM_THREADS} threads, {loops}"
     return f"CPU, {os.cpu_count()} cores"
 
 

@@ -6,7 +6,8 @@ activations but tanh (NumPy's vectorized tanh is 4-9x faster than the loop's at 
 size) and their backward ops, fused bias+activation forward and backward,
 softmax and log_softmax over the last axis, and fused softmax+cross-entropy forward
 and backward. Each runs a parallel loop (``prange``) on large arrays and a serial one
-on small arrays. A kernel handles C-contiguous (or made so) float32/float64 inputs of
+on small arrays (always serial on 2 cores or fewer: ``default_parallel_threshold``).
+A kernel handles C-contiguous (or made so) float32/float64 inputs of
 one dtype and one shape; any other case (broadcasting, mixed or integer dtypes, other
 axes, empty arrays) runs the op's reference forward, so results never differ from
 the NumPy backend by more than rounding. An SGD update of a small array runs the
@@ -32,6 +33,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -416,6 +419,29 @@ DONATING_KERNEL_FACTORIES: dict[str, tuple[int, Callable[..., Callable[..., Any]
                            ("cross_entropy_backward", 1), ("sgd_update", 1))}
 
 
+# A parallel_threshold no array reaches: every loop runs serially.
+SERIAL_ONLY = sys.maxsize
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_parallel_threshold(cores: int) -> int:
+    """``NumbaBackend.parallel_threshold`` on a machine with ``cores`` cores: 4M elements
+    of work, or SERIAL_ONLY on 2 cores or fewer, where the loops' threads and BLAS's
+    fight over the cores (the class docstring has the measurements).
+
+    >>> default_parallel_threshold(2) == SERIAL_ONLY, default_parallel_threshold(16)
+    (True, 4194304)
+    """
+    return SERIAL_ONLY if cores <= 2 else NumbaBackend.parallel_threshold
+
+
 class NumbaBackend(NumpyBackend):
     """CPU arrays in NumPy; Numba-compiled parallel loops for the hot ops.
 
@@ -430,11 +456,16 @@ class NumbaBackend(NumpyBackend):
     parallelism for element-wise-heavy work by lowering it (on the backend object:
     ``gradkit.backends.get_backend()`` under ``gk.use_backend("numba")``).
 
-    At 4M exactly, the SGD update of a 2048x2048 weight (the large MLP step, batch
-    512, 1024-2048-2048-10) runs in parallel: 8-16 ms against 2-3 ms serial alone on
-    2 cores shared with other processes, yet the whole step, paired with the NumPy
-    floor in the same conditions, measured 0.93-0.97x with it parallel and 0.99-1.01x
-    serial (Python replay; compiled, both within 0.97-1.04x), so the default stays.
+    On 2 cores or fewer the loops stay serial (``parallel_threshold`` is
+    ``SERIAL_ONLY``; see :func:`default_parallel_threshold`): OpenBLAS's threads take
+    both cores for every matmul, and after a parallel loop Numba's OpenMP threads
+    spin-wait, taking them back from the next matmul. The large MLP step (batch 512,
+    1024-2048-2048-10, whose 2048x2048 SGD update reaches 4M), paired with the NumPy
+    floor, 3 runs of 16 pairs each per setting, one setting per process: parallel
+    0.947-1.016x (compiled 0.975-1.016), serial 0.944-0.946x (compiled 0.923-0.949),
+    the serial runs' quartiles within +-2% and the parallel ones' up to +-6%; with
+    ``OMP_WAIT_POLICY=PASSIVE`` (no spinning) parallel measured 0.96x. The update alone,
+    after a matmul, is faster in parallel (1.66 ms against 2.28 ms serial).
 
     ``numpy_update_below``: an SGD update of fewer elements runs the NumPy backend's
     kernel, which does the loop's operations in the loop's order (the same bits) in
@@ -460,7 +491,7 @@ class NumbaBackend(NumpyBackend):
     """
 
     name = "numba"
-    parallel_threshold = 1 << 22
+    parallel_threshold = 1 << 22  # (on more than 2 cores; see __init__)
     numpy_update_below = 1 << 14
     numpy_elementwise_below = {"relu": 8192, "relu_backward": 1024, "tanh_backward": 2048,
                                "sigmoid_backward": 2048}
@@ -476,6 +507,7 @@ class NumbaBackend(NumpyBackend):
         super().__init__()
         self._missing = numba_missing_reason()
         self._parallel_lock = threading.Lock()
+        self.parallel_threshold = default_parallel_threshold(available_cores())
         if self._missing is None:
             from gradkit.backends.numba import kernels as numba_kernels
             self._loops = numba_kernels
