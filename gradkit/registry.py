@@ -420,8 +420,12 @@ def as_shape(shape: Any, where: str, argument: str = "shape", *, infer: bool = F
     Traceback (most recent call last):
     gradkit.errors.ArgumentError: zeros: shape must be an integer or a tuple of integers, got (2.9, 1)
     """
-    if type(shape) is tuple and all([type(n) is int and n >= 0 for n in shape]):
-        return shape  # the common case: Python ints, no -1
+    if type(shape) is tuple:  # the common case: Python ints, no -1 (a loop: it is hot)
+        for n in shape:
+            if type(n) is not int or n < 0:
+                break
+        else:
+            return shape
     entries = (shape,) if _is_integer(shape) else shape
     if not isinstance(entries, (tuple, list)) or not all(_is_integer(n) for n in entries):
         raise ArgumentError(f"{where}: {argument} must be an integer or a tuple of integers, "
