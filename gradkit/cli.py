@@ -82,7 +82,8 @@ def _devices(name: str) -> str:
         import gradkit as gk
         from gradkit.backends.numba.backend import SERIAL_ONLY
         threshold = gk.backends.get("numba").parallel_threshold
-        loops = ("loops serial: on 2 cores BLAS's threads need them" if threshold == SERIAL_ONLY
+        loops = ("loops serial: on 2 cores or fewer BLAS's threads need them"
+                 if threshold == SERIAL_ONLY
                  else f"parallel loops from {threshold} elements of work")
         return f"CPU, {numba.config.NUMBA_NUM_THREADS} threads, {loops}"
     return f"CPU, {os.cpu_count()} cores"

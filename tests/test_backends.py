@@ -507,3 +507,32 @@ def test_numpy_in_place_kernels_equal_the_reference_bit_for_bit(name, dtype):
         assert np.array_equal(got, expected, equal_nan=True), sample
         wrote_in_place += got is donated
     assert wrote_in_place > 0
+
+
+def test_numpy_mean_kernel_equals_np_mean_beyond_float32s_exact_counts():
+    """A float32 mean over more than 2**24 elements: np.mean divides in float64."""
+    from gradkit.backends.numpy.backend import NumpyBackend
+    x = np.random.default_rng(0).random((1 << 24) + 1, dtype=np.float32)
+    kernel = NumpyBackend().resolve(get_op("mean"))
+    assert kernel(x).tobytes() == np.mean(x).tobytes()
+    assert kernel(x[:1000]).tobytes() == np.mean(x[:1000]).tobytes()
+
+
+def test_numba_compiled_steps_write_over_the_inputs_the_replay_donates():
+    """The lowering's table of ops writing over an input is the backend's donating one."""
+    pytest.importorskip("numba")
+    from gradkit.backends.numba.backend import DONATING_KERNEL_FACTORIES
+    from gradkit.backends.numba.lowering import OVERWRITES
+    assert OVERWRITES == {name: position
+                          for name, (position, _) in DONATING_KERNEL_FACTORIES.items()}
+
+
+@pytest.mark.parametrize("op,param", [("leaky_relu", "slope"), ("elu", "alpha")])
+def test_numba_kernels_refuse_a_param_that_is_no_number_as_numpy_does(numba_backend, op, param):
+    x = np.linspace(-1, 1, 8)
+    errors = []
+    for backend in ("numpy", "numba"):
+        with pytest.raises(gk.GradkitError) as caught:
+            getattr(gk, op)(gk.tensor(x, backend=backend), **{param: None})
+        errors.append(type(caught.value))
+    assert errors[0] is errors[1]

@@ -234,3 +234,19 @@ def test_no_built_in_vjp_computes_values_from_raw_arrays():
         if calls != source.count("from_input_values=False") or ".xp" in source and not calls:
             offenders.append(name)
     assert not offenders
+
+
+@pytest.mark.parametrize("op", [gk.sum_backward, gk.mean_backward])
+def test_reduction_backward_ops_name_a_bad_axis_or_gradient(op):
+    g = gk.tensor(np.ones(2))
+    name = op.op.name
+    with pytest.raises(gk.ShapeError, match=rf"{name}: axis 2 is out of range .* operand"):
+        op(g, shape=(3, 2), axis=2)
+    with pytest.raises(gk.ShapeError, match=rf"{name}: axis \(0, 0\) names one axis twice"):
+        op(g, shape=(3, 2), axis=(0, 0))
+    with pytest.raises(gk.ShapeError, match=rf"{name}: g must have the shape of the "
+                                            r"reduction's result, \(3,\)"):
+        op(g, shape=(3, 2), axis=1)
+    with pytest.raises(gk.ArgumentError, match=rf"{name}: axis must be None, an int"):
+        op(g, shape=(3, 2), axis=0.5)
+    assert op(g, shape=(3, 2), axis=-2).shape == (3, 2)

@@ -11,17 +11,18 @@ count_nonzero, and the scan cumulative_sum.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from gradkit.dtypes import as_dtype, native_dtype, to_numpy_dtype
-from gradkit.errors import ArgumentError
+from gradkit.errors import ArgumentError, GradkitError, ShapeError, describe
 from gradkit.ops.broadcasting import keepdims_shape, normalize_axes
 from gradkit.ops.elementwise import exp, sqrt, where
 from gradkit.ops.samples import away_from_zero
-from gradkit.ops.shape import flip, getitem
-from gradkit.registry import Sample, composite, primitive
+from gradkit.ops.shape import flip, getitem, normalize_axis_list
+from gradkit.registry import Sample, as_shape, composite, primitive
 from gradkit.tensor import Tensor
 
 FAMILY = "reduce"
@@ -100,11 +101,41 @@ def _as_reduced_with_keepdims(xp, g, shape, axis, keepdims):
     return g if keepdims else xp.reshape(g, keepdims_shape(shape, axis))
 
 
+@functools.lru_cache(maxsize=256)
+def _reduced_shape(shape: tuple, axis: Any, keepdims: bool, op: str) -> tuple:
+    """The shape of a reduction over ``axis`` of an array of ``shape`` (a ShapeError
+    for an axis out of range or named twice)."""
+    axes = range(len(shape)) if axis is None else normalize_axis_list(
+        axis, len(shape), op, "axis")
+    return tuple(1 if i in axes else n for i, n in enumerate(shape) if keepdims or i not in axes)
+
+
+def _reduction_backward_check(op: str):
+    """The check of ``op`` (sum_backward, mean_backward): ``shape`` a shape, ``axis``
+    axes of it, ``g`` shaped like the reduction's result."""
+    def check(g, *, shape, axis=None, keepdims=False) -> None:
+        shape = as_shape(shape, op, operand=g)
+        try:
+            expected = _reduced_shape(shape, tuple(axis) if type(axis) is list else axis,
+                                      bool(keepdims), op)
+        except GradkitError as exc:  # out of range, or named twice
+            raise ShapeError(f"{exc} (shape {shape}); operand: {describe(g)}") from None
+        except TypeError:
+            raise ArgumentError(f"{op}: axis must be None, an int or a tuple of ints, got "
+                                f"{axis!r}; operand: {describe(g)}") from None
+        if g.data.shape != expected:
+            raise ShapeError(f"{op}: g must have the shape of the reduction's result, "
+                             f"{expected} (shape {shape}, axis {axis!r}, keepdims "
+                             f"{keepdims}); got {describe(g)}")
+    return check
+
+
 def sum_backward_vjp(ctx, gg):
     return (sum_(gg, axis=ctx.params["axis"], keepdims=ctx.params["keepdims"]),)
 
 
-@primitive(vjp=sum_backward_vjp, samples=_backward_samples, family=FAMILY)
+@primitive(vjp=sum_backward_vjp, samples=_backward_samples, family=FAMILY,
+           check=_reduction_backward_check("sum_backward"))
 def sum_backward(xp, g, *, shape, axis=None, keepdims=False):
     """The VJP of ``sum(x, axis=axis, keepdims=keepdims)`` for an ``x`` of ``shape``:
     ``g`` repeated along the reduced axes (a read-only broadcast view).
@@ -187,7 +218,8 @@ def mean_backward_vjp(ctx, gg):
     return (mean(gg, axis=ctx.params["axis"], keepdims=ctx.params["keepdims"]),)
 
 
-@primitive(vjp=mean_backward_vjp, samples=_backward_samples, family=FAMILY, float_only=True)
+@primitive(vjp=mean_backward_vjp, samples=_backward_samples, family=FAMILY, float_only=True,
+           check=_reduction_backward_check("mean_backward"))
 def mean_backward(xp, g, *, shape, axis=None, keepdims=False):
     """The VJP of ``mean(x, axis=axis, keepdims=keepdims)`` for an ``x`` of ``shape``:
     ``g`` divided by the number of elements averaged, repeated along the reduced axes.

@@ -85,6 +85,8 @@ def _loop_scalar(array: np.ndarray, value: Any) -> Any:
     float32 data), or ``value`` is not a number."""
     if type(value) is float:
         return value
+    if not isinstance(value, (int, float, np.number)):  # (None is no number: NaN in float64)
+        return None
     try:
         if type(value) is not int and np.result_type(array, value) != array.dtype:
             return None

@@ -284,14 +284,6 @@ def sigmoid(x, out):
         out[i] = _sigmoid(x[i], one)
 
 
-@parallel_and_serial
-def tanh(x, out):
-    x = x.reshape(-1)
-    out = out.reshape(-1)
-    for i in prange(x.size):
-        out[i] = tanh_scalar(x[i])
-
-
 # -- activations, backward: (g, x or y) -> out, element by element ----------------------
 
 @parallel_and_serial

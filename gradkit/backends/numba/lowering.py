@@ -61,7 +61,7 @@ class NoLowering(Exception):
 
 
 class Layouts:
-    """What a lowering knows of the recorded step: ``layouts(slot)``, the :class:`Layout`
+    """What a lowering knows of the recorded step: ``layout(slot)``, the :class:`Layout`
     of a slot's recorded array, :meth:`variant`, which loop a kernel runs, and
     :meth:`may_overwrite`, whether a call may write its result over an input."""
 

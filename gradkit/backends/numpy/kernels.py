@@ -155,11 +155,15 @@ def sum_(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 def mean(backend: Any, op: Any, reference: Kernel) -> Kernel:
     def mean(x: np.ndarray, *, axis: Any = None, keepdims: bool = False) -> Any:
-        """The sum divided by the count, as ``np.mean`` computes it for float32/64."""
+        """The sum divided by the count, as ``np.mean`` computes it for float32/64 (the
+        count as a Python int: exact in float32 up to 2**24, where the result is the
+        same as ``np.mean``'s float64 division rounded back)."""
         if x.dtype not in _FLOATS or not x.size or type(axis) not in _AXIS_TYPES:
             return reference(x, axis=axis, keepdims=keepdims)  # (an empty mean warns)
-        total = np.add.reduce(x, axis=axis, keepdims=keepdims)
-        return total / _reduced_count(x.shape, axis)
+        count = _reduced_count(x.shape, axis)
+        if count > 1 << 24:  # np.mean divides in float64; the same bits only below this
+            return reference(x, axis=axis, keepdims=keepdims)
+        return np.add.reduce(x, axis=axis, keepdims=keepdims) / count
     return mean
 
 
