@@ -546,20 +546,29 @@ class NumbaBackend(NumpyBackend):
 
         def run(*arrays: Any, **params: Any) -> Any:
             first = arrays[0]
-            if type(first) is np.ndarray and \
-                    first.size < self.numpy_elementwise_below.get(name, 0):
+            if type(first) is not np.ndarray:
+                return reference(*arrays, **params)
+            size = first.size
+            if size < self.numpy_elementwise_below.get(name, 0):
                 return small(*arrays, **params)
-            if not (_is_float(first) and first.size):
+            if first.dtype not in _FLOATS or not size:
                 return reference(*arrays, **params)
-            for other in arrays[1:]:
-                if type(other) is not np.ndarray or other.dtype != first.dtype \
-                        or other.shape != first.shape:
+            if len(arrays) == 1:  # (the common unary case spelled out: this is per call)
+                dense = (_dense(first),)
+            else:
+                for other in arrays[1:]:
+                    if type(other) is not np.ndarray or other.dtype != first.dtype \
+                            or other.shape != first.shape:
+                        return reference(*arrays, **params)
+                dense = tuple([_dense(a) for a in arrays])
+            if scalar is None:
+                value = ()
+            else:
+                value = (_loop_scalar(first, params[scalar]),)
+                if value[0] is None:
                     return reference(*arrays, **params)
-            value = () if scalar is None else (_loop_scalar(first, params[scalar]),)
-            if None in value:
-                return reference(*arrays, **params)
             out = np.empty(first.shape, first.dtype)
-            self._run(loop, first.size * weight, *[_dense(a) for a in arrays], out, *value)
+            self._run(loop, size * weight, *dense, out, *value)
             return out
         return run
 
