@@ -250,3 +250,14 @@ def test_reduction_backward_ops_name_a_bad_axis_or_gradient(op):
     with pytest.raises(gk.ArgumentError, match=rf"{name}: axis must be None, an int"):
         op(g, shape=(3, 2), axis=0.5)
     assert op(g, shape=(3, 2), axis=-2).shape == (3, 2)
+    assert op(gk.tensor(2.0), shape=(), axis=-1).shape == ()  # as NumPy reduces a 0-d array
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_sum_and_mean_of_a_0d_tensor_over_axis_0_or_minus_1_as_numpy(axis):
+    x = gk.tensor(np.float32(3.0), requires_grad=True)
+    for reduce in (gk.sum, gk.mean):
+        y = reduce(x, axis=axis)
+        y.backward()
+        assert (y.shape, y.item(), x.grad.item()) == ((), 3.0, 1.0)
+        x.grad = None

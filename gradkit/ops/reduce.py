@@ -48,6 +48,8 @@ def distinct_reduction_samples(rng):
 
 
 def _reduced_count(shape: tuple[int, ...], axis: Any) -> int:
+    if not shape:  # a 0-d array reduces to itself (NumPy takes axis 0 or -1 there)
+        return 1
     return int(np.prod([shape[a] for a in normalize_axes(axis, len(shape))], dtype=np.int64))
 
 
@@ -105,6 +107,8 @@ def _as_reduced_with_keepdims(xp, g, shape, axis, keepdims):
 def _reduced_shape(shape: tuple, axis: Any, keepdims: bool, op: str) -> tuple:
     """The shape of a reduction over ``axis`` of an array of ``shape`` (a ShapeError
     for an axis out of range or named twice)."""
+    if not shape and axis in (0, -1) and type(axis) is int:  # NumPy reduces 0-d ones so
+        return ()
     axes = range(len(shape)) if axis is None else normalize_axis_list(
         axis, len(shape), op, "axis")
     return tuple(1 if i in axes else n for i, n in enumerate(shape) if keepdims or i not in axes)

@@ -134,7 +134,7 @@ def bias_activation(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 def _reduced_count(shape: tuple, axis: Any) -> int:
     """How many elements a reduction over ``axis`` (None, an int or a tuple) combines."""
-    if axis is None:
+    if axis is None or not shape:  # (a 0-d array reduces to itself, axis 0 or -1 too)
         return math.prod(shape)
     axes = (axis,) if type(axis) is int else axis
     return math.prod([shape[a] for a in axes])
