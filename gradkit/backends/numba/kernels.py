@@ -499,7 +499,8 @@ def cross_entropy_backward(logits, labels, scale, out):
 # The arrays are flattened here; the scalars arrive combined the way NumPy combines
 # the reference's Python scalars (in float64, see the Numba backend's adam_update) and
 # are cast to the data's dtype here, so results match the reference in float64 and
-# float32.
+# float32. Each loop's flattening and casts stand one per line: unpacked together in a
+# tuple assignment, Numba's parallel compilation dropped the loop's writes to ``out``.
 
 @parallel_and_serial
 def sgd_update(param, grad, velocity, out, lr, use_momentum, momentum, nesterov,

@@ -132,6 +132,9 @@ def bias_activation(backend: Any, op: Any, reference: Kernel) -> Kernel:
     return bias_activation
 
 
+# (The two helpers below repeat what gradkit.ops.reduce/shape compute for the ops: the
+# backends sit below the ops in the layers, so they keep their own, for the axes the
+# kernels take: None, an int or a tuple.)
 def _reduced_count(shape: tuple, axis: Any) -> int:
     """How many elements a reduction over ``axis`` (None, an int or a tuple) combines."""
     if axis is None or not shape:  # (a 0-d array reduces to itself, axis 0 or -1 too)
