@@ -86,7 +86,7 @@ def test_parallel_loops_compiled_equal_python_replay(backend, monkeypatch, optim
     python, losses, params, state = run(optimizer, False, activation=activation)
     compiled, losses_c, params_c, state_c = run(optimizer, True, activation=activation)
     assert "compiled into one function" in compiled.explain(), compiled.explain()
-    source = list(compiled.plans.values())[0].compiled.source
+    source = list(compiled.plans.values())[0].segments[0].step.source
     def runs(kernel: str, variant: str) -> bool:  # (an "_over_" form writes over an input)
         return re.search(rf"= {kernel}\w*\.{variant}\(", source) is not None
     assert runs("bias_activation", "parallel") and not runs("bias_activation", "serial")
@@ -100,7 +100,6 @@ def test_uncovered_op_falls_back_and_is_named():
     w = gk.tensor(np.ones(4, np.float32), requires_grad=True, backend="numba")
     opt = gk.optim.SGD([w], lr=0.1)
 
-    @gk.capture(compile=True)
     def step(x):
         loss = gk.exp(x * w).sum()
         loss.backward()
@@ -108,10 +107,75 @@ def test_uncovered_op_falls_back_and_is_named():
         opt.zero_grad()
         return loss
     x = gk.tensor(np.arange(4, dtype=np.float32) / 10, backend="numba")
-    values = [step(x).item() for _ in range(4)]
-    text = step.explain()
-    assert "not compiled" in text and "exp: no lowering for this op" in text, text
-    assert step.replays == 2 and values[0] > values[-1]
+    compiled = gk.capture(step, compile=True)
+    values = [step(x).item() for _ in range(2)] + [compiled(x).item() for _ in range(4)]
+    text = compiled.explain()
+    assert "exp: no lowering for this op" in text, text
+    assert compiled.replays == 2 and values[0] > values[-1]
+
+
+def make_step_with_sin(compiled: bool):
+    """A step whose hidden layer's sin (and its VJP's cos) has no compiled form."""
+    weights, x_host, labels_host = _data([64, 64, 64, 10], 32)
+    ws = [gk.tensor(w, requires_grad=True) for w in weights]
+    bs = [gk.zeros(w.shape[1], requires_grad=True) for w in weights]
+    opt = gk.optim.SGD(ws + bs, lr=0.05, momentum=0.9)
+
+    @gk.capture(compile=compiled)
+    def step(x, labels):
+        h = gk.sin(gk.bias_activation(x @ ws[0], bs[0]))
+        h = gk.bias_activation(h @ ws[1], bs[1])
+        loss = F.cross_entropy(gk.linear(h, ws[2], bs[2]), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step, gk.tensor(x_host), gk.tensor(labels_host), ws + bs
+
+
+def test_the_calls_around_an_op_without_lowering_compile():
+    """The runs of calls before, between and after the calls with no compiled form
+    compile, each into a function of its own, and the step gives the Python replay's
+    results bit for bit."""
+    results = {}
+    for compiled in (False, True):
+        step, x, labels, params = make_step_with_sin(compiled)
+        losses = [step(x, labels).numpy().tobytes() for _ in range(6)]
+        results[compiled] = losses + [p.numpy().tobytes() for p in params]
+    assert results[True] == results[False]
+    text, plan = step.explain(), list(step.plans.values())[0]
+    assert "partly compiled" in text and "call 2 sin: no lowering for this op" in text, text
+    assert "cos: no lowering for this op" in text, text
+    assert len(plan.segments) >= 2
+    compiled_calls = {n for s in plan.segments for n in range(s.start, s.stop)}
+    named = {int(n) for n in re.findall(r"^  call (\d+) ", text, re.MULTILINE)}
+    assert compiled_calls | named == set(range(len(plan.calls)))  # each call accounted for
+    assert not compiled_calls & named
+    for k in range(len(plan.segments)):
+        assert f"compiled_step_{k}(" in step.source and f"# compiled_step_{k}:" in step.source
+    assert re.search(r"= sin_2\(", step.source), step.source
+
+
+def test_value_checks_run_before_a_compiled_segment():
+    step, x, labels, params = make_step_with_sin(True)
+    for _ in range(3):
+        step(x, labels)
+    before = [p.numpy().copy() for p in params]
+    bad = labels.numpy().copy()
+    bad[0] = 10
+    with pytest.raises(gk.ShapeError, match="class indices"):
+        step(x, gk.tensor(bad))
+    assert all(np.array_equal(a, p.numpy()) for a, p in zip(before, params))
+
+
+def test_a_lone_compilable_call_stays_on_the_python_replay():
+    w = gk.tensor(np.eye(3, dtype=np.float32))
+    step = gk.capture(lambda x: gk.sin(gk.cos(x) @ w), compile=True)
+    x = gk.tensor(np.ones((2, 3), np.float32))
+    values = [step(x).numpy() for _ in range(3)]
+    assert "call 1 matmul: alone between calls that do not compile" in step.explain()
+    assert not list(step.plans.values())[0].segments
+    assert values[2].tobytes() == values[0].tobytes()
 
 
 def test_new_batch_shape_records_anew():
@@ -184,7 +248,8 @@ def test_on_by_default_and_off_with_the_environment_variable(monkeypatch):
 
 # -- the capture state machine, compiled ------------------------------------------------
 # Fewer examples: each new plan compiles (about a second per source and dtype, cached on
-# disk after); the model has only ops that compile (no mode-dependent multiply).
+# disk after); the model's mode-dependent multiply stays on the Python replay between
+# compiled segments where it has no lowering.
 
 def test_compiled_captured_training_equals_eager_under_user_actions():
     """tests/test_capture_state_machine.py's contract when the plans are compiled."""

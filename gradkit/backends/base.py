@@ -233,6 +233,8 @@ class Backend:
         return kernel
 
     # -- whole-step compilation (gk.capture(..., compile=True)) -------------------
+    compiles_steps = False  # whether compile_step can compile anything
+
     def compile_step(self, calls: list[StepCall], inputs: list[int], results: list[int],
                      examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
         """The captured step's kernel ``calls`` as one compiled function of the arrays of
@@ -245,6 +247,19 @@ class Backend:
         ['the numpy backend compiles no steps']
         """
         return CompiledStep(None, "", [f"the {self.name} backend compiles no steps"], 0.0, ())
+
+    def uncompilable_calls(self, calls: list[StepCall], examples: dict[int, Any]
+                           ) -> dict[int, str]:
+        """Why each of ``calls`` (a captured step's calls on this backend) that has no
+        compiled form here has none, by call index: gk.capture compiles the runs of
+        calls in between and replays these in Python. A backend that compiles no steps
+        names every call.
+
+        >>> from gradkit.backends.numpy.backend import NumpyBackend
+        >>> NumpyBackend().uncompilable_calls([StepCall(0, "exp", (0,), {}, (), 1)], {})
+        {0: 'the numpy backend compiles no steps'}
+        """
+        return {call.index: f"the {self.name} backend compiles no steps" for call in calls}
 
     def __repr__(self) -> str:
         return f"<gradkit backend {self.name}>"

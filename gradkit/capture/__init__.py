@@ -74,24 +74,20 @@ unique_values), and the gradient of a user op whose VJP computes a value from it
 inputs' raw arrays (``ctx.constant``; no built-in op's VJP does).
 
 Whole-step compilation (on unless ``gk.capture(f, compile=False)`` or
-``GRADKIT_CAPTURE_COMPILE=0``) turns a plan whose kernel calls all
-run on the Numba backend and all have a compiled form (``LOWERINGS`` in
-gradkit/backends/numba/lowering.py: matmul, linear, matrix_transpose, sum_to over the
-first axis, add of one shape and dtype, bias_activation and its backward,
-cross_entropy and its backward, sgd_update, adam_update, and what counts correct
-predictions: argmax over rows, equal, astype to float64, sum of a vector, multiply
-of scalars, expand_dims of a scalar, concatenate) into one ``@numba.njit``
-function: the replay keeps its guards and its installs and runs the kernel section
-as one native call, with the optimizers' hyperparameters as arguments (read afresh
-on each call). It computes what the Python replay computes, bit for bit (the same
-serial loops, NumPy's summation order, and the same BLAS for matmul; tested in
-tests/test_capture_compile.py). Any other op, another backend, or arrays large
-enough for the Numba backend's parallel loops keep the whole plan on the Python
-replay; ``f.explain()`` says per plan whether it runs compiled and why not, and
-``f.source`` shows the compiled function's source. The compiled function is written
-to ``~/.cache/gradkit/plans`` (or ``$GRADKIT_CACHE_DIR/plans``) and cached there by
-Numba; ``plan.compile_seconds`` is the time compiling (or loading) it took. Needs
-numba and SciPy (Numba's BLAS for matmul): ``pip install "gradkit[numba]"``.
+``GRADKIT_CAPTURE_COMPILE=0``) turns each run of consecutive kernel calls of a plan
+that have a compiled form on their backend (the Numba backend: ``LOWERINGS`` in
+gradkit/backends/numba/lowering.py says which ops, for which arrays) into one
+``@numba.njit`` function: the replay keeps its guards, its installs and the calls
+without a compiled form as Python lines, and runs each such run of calls as one native
+call, with the optimizers' hyperparameters as arguments (read afresh on each call).
+It computes what the Python replay computes, bit for bit (the same loops, serial or
+parallel as the Python kernels pick them, NumPy's summation order, and the same BLAS
+for matmul; tested in tests/test_capture_compile.py). ``f.explain()`` says per plan
+which calls run compiled and why each other one does not, and ``f.source`` shows the
+compiled functions' sources. They are written to ``~/.cache/gradkit/plans`` (or
+``$GRADKIT_CACHE_DIR/plans``) and cached there by Numba; ``plan.compile_seconds`` is the
+time compiling (or loading) them took. Needs numba and SciPy (Numba's BLAS for
+matmul): ``pip install "gradkit[numba]"``.
 
 A replay installs nothing unless every kernel succeeded; buffers that update
 kernels change in place (SGD momentum, Adam's m and v) have advanced if a later

@@ -234,7 +234,8 @@ class CapturedFunction:
         return list(self.plans.values())[-1].source
 
     def explain(self) -> str:
-        """Per plan (one per signature), whether it runs compiled, or why not.
+        """Per plan (one per signature), which kernel calls run compiled, and why the
+        others do not.
 
         >>> import gradkit as gk
         >>> double = gk.capture(lambda x: x * 2)
@@ -312,8 +313,8 @@ def capture(function: Callable[..., Any] | None = None, *,
             compile: bool | None = None) -> Any:
     """Record ``function``'s kernel calls on two calls, then replay them (see module doc).
 
-    Each plan whose kernels all have a compiled form is also compiled into one native
-    function where its backend compiles steps (the Numba backend; see ``explain()``);
+    Where a plan's backend compiles steps (the Numba backend), each run of its kernel
+    calls that have a compiled form also becomes one native function (see ``explain()``);
     ``compile=False`` (or ``GRADKIT_CAPTURE_COMPILE=0``) keeps the Python replay.
     ``@gk.capture(compile=False)`` decorates too.
 

@@ -17,8 +17,10 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
     ``name_n``: the backend's kernel, or the op's reference forward with the
     backend's array module ``xp{n}`` as first argument (the comment says which);
     its params are ``p{n}``, and ``o{n}`` the optimizer whose hyperparameters it reads
-    afresh (replay inputs). State tensors are ``t{i}``, frozen constants ``c{i}``. The
-    last lines install what the step wrote into tensors from outside it (``w{k}``).
+    afresh (replay inputs). State tensors are ``t{i}``, frozen constants ``c{i}``. A
+    compiled segment of calls is one call of ``compiled_step_k`` instead (its source
+    is at the end, as a comment). The last lines install what the step wrote into
+    tensors from outside it (``w{k}``).
     """
     namespace: dict[str, Any] = {"Tensor": Tensor}
     lines = ["def replay(args):"]
@@ -32,87 +34,101 @@ def generate(plan: Any) -> tuple[str, dict[str, Any], dict[int, int]]:
         namespace[f"c{slot}"] = array
         lines.append(f"    s{slot} = c{slot}")
     line_calls: dict[int, int] = {}
-    if plan.compiled is not None:
-        lines += compiled_lines(plan, namespace)
-    for n, call in enumerate(plan.calls if plan.compiled is None else ()):
-        name = "".join(c if c.isalnum() else "_" for c in call.op.name) + f"_{n}"
-        arguments = [f"s{i}" for i in call.inputs]
-        kernel = call.kernel
-        if isinstance(kernel, functools.partial) and kernel.func is call.op.forward and \
-                len(kernel.args) == 1 and not kernel.keywords:
-            # the reference forward: call it directly, with the array module first
-            namespace[name], namespace[f"xp{n}"] = kernel.func, kernel.args[0]
-            arguments.insert(0, f"xp{n}")
-            what = (f"move to {call.backend.name}" if call.op.output_backend is not None
-                    else f"reference forward on {call.backend.name}")
-        else:
-            namespace[name] = kernel
-            what = f"{call.backend.name} kernel"
-            if call.donated is not None:
-                what += f", result written into s{call.donated}'s memory"
-        fixed = {k: v for k, v in call.params.items() if k not in call.live}
-        if call.tensor_params is not None:
-            namespace[f"p{n}"] = functools.partial(fill_params, call)
-            arguments.append(f"**p{n}({', '.join(f's{i}' for i in param_slots(call))})")
-        elif fixed:
-            namespace[f"p{n}"] = fixed
-            arguments.append(f"**p{n}")
-        if call.live:
-            namespace[f"o{n}"] = call.live_owner
-            arguments += [f"{name}=o{n}.{name}" for name in call.live]
-        statements = []
-        if call.check is not None:
-            namespace[f"v{n}"] = call.check
-            checked = [a for a in arguments if not a.startswith("xp")]
-            statements.append(f"v{n}({', '.join(checked)})")
-        expression = f"{name}({', '.join(arguments)})"
-        if call.convert is not None:
-            namespace[f"a{n}"] = call.convert
-            expression = f"a{n}({expression})"
-        statements.append(f"s{call.output} = {expression}")
-        if call.release:
-            statements.append("del " + ", ".join(f"s{i}" for i in call.release))
-        lines.append("    " + "; ".join(statements) + f"  # {what}")
+    segments = {segment.start: (k, segment) for k, segment in enumerate(plan.segments)}
+    n = 0
+    while n < len(plan.calls):
+        if n in segments:
+            k, segment = segments[n]
+            lines += segment_lines(plan, k, segment, namespace)
+            n = segment.stop
+            continue
+        lines.append(call_line(n, plan.calls[n], namespace))
         line_calls[len(lines)] = n
+        n += 1
     lines += install_lines(plan, namespace)
     returned = "".join(f"s{i}, " for i in plan.output_slots)
     lines.append(f"    return ({returned})")
-    if plan.compiled is not None:  # what compiled_step runs
-        lines += ["", "# compiled_step:"] + [
-            "# " + line for line in plan.compiled.source.splitlines()]
+    for k, segment in enumerate(plan.segments):  # what the compiled_step_k run
+        lines += ["", f"# compiled_step_{k}:"] + [
+            "# " + line for line in segment.step.source.splitlines()]
     return "\n".join(lines) + "\n", namespace, line_calls
 
 
-def compiled_lines(plan: Any, namespace: dict[str, Any]) -> list[str]:
-    """The kernel section of a compiled plan: the value checks, then one call of the
-    compiled function (``compiled_step``, its source below as a comment) returning the
-    slots the install lines and the return read. A check runs on the real arrays of
-    operands from outside the step and on zeros of the recorded layout for operands
-    computed inside it (cross_entropy's check reads only its labels' values; the
-    compiled code checks the labels again)."""
+def call_line(n: int, call: Any, namespace: dict[str, Any]) -> str:
+    """The replay's line running kernel call ``n`` (its check, the call, the releases)."""
+    name = "".join(c if c.isalnum() else "_" for c in call.op.name) + f"_{n}"
+    arguments = [f"s{i}" for i in call.inputs]
+    kernel = call.kernel
+    if isinstance(kernel, functools.partial) and kernel.func is call.op.forward and \
+            len(kernel.args) == 1 and not kernel.keywords:
+        # the reference forward: call it directly, with the array module first
+        namespace[name], namespace[f"xp{n}"] = kernel.func, kernel.args[0]
+        arguments.insert(0, f"xp{n}")
+        what = (f"move to {call.backend.name}" if call.op.output_backend is not None
+                else f"reference forward on {call.backend.name}")
+    else:
+        namespace[name] = kernel
+        what = f"{call.backend.name} kernel"
+        if call.donated is not None:
+            what += f", result written into s{call.donated}'s memory"
+    fixed = {k: v for k, v in call.params.items() if k not in call.live}
+    if call.tensor_params is not None:
+        namespace[f"p{n}"] = functools.partial(fill_params, call)
+        arguments.append(f"**p{n}({', '.join(f's{i}' for i in param_slots(call))})")
+    elif fixed:
+        namespace[f"p{n}"] = fixed
+        arguments.append(f"**p{n}")
+    if call.live:
+        namespace[f"o{n}"] = call.live_owner
+        arguments += [f"{name}=o{n}.{name}" for name in call.live]
+    statements = []
+    if call.check is not None:
+        namespace[f"v{n}"] = call.check
+        checked = [a for a in arguments if not a.startswith("xp")]
+        statements.append(f"v{n}({', '.join(checked)})")
+    expression = f"{name}({', '.join(arguments)})"
+    if call.convert is not None:
+        namespace[f"a{n}"] = call.convert
+        expression = f"a{n}({expression})"
+    statements.append(f"s{call.output} = {expression}")
+    if call.release:
+        statements.append("del " + ", ".join(f"s{i}" for i in call.release))
+    return "    " + "; ".join(statements) + f"  # {what}"
+
+
+def segment_lines(plan: Any, k: int, segment: Any, namespace: dict[str, Any]) -> list[str]:
+    """The replay's lines running a compiled segment (gradkit.capture.plan.CompiledSegment):
+    the value checks of its calls, then one call of its function ``compiled_step_k``
+    (source at the end, as a comment) returning the slots read after it. A check runs
+    on the real arrays of operands made before the segment and on zeros of the
+    recorded layout for those made inside it (cross_entropy's check reads only its
+    labels' values; the compiled code checks the labels again)."""
     lines = []
-    for n, call in enumerate(plan.calls):
+    for n in range(segment.start, segment.stop):
+        call = plan.calls[n]
         if call.check is None:
             continue
         namespace[f"v{n}"] = call.check
         operands = []
         for slot in call.inputs:
-            example = plan.compiled_placeholders.get(slot)
+            example = segment.placeholders.get(slot)
             if example is not None:
                 namespace[f"z{slot}"] = call.backend.xp.zeros_like(example)
             operands.append(f"s{slot}" if example is None else f"z{slot}")
         lines.append(f"    v{n}({', '.join(operands)})  # {call.op.name}'s value check")
-    namespace["compiled_step"] = plan.compiled.function
-    owners = {name: n for n, call in enumerate(plan.calls) for name in
-              [f"{param}_{n}" for param in call.live]}
-    arguments = [f"s{i}" for i in plan.compiled_inputs]
-    for name, kind in plan.compiled.live:
-        n = owners[name]
+    function = f"compiled_step_{k}"
+    namespace[function] = segment.step.function
+    arguments = [f"s{i}" for i in segment.inputs]
+    for name, kind in segment.step.live:  # (named param_n: call n's live param)
+        n = int(name[name.rindex("_") + 1:])
         namespace[f"o{n}"] = plan.calls[n].live_owner
         arguments.append(f"{kind}(o{n}.{name[:name.rindex('_')]})")
-    results = "".join(f"s{i}, " for i in plan.compiled_results)
-    lines.append(f"    ({results}) = compiled_step({', '.join(arguments)})  "
-                 f"# {len(plan.calls)} kernel calls in one compiled function")
+    results = "".join(f"s{i}, " for i in segment.results)
+    statement = f"({results}) = {function}({', '.join(arguments)})"
+    if segment.released:
+        statement += "; del " + ", ".join(f"s{i}" for i in segment.released)
+    lines.append(f"    {statement}  # calls {segment.start}-{segment.stop - 1}: "
+                 f"{segment.stop - segment.start} kernel calls in one compiled function")
     return lines
 
 

@@ -120,7 +120,7 @@ class Plan:
         self.owned -= self.output_read_only
         # whole-step compilation (compiled=True): see _compile_kernels
         self.compile_requested = compiled
-        self.compiled: CompiledStep | None = None
+        self.segments: list[CompiledSegment] = []
         self.compile_reasons: list[str] = []
         self.compile_seconds: float | None = None
         if compiled:
@@ -143,46 +143,91 @@ class Plan:
             call.release = tuple(sorted(per_call.get(index, ())))
 
     def _compile_kernels(self, second: Recorder) -> None:
-        """Ask the calls' backend for one compiled function running every kernel call
-        (Backend.compile_step); the replay then calls it between its guards and its
-        installs. All calls or none: any call without a compiled form (another backend,
-        an op from outside gradkit, Tensors in params...) leaves the Python replay."""
-        reasons = [f"call {n} {call.op.name}: {why}" for n, call in enumerate(self.calls)
-                   for why in [_not_compilable(call, self.calls[0].backend)] if why]
-        if not self.calls:
-            reasons.append("the step launches no kernel")
-        if reasons:
-            self.compile_reasons = reasons
-            return
-        produced = {call.output for call in self.calls}
-        inputs = sorted({slot for call in self.calls for slot in call.inputs
-                         if slot not in produced})
-        results = [slot for slot in self.final_slots if slot in produced]
-        calls = [StepCall(n, call.op.name, call.inputs, call.params, call.live, call.output)
-                 for n, call in enumerate(self.calls)]
-        live_values = [call.params[name] for call in self.calls for name in call.live]
+        """Compile each run of consecutive calls that have a compiled form on their
+        backend (Backend.uncompilable_calls; at least MIN_SEGMENT_CALLS of them) into
+        one function (Backend.compile_step); the replay calls it where those calls
+        stood and runs the other calls in Python. ``compile_reasons`` says why each
+        call left to Python is."""
         examples = dict(enumerate(second.arrays))
-        compiled = self.calls[0].backend.compile_step(calls, inputs, results, examples,
-                                                      live_values)
-        if compiled.function is None:
-            self.compile_reasons = list(compiled.reasons)
-            return
-        self.compiled, self.compile_seconds = compiled, compiled.compile_seconds
-        self.compiled_inputs, self.compiled_results = inputs, results
-        self.compiled_placeholders = {slot: second.arrays[slot] for call in self.calls
-                                      if call.check is not None for slot in call.inputs
-                                      if slot in produced}
+        reasons = self._uncompilable(examples)
+        runs = _runs([n not in reasons for n in range(len(self.calls))],
+                     [call.backend for call in self.calls])
+        for start, stop in runs:
+            if stop - start < MIN_SEGMENT_CALLS:
+                reasons[start] = ("alone between calls that do not compile (a compiled "
+                                  "function of one call saves nothing)")
+                continue
+            segment = self._compile_segment(start, stop, examples)
+            if isinstance(segment, CompiledSegment):
+                self.segments.append(segment)
+            else:
+                self.compile_reasons.append(f"calls {start}-{stop - 1}: {segment}")
+        if not self.calls:
+            self.compile_reasons.append("the step launches no kernel")
+        self.compile_reasons += [f"call {n} {self.calls[n].op.name}: {why}"
+                                 for n, why in sorted(reasons.items()) if why is not None]
+        if self.segments:
+            self.compile_seconds = sum(s.step.compile_seconds for s in self.segments)
+
+    def _uncompilable(self, examples: dict[int, Any]) -> dict[int, str]:
+        """Why each call without a compiled form has none, by call index (None for the
+        calls of a backend that compiles no steps: compile_reasons says that once)."""
+        reasons: dict[int, str | None] = {
+            n: why for n, call in enumerate(self.calls) for why in [_not_compilable(call)]
+            if why}
+        by_backend: dict[Any, list[StepCall]] = {}
+        for n, call in enumerate(self.calls):
+            if n not in reasons:
+                by_backend.setdefault(call.backend, []).append(self._step_call(n))
+        for backend, calls in by_backend.items():
+            if backend.compiles_steps:
+                reasons.update(backend.uncompilable_calls(calls, examples))
+            else:
+                self.compile_reasons.append(f"the {backend.name} backend compiles no steps")
+                reasons.update((call.index, None) for call in calls)
+        return reasons
+
+    def _step_call(self, n: int) -> StepCall:
+        call = self.calls[n]
+        return StepCall(n, call.op.name, call.inputs, call.params, call.live, call.output)
+
+    def _compile_segment(self, start: int, stop: int, examples: dict[int, Any]
+                         ) -> "CompiledSegment | str":
+        """Calls ``start`` to ``stop - 1`` as one compiled function, or why not."""
+        inside = self.calls[start:stop]
+        produced = {call.output for call in inside}
+        inputs = sorted({slot for call in inside for slot in call.inputs
+                         if slot not in produced})
+        read_after = {slot for call in self.calls[stop:]
+                      for slot in call.inputs + param_slots(call)}
+        results = sorted(produced & (read_after | set(self.final_slots)))
+        live_values = [call.params[name] for call in inside for name in call.live]
+        step = inside[0].backend.compile_step(
+            [self._step_call(n) for n in range(start, stop)], inputs, results, examples,
+            live_values)
+        if step.function is None:
+            return "; ".join(step.reasons) or "its backend compiled nothing"
+        placeholders = {slot: examples[slot] for call in inside if call.check is not None
+                        for slot in call.inputs if slot in produced}
+        released = sorted({slot for call in inside for slot in call.release} & set(inputs))
+        return CompiledSegment(start, stop, step, inputs, results, placeholders, released)
 
     def explain(self) -> str:
-        """Whether this plan runs compiled (and how long compiling took), or why not."""
-        if self.compiled is not None:
-            return (f"compiled into one function ({len(self.calls)} kernel calls; "
-                    f"compiling or loading it took {self.compile_seconds:.2f} s)")
+        """Which calls run compiled (and how long compiling took), and why the others
+        run on the Python replay."""
         if not self.compile_requested:
             return ("Python replay (compilation off: gk.capture(f, compile=False) or "
                     "GRADKIT_CAPTURE_COMPILE=0)")
-        return "Python replay, not compiled:\n" + "\n".join(
-            f"  {why}" for why in self.compile_reasons)
+        if not self.segments:
+            return "Python replay, not compiled:\n" + _indented(self.compile_reasons)
+        took = f"compiling or loading took {self.compile_seconds:.2f} s"
+        if len(self.segments) == 1 and not self.compile_reasons:
+            return f"compiled into one function ({len(self.calls)} kernel calls; {took})"
+        spans = ", ".join(f"calls {s.start}-{s.stop - 1}" for s in self.segments)
+        compiled = sum(s.stop - s.start for s in self.segments)
+        return (f"partly compiled: {len(self.segments)} compiled function(s) run "
+                f"{compiled} of {len(self.calls)} kernel calls ({spans}; {took}); the "
+                "Python replay runs the others:\n" + _indented(self.compile_reasons))
 
     def invalid_reason(self) -> str | None:
         """Why this plan no longer fits the Python state (a new recording is needed), or
@@ -269,10 +314,48 @@ class Plan:
         error = op_error(call.op, operands, exc)
         return type(error)(f"{error} [during a gk.capture replay, kernel call {index}]")
 
-def _not_compilable(call: Any, backend: Any) -> str | None:
+class CompiledSegment(NamedTuple):
+    """Calls ``start`` to ``stop - 1`` of a plan, run as one compiled function
+    (``step``): it reads the slots ``inputs`` (then the live params) and returns
+    ``results``, the slots read after it or handed back. ``placeholders`` are the
+    recorded arrays of the slots made inside it that its calls' value checks read;
+    ``released`` the inputs no later call reads."""
+    start: int
+    stop: int
+    step: CompiledStep
+    inputs: list
+    results: list
+    placeholders: dict
+    released: list
+
+
+# the fewest consecutive calls compiled into one function
+MIN_SEGMENT_CALLS = 2
+
+
+def _runs(compilable: list[bool], backends: list[Any]) -> list[tuple[int, int]]:
+    """(start, stop) of each maximal run of compilable calls on one backend.
+
+    >>> _runs([True, True, False, True, True, True], ["a", "a", "a", "a", "b", "b"])
+    [(0, 2), (3, 4), (4, 6)]
+    """
+    runs: list[tuple[int, int]] = []
+    for n, ok in enumerate(compilable):
+        if not ok:
+            continue
+        if runs and runs[-1][1] == n and backends[n] is backends[n - 1]:
+            runs[-1] = (runs[-1][0], n + 1)
+        else:
+            runs.append((n, n + 1))
+    return runs
+
+
+def _indented(lines: list[str]) -> str:
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def _not_compilable(call: Any) -> str | None:
     """Why a call cannot be part of a compiled step (before asking its backend), or None."""
-    if call.backend is not backend:
-        return f"on the {call.backend.name} backend, another than call 0's"
     if call.tensor_params is not None:
         return "its params hold tensors"
     if not getattr(call.op.forward, "__module__", "").startswith("gradkit.ops"):

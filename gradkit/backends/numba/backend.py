@@ -74,8 +74,11 @@ def _dense(array: np.ndarray) -> np.ndarray:
 
 def _lendable(array: np.ndarray) -> bool:
     """Whether a donating kernel may write its result into ``array``: it owns its
-    memory, is writable and C-contiguous (a replay checked that nothing else views it)."""
-    return array.base is None and array.flags.writeable and array.flags.c_contiguous
+    memory (its base, if any, is no array: what a compiled step allocated has Numba's
+    memory handle there), is writable and C-contiguous (a replay checked that nothing
+    else views it)."""
+    return (not isinstance(array.base, np.ndarray) and array.flags.writeable
+            and array.flags.c_contiguous)
 
 
 def _loop_scalar(array: np.ndarray, value: Any) -> Any:
@@ -587,6 +590,8 @@ class NumbaBackend(NumpyBackend):
         return run
 
     # -- whole-step compilation ------------------------------------------------------
+    compiles_steps = True
+
     def runs_parallel(self, name: str, elements: int) -> bool:
         """Whether a kernel's loop over ``elements`` elements runs in parallel: its work
         (the elements, weighted ``TRANSCENDENTAL_WEIGHT`` where ``name``, an op or an
@@ -601,14 +606,11 @@ class NumbaBackend(NumpyBackend):
         backend was replaced (``register_kernel``): the lowerings repeat the built-in
         kernels. A step running a parallel loop takes the backend's parallel lock (see
         :meth:`_run`)."""
-        reasons = [] if self._missing is None else [self._missing]
-        for call in calls:
-            if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
-                    call.op):
-                reasons.append(f"call {call.index} {call.op}: its kernel was replaced on "
-                               "this backend")
+        reasons = self.uncompilable_calls(calls, examples)
         if reasons:
-            return CompiledStep(None, "", reasons, 0.0, ())
+            ops = {call.index: call.op for call in calls}
+            return CompiledStep(None, "", [f"call {index} {ops[index]}: {why}"
+                                           for index, why in sorted(reasons.items())], 0.0, ())
         from gradkit.backends.numba import lowering
         compiled = lowering.compile_step(calls, inputs, results, examples, live_values,
                                          self.runs_parallel)
@@ -620,6 +622,21 @@ class NumbaBackend(NumpyBackend):
         numba.get_num_threads()
         return CompiledStep(self._locked(compiled.function), compiled.source, compiled.reasons,
                             compiled.compile_seconds, compiled.live)
+
+    def uncompilable_calls(self, calls: list[StepCall], examples: dict[int, Any]
+                           ) -> dict[int, str]:
+        """The calls without a lowering for their recorded arrays (see lowering.py), or
+        whose kernel was replaced on this backend (``register_kernel``: the lowerings
+        repeat the built-in kernels), by call index, with why."""
+        if self._missing is not None:
+            return {call.index: self._missing for call in calls}
+        from gradkit.backends.numba import lowering
+        reasons = lowering.unlowered_calls(calls, examples, self.runs_parallel)
+        for call in calls:
+            if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
+                    call.op):
+                reasons[call.index] = "its kernel was replaced on this backend"
+        return reasons
 
     def _locked(self, function: Callable) -> Callable:
         """``function`` run under the parallel lock (it launches parallel loops)."""

@@ -434,19 +434,36 @@ from gradkit.backends.numba.step_kernels import (
 '''
 
 
+def lower_call(call: StepCall, layout: Layouts) -> str:
+    """The body's line computing ``call``'s result (NoLowering where it has none)."""
+    lower = LOWERINGS.get(call.op)
+    if lower is None:
+        raise NoLowering("no lowering for this op")
+    return f"    s{call.output} = {lower(call, layout)}  # {call.op}"
+
+
 def lower_calls(calls: list[StepCall], layout: Layouts) -> tuple[list[str], list[str]]:
     """(the body's lines, and one reason per call that has no lowering)."""
     lines, missing = [], []
     for call in calls:
-        lower = LOWERINGS.get(call.op)
-        if lower is None:
-            missing.append(f"call {call.index} {call.op}: no lowering for this op")
-            continue
         try:
-            lines.append(f"    s{call.output} = {lower(call, layout)}  # {call.op}")
+            lines.append(lower_call(call, layout))
         except NoLowering as why:
             missing.append(f"call {call.index} {call.op}: {why}")
     return lines, missing
+
+
+def unlowered_calls(calls: list[StepCall], examples: dict[int, Any],
+                    runs_parallel: Callable[[str, int], bool]) -> dict[int, str]:
+    """Why each call without a lowering for its recorded arrays has none, by call index."""
+    layout = Layouts(examples, runs_parallel)
+    reasons = {}
+    for call in calls:
+        try:
+            lower_call(call, layout)
+        except NoLowering as why:
+            reasons[call.index] = str(why)
+    return reasons
 
 
 def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
