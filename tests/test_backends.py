@@ -536,3 +536,17 @@ def test_numba_kernels_refuse_a_param_that_is_no_number_as_numpy_does(numba_back
             getattr(gk, op)(gk.tensor(x, backend=backend), **{param: None})
         errors.append(type(caught.value))
     assert errors[0] is errors[1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_sigmoid_kernel_equals_the_reference_on_special_and_extreme_values(dtype):
+    from gradkit.backends.numpy.backend import NumpyBackend
+    op = get_op("sigmoid")
+    x = np.concatenate([np.linspace(-800, 800, 20001),
+                        np.random.default_rng(0).standard_normal(5000) * 30,
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 5e-324]]
+                       ).astype(dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):  # (as the reference)
+        got = NumpyBackend().resolve(op)(x)
+    expected = op.forward(np, x)
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()

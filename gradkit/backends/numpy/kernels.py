@@ -205,22 +205,25 @@ def reshape(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 
 # 0-d arrays of 0 and 1 per float dtype: a ufunc takes them faster than Python numbers
-_ZERO = {dtype: np.zeros((), dtype) for dtype in _FLOATS}
 _ONE = {dtype: np.ones((), dtype) for dtype in _FLOATS}
+_MINUS_ONE = {dtype: -np.ones((), dtype) for dtype in _FLOATS}
 
 
 def sigmoid(backend: Any, op: Any, reference: Kernel) -> Kernel:
     def sigmoid(x: np.ndarray) -> Any:
         """The reference's ``1 / (1 + e)`` where ``x >= 0``, else ``e / (1 + e)``, with
-        ``e = exp(-|x|)``, as one division: ``max(e, x >= 0) / (1 + e)`` (``e <= 1``)."""
+        ``e = exp(-|x|)``, as one division: ``max(e, step(x)) / (1 + e)`` (``e <= 1``;
+        ``step`` is 1 from 0 up, NaN at NaN), in six ufunc calls on two arrays (their
+        cost, not the arithmetic, is what 16 elements take)."""
         if x.dtype not in _FLOATS or not x.ndim:  # (a 0-d result would be a scalar)
             return reference(x)
-        e = np.abs(x)
-        np.negative(e, out=e)
+        one = _ONE[x.dtype]
+        e = np.copysign(x, _MINUS_ONE[x.dtype])
         np.exp(e, out=e)
-        denominator = np.add(e, _ONE[x.dtype])
-        numerator = np.maximum(e, np.greater_equal(x, _ZERO[x.dtype]))
-        return np.divide(numerator, denominator, out=numerator)
+        numerator = np.heaviside(x, one)
+        np.maximum(e, numerator, out=numerator)
+        np.add(e, one, out=e)
+        return np.divide(numerator, e, out=numerator)
     return sigmoid
 
 
