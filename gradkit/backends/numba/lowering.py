@@ -8,10 +8,32 @@ expression computing the call's result from its inputs ``s{i}`` (and live params
 :func:`live_name`), or raises :class:`NoLowering` saying why this call cannot be
 compiled (it would take a path the compiled code does not have, such as the op's
 reference for mixed dtypes).
-A lowering accepts only the cases where its Python kernel runs the same loop
-(``step_kernels.py``), so a compiled step computes what the Python replay computes;
-a kernel that runs a loop is called in the variant (serial or parallel) the Python
-kernel picks for those arrays (:meth:`Layouts.variant`).
+A lowering accepts only the cases where the compiled code computes what the Python
+kernel computes: the same loop (``step_kernels.py``), called in the variant (serial
+or parallel) the Python kernel picks for those arrays (:meth:`Layouts.variant`), or
+the same NumPy function, or the same IEEE operations in the same order.
+
+Lowered: matmul, linear, matmul_transposed, matrix_transpose, sum_to; bias_activation
+and its backward; cross_entropy and its backward; the SGD and Adam updates; argmax,
+equal, astype, sum, expand_dims, concatenate (counting correct predictions); and the
+elementwise ops: the activations the backend runs as loops and their backward ops
+(ACTIVATION_LOOPS; below the backend's ``numpy_elementwise_below``, where the Python
+kernel runs NumPy's code, the loop where it does the same operations,
+LOOP_MATCHES_NUMPY, NumPy's maximum for relu, else none); tanh, maximum and minimum
+(NumPy's functions, called in object mode: NUMPY_CALLS); add, subtract, multiply,
+divide and negative of one float dtype (a Python number is a 0-d operand; 0-d
+integers too, such as Adam's step count), as array expressions; the mean of a whole array and its backward op. Not lowered, among
+others: exp, log, sqrt, power, sum_backward (a broadcast view in Python), reductions
+over an axis, integer arrays in arithmetic.
+
+Elementwise chains fuse (:func:`fusions`): an array expression whose result only a
+later one reads is written into that one's expression, so Numba's array-expression
+rewrite makes the chain one loop with no array in between; the reader's comment in
+the source names the calls fused into it. Exact arithmetic rounds the same fused or
+not (no FMA contraction: OPTIONS has fastmath off), so the bits stay the Python
+replay's; one thing neither NumPy nor Numba fixes is which NaN comes out where two
+NaNs of different sign or payload meet in one operation (IEEE 754 leaves it open,
+and compilers commute operands), so there a compiled step may give the other NaN.
 
 >>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
 True
@@ -633,7 +655,7 @@ def lower_calls(calls: list[StepCall], layout: Layouts, fused: dict[int, int] | 
     whose comment names it."""
     fused = fused or {}
     lines, missing = [], []
-    inline: dict[int, tuple[str, list[str]]] = {}  # slot -> (expression, its calls)
+    inline: dict[int, tuple[str, list]] = {}  # slot -> (expression, its calls)
     for call in calls:
         lower = LOWERINGS.get(call.op)
         if lower is None:
@@ -651,9 +673,10 @@ def lower_calls(calls: list[StepCall], layout: Layouts, fused: dict[int, int] | 
                 expression = re.sub(rf"\bs{slot}\b", f"({code})", expression)
                 inlined += names
         if call.output in fused:
-            inline[call.output] = expression, inlined + [f"{call.index} {call.op}"]
+            inline[call.output] = expression, inlined + [(call.index, call.op)]
             continue
-        note = f" (fused here: {', '.join(inlined)})" if inlined else ""
+        names = ", ".join(f"{n} {op}" for n, op in sorted(inlined))
+        note = f" (fused here: {names})" if inlined else ""
         lines.append(f"    s{call.output} = {expression}  # {call.op}{note}")
     return lines, missing
 
