@@ -22,9 +22,10 @@ kernel runs NumPy's code, the loop where it does the same operations,
 LOOP_MATCHES_NUMPY, NumPy's maximum for relu, else none); tanh, maximum and minimum
 (NumPy's functions, called in object mode: NUMPY_CALLS); add, subtract, multiply,
 divide and negative of one float dtype (a Python number is a 0-d operand; 0-d
-integers too, such as Adam's step count), as array expressions; the mean of a whole array and its backward op. Not lowered, among
-others: exp, log, sqrt, power, sum_backward (a broadcast view in Python), reductions
-over an axis, integer arrays in arithmetic.
+integers too, such as Adam's step count), as array expressions; the mean of a whole
+array and its backward op. Not lowered, among others: exp, log, sqrt, power,
+sum_backward (a broadcast view in Python), reductions over an axis, integer arrays
+in arithmetic.
 
 Elementwise chains fuse (:func:`fusions`): an array expression whose result only a
 later one reads is written into that one's expression, so Numba's array-expression
@@ -149,8 +150,8 @@ UPDATES_IN_PLACE = {"sgd_update": 2, "adam_update": 2}
 NEW_ARRAY_OPS = frozenset({"matmul", "matmul_transposed", "linear", "bias_activation",
                            "bias_activation_backward", "cross_entropy",
                            "cross_entropy_backward", "sum_to", "sgd_update", "mean",
-                           "mean_backward"}) | ACTIVATION_LOOPS | ARRAY_EXPRESSION_OPS | set(
-                               NUMPY_CALLS)
+                           "mean_backward", *ACTIVATION_LOOPS, *ARRAY_EXPRESSION_OPS,
+                           *NUMPY_CALLS})
 # op -> the input its step kernel can write its result over (the "_over_" kernels)
 OVERWRITES = {"bias_activation": 0, "bias_activation_backward": 0,
               "cross_entropy_backward": 1, "sgd_update": 1}
@@ -448,7 +449,8 @@ def _elementwise_shape(layouts: list[Layout], integers: bool = False) -> tuple:
     each operand 0-d or a non-empty C-contiguous array (NumPy's result then is
     C-contiguous too), broadcast only to the shape of one of them; or, where
     ``integers``, an integer one of 0-d operands (an Adam step count)."""
-    if integers and layouts[0].dtype.kind in "iu" and len({lay.dtype for lay in layouts}) == 1:
+    one_dtype = len({lay.dtype for lay in layouts}) == 1
+    if integers and one_dtype and layouts[0].dtype.kind in "iu":
         if any(lay.shape for lay in layouts):
             raise NoLowering("integer arrays: only 0-d integers are compiled")
         return ()
@@ -592,8 +594,10 @@ def fusions(calls: list[StepCall], results: list[int], layout: Layouts) -> dict[
 
     >>> from gradkit.backends.numba.lowering import Layouts
     >>> f32 = lambda *shape: np.zeros(shape, np.float32)
-    >>> c = [StepCall(0, "multiply", (0, 1), {}, (), 2), StepCall(1, "subtract", (2, 3), {}, (), 4)]
-    >>> fusions(c, [4], Layouts({0: f32(3), 1: f32(), 2: f32(3), 3: f32(3), 4: f32(3)}, None))
+    >>> c = [StepCall(0, "multiply", (0, 1), {}, (), 2),  # x * 0.5
+    ...      StepCall(1, "subtract", (2, 3), {}, (), 4)]   # ... - y
+    >>> examples = {0: f32(3), 1: f32(), 2: f32(3), 3: f32(3), 4: f32(3)}
+    >>> fusions(c, [4], Layouts(examples, None))  # slot 2 computed inside call 1
     {2: 1}
     """
     readers = Counter(slot for call in calls for slot in call.inputs)
@@ -623,8 +627,9 @@ def without_fused(calls: list[StepCall], fused: dict[int, int]) -> list[StepCall
         if call.output in fused:
             reader = fused[call.output]
             extra[reader] = extra.get(reader, ()) + call.inputs + extra.get(call.index, ())
-    return [call._replace(inputs=call.inputs + extra.get(call.index, ())) for call in calls
-            if call.output not in fused]
+    return [StepCall(call.index, call.op, call.inputs + extra.get(call.index, ()),
+                     call.params, call.live, call.output)
+            for call in calls if call.output not in fused]
 
 
 # -- the compiled function ------------------------------------------------------------
