@@ -602,7 +602,9 @@ class NumbaBackend(NumpyBackend):
                      examples: dict[int, Any], live_values: list[Any]) -> CompiledStep:
         """One ``@numba.njit`` function running every call (see
         gradkit/backends/numba/lowering.py), each loop serial or parallel as the Python
-        replay's kernel picks it (:meth:`runs_parallel`); not where a kernel of this
+        replay's kernel picks it (:meth:`runs_parallel`), or NumPy's code where that
+        kernel runs it (``numpy_elementwise_below``; both rules as they are when the step
+        is compiled, which it is once per plan); not where a kernel of this
         backend was replaced (``register_kernel``): the lowerings repeat the built-in
         kernels. A step running a parallel loop takes the backend's parallel lock (see
         :meth:`_run`)."""
@@ -613,7 +615,8 @@ class NumbaBackend(NumpyBackend):
                                            for index, why in sorted(reasons.items())], 0.0, ())
         from gradkit.backends.numba import lowering
         compiled = lowering.compile_step(calls, inputs, results, examples, live_values,
-                                         self.runs_parallel)
+                                         self.runs_parallel,
+                                         numpy_below=self.numpy_elementwise_below)
         if compiled.function is None or not lowering.runs_parallel_loops(compiled.source):
             return compiled
         # Start Numba's thread pool: a step loaded from the plan cache calls the
@@ -631,7 +634,8 @@ class NumbaBackend(NumpyBackend):
         if self._missing is not None:
             return {call.index: self._missing for call in calls}
         from gradkit.backends.numba import lowering
-        reasons = lowering.unlowered_calls(calls, examples, self.runs_parallel)
+        reasons = lowering.unlowered_calls(calls, examples, self.runs_parallel,
+                                           self.numpy_elementwise_below)
         for call in calls:
             if self.kernel_factories.get(call.op) is not type(self).kernel_factories.get(
                     call.op):

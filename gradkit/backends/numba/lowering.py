@@ -8,10 +8,33 @@ expression computing the call's result from its inputs ``s{i}`` (and live params
 :func:`live_name`), or raises :class:`NoLowering` saying why this call cannot be
 compiled (it would take a path the compiled code does not have, such as the op's
 reference for mixed dtypes).
-A lowering accepts only the cases where its Python kernel runs the same loop
-(``step_kernels.py``), so a compiled step computes what the Python replay computes;
-a kernel that runs a loop is called in the variant (serial or parallel) the Python
-kernel picks for those arrays (:meth:`Layouts.variant`).
+A lowering accepts only the cases where the compiled code computes what the Python
+kernel computes: the same loop (``step_kernels.py``), called in the variant (serial
+or parallel) the Python kernel picks for those arrays (:meth:`Layouts.variant`), or
+the same NumPy function, or the same IEEE operations in the same order.
+
+Lowered: matmul, linear, matmul_transposed, matrix_transpose, sum_to; bias_activation
+and its backward; cross_entropy and its backward; the SGD and Adam updates; argmax,
+equal, astype, sum, expand_dims, concatenate (counting correct predictions); and the
+elementwise ops: the activations the backend runs as loops and their backward ops
+(ACTIVATION_LOOPS; below the backend's ``numpy_elementwise_below``, where the Python
+kernel runs NumPy's code, the loop where it does the same operations,
+LOOP_MATCHES_NUMPY, NumPy's maximum for relu, else none); tanh, maximum and minimum
+(NumPy's functions, called in object mode: NUMPY_CALLS); add, subtract, multiply,
+divide and negative of one float dtype (a Python number is a 0-d operand; 0-d
+integers too, such as Adam's step count), as array expressions; the mean of a whole
+array and its backward op. Not lowered, among others: exp, log, sqrt, power,
+sum_backward (a broadcast view in Python), reductions over an axis, integer arrays
+in arithmetic.
+
+Elementwise chains fuse (:func:`fusions`): an array expression whose result only a
+later one reads is written into that one's expression, so Numba's array-expression
+rewrite makes the chain one loop with no array in between; the reader's comment in
+the source names the calls fused into it. Exact arithmetic rounds the same fused or
+not (no FMA contraction: OPTIONS has fastmath off), so the bits stay the Python
+replay's; one thing neither NumPy nor Numba fixes is which NaN comes out where two
+NaNs of different sign or payload meet in one operation (IEEE 754 leaves it open,
+and compilers commute operands), so there a compiled step may give the other NaN.
 
 >>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
 True
@@ -22,14 +45,17 @@ import hashlib
 import importlib.util
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from collections import Counter
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
 from gradkit.backends.base import CompiledStep, StepCall
+from gradkit.backends.numpy.kernels import MEAN_EXACT_COUNT
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # live params passed as bool (the others as float)
@@ -62,20 +88,23 @@ class NoLowering(Exception):
 
 class Layouts:
     """What a lowering knows of the recorded step: ``layout(slot)``, the :class:`Layout`
-    of a slot's recorded array, :meth:`variant`, which loop a kernel runs, and
-    :meth:`may_overwrite`, whether a call may write its result over an input."""
+    of a slot's recorded array, :meth:`variant`, which loop a kernel runs,
+    :meth:`runs_numpy`, whether it hands the array to NumPy instead, and
+    :meth:`may_overwrite`, whether a call may write its result over an input
+    (``overwritable``: see :func:`overwritable_inputs`)."""
 
     def __init__(self, examples: dict[int, Any], runs_parallel: Callable[[str, int], bool],
-                 overwritable: frozenset = frozenset()):
+                 overwritable: frozenset = frozenset(),
+                 numpy_below: Mapping[str, int] | None = None):
         self._examples = examples
         self._layouts: dict[int, Layout] = {}
         self._runs_parallel = runs_parallel
-        self._overwritable = overwritable
+        self.overwritable = overwritable
+        self._numpy_below = dict(numpy_below or {})
 
     def may_overwrite(self, call: StepCall, position: int) -> bool:
-        """Whether ``call`` may write its result over its input ``position`` (see
-        :func:`overwritable_inputs`)."""
-        return (call.index, position) in self._overwritable
+        """Whether ``call`` may write its result over its input ``position``."""
+        return (call.index, position) in self.overwritable
 
     def __call__(self, slot: int) -> Layout:
         if slot not in self._layouts:
@@ -90,12 +119,39 @@ class Layouts:
         parallel = self._runs_parallel(work_name, math.prod(shape))
         return f"{kernel}.{'parallel' if parallel else 'serial'}"
 
+    def runs_numpy(self, op: str, shape: tuple) -> bool:
+        """Whether the Python kernel of ``op`` hands an array of ``shape`` to NumPy's
+        kernel rather than its loop (the backend's ``numpy_elementwise_below``)."""
+        return math.prod(shape) < self._numpy_below.get(op, 0)
+
+
+# The activations and backward ops the Numba backend runs as one loop each (its
+# KERNEL_FACTORIES; step_kernels.py has a step kernel of each loop's name).
+ACTIVATION_LOOPS = frozenset({"relu", "leaky_relu", "elu", "sigmoid", "relu_backward",
+                              "leaky_relu_backward", "elu_backward", "sigmoid_backward",
+                              "tanh_backward"})
+# Those whose Python kernel, on arrays below numpy_elementwise_below, runs NumPy code that
+# computes each element by the loop's IEEE operations in the loop's order (no exp, no
+# maximum): there the loop gives the same bits too.
+LOOP_MATCHES_NUMPY = frozenset({"leaky_relu", "relu_backward", "leaky_relu_backward",
+                                "sigmoid_backward", "tanh_backward"})
+# Exact IEEE arithmetic (NumPy's ufunc and the operator in njit code round alike, with no
+# FMA contraction: OPTIONS has fastmath off), lowered as array expressions, which fuse.
+OPERATORS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+ARRAY_EXPRESSION_OPS = frozenset(OPERATORS) | {"negative"}
+# NumPy functions the compiled step calls in object mode (step_kernels.tanh_numpy says
+# why): op -> its step kernel
+NUMPY_CALLS = {"tanh": "tanh_numpy", "maximum": "maximum_numpy", "minimum": "minimum_numpy"}
+# The ops an update writes in place from this input on (its state buffers)
+UPDATES_IN_PLACE = {"sgd_update": 2, "adam_update": 2}
 
 # Ops whose compiled result is a new array, never a view of an input: a slot one of them
 # made can be written over by its last reader (the ops reading it view nothing either).
 NEW_ARRAY_OPS = frozenset({"matmul", "matmul_transposed", "linear", "bias_activation",
                            "bias_activation_backward", "cross_entropy",
-                           "cross_entropy_backward", "sum_to", "sgd_update"})
+                           "cross_entropy_backward", "sum_to", "sgd_update", "mean",
+                           "mean_backward", *ACTIVATION_LOOPS, *ARRAY_EXPRESSION_OPS,
+                           *NUMPY_CALLS})
 # op -> the input its step kernel can write its result over (the "_over_" kernels)
 OVERWRITES = {"bias_activation": 0, "bias_activation_backward": 0,
               "cross_entropy_backward": 1, "sgd_update": 1}
@@ -237,15 +293,6 @@ def lower_sum_to(call: StepCall, layout: Layouts) -> str:
     return f"sum_rows(s{call.inputs[0]})"
 
 
-def lower_add(call: StepCall, layout: Layouts) -> str:
-    a, b = (layout(i) for i in call.inputs)
-    if a.shape != b.shape or a.dtype != b.dtype:
-        raise NoLowering(f"operands {a.shape} {a.dtype} and {b.shape} {b.dtype}: only one "
-                         "shape and dtype (no broadcasting or promotion) is compiled")
-    x, y = _names(call)
-    return f"add_scalars({x}, {y})" if a.shape == () else f"{x} + {y}"
-
-
 def _activation(call: StepCall) -> str:
     activation = call.params.get("activation", "relu")
     if activation not in ACTIVATION_CODES:
@@ -380,13 +427,6 @@ def lower_sum(call: StepCall, layout: Layouts) -> str:
     return f"sum_vector(s{call.inputs[0]})"
 
 
-def lower_multiply(call: StepCall, layout: Layouts) -> str:
-    a, b = (layout(i) for i in call.inputs)
-    if a.shape != () or b.shape != () or a.dtype != b.dtype or a.dtype not in _FLOATS:
-        raise NoLowering("only the product of two 0-d floats of one dtype is compiled")
-    return "multiply_scalars({}, {})".format(*_names(call))
-
-
 def lower_expand_dims(call: StepCall, layout: Layouts) -> str:
     (x,) = (layout(i) for i in call.inputs)
     if x.shape != () or call.params.get("axis") not in (0, -1):
@@ -402,18 +442,194 @@ def lower_concatenate(call: StepCall, layout: Layouts) -> str:
     return f"np.concatenate(({', '.join(_names(call))},))"
 
 
+# -- elementwise ops ------------------------------------------------------------------
+
+def _elementwise_shape(layouts: list[Layout], integers: bool = False) -> tuple:
+    """The result shape of an elementwise op on ``layouts`` of one dtype: a float one,
+    each operand 0-d or a non-empty C-contiguous array (NumPy's result then is
+    C-contiguous too), broadcast only to the shape of one of them; or, where
+    ``integers``, an integer one of 0-d operands (an Adam step count)."""
+    one_dtype = len({lay.dtype for lay in layouts}) == 1
+    if integers and one_dtype and layouts[0].dtype.kind in "iu":
+        if any(lay.shape for lay in layouts):
+            raise NoLowering("integer arrays: only 0-d integers are compiled")
+        return ()
+    _floats(layouts)
+    for position, lay in enumerate(layouts):
+        if lay.shape and (0 in lay.shape or not lay.c_contiguous):
+            raise NoLowering(f"operand {position} of shape {lay.shape} is empty or not "
+                             "C-contiguous")
+    shape = np.broadcast_shapes(*(lay.shape for lay in layouts))
+    if shape not in [lay.shape for lay in layouts]:
+        raise NoLowering(f"operands {[lay.shape for lay in layouts]} broadcast to "
+                         f"{shape}, the shape of none of them")
+    return shape
+
+
+def _array_expression_of(call: StepCall, layout: Layouts, template: str) -> str:
+    """``template`` (``{}`` for each operand) as an array expression, a 0-d operand as
+    its scalar; of 0-d operands only, a 0-d array of their dtype (integers: wrapping
+    as NumPy's do)."""
+    layouts = [layout(i) for i in call.inputs]
+    shape = _elementwise_shape(layouts, integers=call.op != "divide")
+    expression = template.format(*(f"s{i}[()]" if lay.shape == () else f"s{i}"
+                                   for i, lay in zip(call.inputs, layouts)))
+    return expression if shape else f"scalar_array({expression}, s{call.inputs[0]})"
+
+
+def lower_arithmetic(call: StepCall, layout: Layouts) -> str:
+    """add, subtract, multiply, divide: ``x1 op x2``."""
+    return _array_expression_of(call, layout, "{} %s {}" % OPERATORS[call.op])
+
+
+def lower_negative(call: StepCall, layout: Layouts) -> str:
+    return _array_expression_of(call, layout, "-{}")
+
+
+def lower_numpy_call(call: StepCall, layout: Layouts) -> str:
+    """tanh, maximum, minimum: NumPy's function (NUMPY_CALLS), from object mode."""
+    layouts = [layout(i) for i in call.inputs]
+    shape = _elementwise_shape(layouts)
+    if not shape:
+        raise NoLowering("0-d operands (only arrays are compiled)")
+    arguments = _names(call) + ([repr(shape)] if len(layouts) == 2 else [])
+    return f"{NUMPY_CALLS[call.op]}({', '.join(arguments)})"
+
+
+def lower_activation_loop(call: StepCall, layout: Layouts) -> str:
+    """An op of ACTIVATION_LOOPS by its loop, in the Python kernel's variant; below the
+    backend's ``numpy_elementwise_below``, where that kernel runs NumPy's code: the loop
+    where it gives the same bits (LOOP_MATCHES_NUMPY), NumPy's maximum for relu."""
+    layouts = [layout(i) for i in call.inputs]
+    shape = _elementwise_shape(layouts)
+    if not shape or len({lay.shape for lay in layouts}) != 1:
+        raise NoLowering("only arrays of one shape (not 0-d) are compiled")
+    arguments = ", ".join(_names(call) + [_param(call, name) for name in call.params])
+    if not layout.runs_numpy(call.op, shape):
+        return layout.variant(call.op, call.op, shape) + f"({arguments})"
+    if call.op == "relu":
+        return f"relu_numpy({arguments})"
+    if call.op not in LOOP_MATCHES_NUMPY:
+        raise NoLowering(f"{math.prod(shape)} elements, below the backend's "
+                         f"numpy_elementwise_below[{call.op!r}]: its Python kernel runs "
+                         "NumPy's exp there, whose bits the loop's do not match")
+    return f"{call.op}.serial({arguments})"
+
+
+def _mean_count(shape: tuple) -> None:
+    """Refuse a mean over all of ``shape`` unless non-empty, at least 1-d and of at most
+    MEAN_EXACT_COUNT elements (above it the NumPy backend's kernel runs np.mean)."""
+    if not shape or not math.prod(shape):
+        raise NoLowering(f"a mean over shape {shape}: only non-empty arrays are compiled")
+    if math.prod(shape) > MEAN_EXACT_COUNT:
+        raise NoLowering(f"a mean of {math.prod(shape)} elements: above "
+                         f"{MEAN_EXACT_COUNT} the Python kernel runs np.mean")
+
+
+def lower_mean(call: StepCall, layout: Layouts) -> str:
+    (x,) = (layout(i) for i in call.inputs)
+    axis = call.params.get("axis")
+    if call.params.get("keepdims") or not (axis is None or len(x.shape) == 1 and
+                                           axis in (0, -1)):
+        raise NoLowering("only the mean of a whole array (axis None) is compiled")
+    _floats([x])
+    if not x.c_contiguous:
+        raise NoLowering("x is not C-contiguous")
+    _mean_count(x.shape)
+    return f"mean_all(s{call.inputs[0]})"
+
+
+def lower_mean_backward(call: StepCall, layout: Layouts) -> str:
+    (g,) = (layout(i) for i in call.inputs)
+    shape = tuple(call.params["shape"])
+    if g.shape != () or call.params.get("axis") is not None or call.params.get("keepdims"):
+        raise NoLowering("only the gradient of a whole array's mean (a 0-d g) is compiled")
+    _floats([g])
+    _mean_count(shape)
+    return f"mean_backward_all(s{call.inputs[0]}, {shape!r})"
+
+
 LOWERINGS: dict[str, Callable[[StepCall, Layouts], str]] = {
     "matmul": lower_matmul, "matmul_transposed": lower_matmul_transposed,
     "linear": lower_linear,
-    "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to, "add": lower_add,
+    "matrix_transpose": lower_matrix_transpose, "sum_to": lower_sum_to,
     "bias_activation": lower_bias_activation,
     "bias_activation_backward": lower_bias_activation_backward,
     "cross_entropy": lower_cross_entropy,
     "cross_entropy_backward": lower_cross_entropy_backward,
     "sgd_update": lower_sgd_update, "adam_update": lower_adam_update,
     "argmax": lower_argmax, "equal": lower_equal, "astype": lower_astype, "sum": lower_sum,
-    "multiply": lower_multiply, "expand_dims": lower_expand_dims,
-    "concatenate": lower_concatenate}
+    "expand_dims": lower_expand_dims, "concatenate": lower_concatenate,
+    "negative": lower_negative, "mean": lower_mean, "mean_backward": lower_mean_backward,
+    **{op: lower_arithmetic for op in OPERATORS},
+    **{op: lower_numpy_call for op in NUMPY_CALLS},
+    **{op: lower_activation_loop for op in ACTIVATION_LOOPS}}
+
+
+# -- fusing elementwise chains ---------------------------------------------------------
+
+def _array_expression(call: StepCall, layout: Layouts) -> bool:
+    """Whether ``call`` lowers to an array expression of exact arithmetic (not 0-d)."""
+    try:
+        return call.op in ARRAY_EXPRESSION_OPS and layout(call.output).shape != ()
+    except NoLowering:
+        return False
+
+
+def _written_between(calls: list[StepCall], first: int, last: int, slots: set) -> bool:
+    """Whether a call after call ``first`` and before call ``last`` updates one of
+    ``slots`` in place (an optimizer's state buffer)."""
+    return any(first < call.index < last and
+               slots.intersection(call.inputs[UPDATES_IN_PLACE[call.op]:])
+               for call in calls if call.op in UPDATES_IN_PLACE)
+
+
+def fusions(calls: list[StepCall], results: list[int], layout: Layouts) -> dict[int, int]:
+    """Slot -> the index of the call whose array expression computes it inline, not
+    into an array of its own: a slot an array expression made, read once in the step,
+    by a later array expression of its shape and dtype, not among ``results``, whose
+    reads (its own inputs and those of what it inlines) no call in between updates in
+    place. Exact arithmetic in one dtype rounds each operation alike fused or not, and
+    Numba's array-expression rewrite makes the whole expression one loop.
+
+    >>> from gradkit.backends.numba.lowering import Layouts
+    >>> f32 = lambda *shape: np.zeros(shape, np.float32)
+    >>> c = [StepCall(0, "multiply", (0, 1), {}, (), 2),  # x * 0.5
+    ...      StepCall(1, "subtract", (2, 3), {}, (), 4)]   # ... - y
+    >>> examples = {0: f32(3), 1: f32(), 2: f32(3), 3: f32(3), 4: f32(3)}
+    >>> fusions(c, [4], Layouts(examples, None))  # slot 2 computed inside call 1
+    {2: 1}
+    """
+    readers = Counter(slot for call in calls for slot in call.inputs)
+    made_by = {call.output: call for call in calls}
+    reads = {call.index: set(call.inputs) for call in calls}
+    fused: dict[int, int] = {}
+    for call in calls:
+        if not _array_expression(call, layout):
+            continue
+        for slot in dict.fromkeys(call.inputs):
+            producer = made_by.get(slot)
+            if (producer is not None and readers[slot] == 1 and slot not in results
+                    and _array_expression(producer, layout)
+                    and layout(slot)[:2] == layout(call.output)[:2]  # shape, dtype
+                    and not _written_between(calls, producer.index, call.index,
+                                             reads[producer.index])):
+                fused[slot] = call.index
+                reads[call.index] |= reads[producer.index]
+    return fused
+
+
+def without_fused(calls: list[StepCall], fused: dict[int, int]) -> list[StepCall]:
+    """The calls the compiled step runs, each reading the inputs of the calls fused into
+    it too (as :func:`overwritable_inputs` must see them: those are read there)."""
+    extra: dict[int, tuple] = {}
+    for call in calls:  # in order: what a call inlines is known before it is inlined
+        if call.output in fused:
+            reader = fused[call.output]
+            extra[reader] = extra.get(reader, ()) + call.inputs + extra.get(call.index, ())
+    return [StepCall(call.index, call.op, call.inputs + extra.get(call.index, ()),
+                     call.params, call.live, call.output)
+            for call in calls if call.output not in fused]
 
 
 # -- the compiled function ------------------------------------------------------------
@@ -423,11 +639,14 @@ import numba
 import numpy as np
 from gradkit.backends.numba.kernels import OPTIONS
 from gradkit.backends.numba.step_kernels import (
-    matmul, matmul_numpy, add_bias, sum_rows, add_scalars, bias_activation,
+    matmul, matmul_numpy, add_bias, sum_rows, bias_activation,
     bias_activation_backward, cross_entropy, cross_entropy_backward, sgd_update,
-    sgd_update_plain, adam_update, argmax_rows, sum_vector, multiply_scalars, as_float64,
+    sgd_update_plain, adam_update, argmax_rows, sum_vector, as_float64,
     scalar_to_vector, bias_activation_over_x, bias_activation_backward_over_g,
-    cross_entropy_backward_over_logits, sgd_update_over_grad, sgd_update_plain_over_grad)
+    cross_entropy_backward_over_logits, sgd_update_over_grad, sgd_update_plain_over_grad,
+    relu, leaky_relu, elu, sigmoid, relu_backward, leaky_relu_backward, elu_backward,
+    sigmoid_backward, tanh_backward, tanh_numpy, relu_numpy, maximum_numpy, minimum_numpy,
+    mean_all, mean_backward_all, scalar_array)
 
 
 @numba.njit(cache=True, **OPTIONS)
@@ -435,28 +654,48 @@ from gradkit.backends.numba.step_kernels import (
 
 
 def lower_call(call: StepCall, layout: Layouts) -> str:
-    """The body's line computing ``call``'s result (NoLowering where it has none)."""
+    """The expression computing ``call``'s result (NoLowering where it has none)."""
     lower = LOWERINGS.get(call.op)
     if lower is None:
         raise NoLowering("no lowering for this op")
-    return f"    s{call.output} = {lower(call, layout)}  # {call.op}"
+    return lower(call, layout)
 
 
-def lower_calls(calls: list[StepCall], layout: Layouts) -> tuple[list[str], list[str]]:
-    """(the body's lines, and one reason per call that has no lowering)."""
+def lower_calls(calls: list[StepCall], layout: Layouts, fused: dict[int, int] | None = None
+                ) -> tuple[list[str], list[str]]:
+    """(the body's lines, and one reason per call that has no lowering); a call in
+    ``fused`` (see :func:`fusions`) gets no line: its expression goes into its reader's,
+    whose comment names it."""
+    fused = fused or {}
     lines, missing = [], []
+    inline: dict[int, tuple[str, list]] = {}  # slot -> (expression, its calls)
     for call in calls:
         try:
-            lines.append(lower_call(call, layout))
+            expression = lower_call(call, layout)
         except NoLowering as why:
             missing.append(f"call {call.index} {call.op}: {why}")
+            continue
+        inlined = []
+        for slot in call.inputs:
+            if slot in inline:
+                code, names = inline.pop(slot)
+                expression = re.sub(rf"\bs{slot}\b", f"({code})", expression)
+                inlined += names
+        if call.output in fused:
+            inline[call.output] = expression, inlined + [(call.index, call.op)]
+            continue
+        names = ", ".join(f"{n} {op}" for n, op in sorted(inlined))
+        note = f" (fused here: {names})" if inlined else ""
+        lines.append(f"    s{call.output} = {expression}  # {call.op}{note}")
     return lines, missing
 
 
 def unlowered_calls(calls: list[StepCall], examples: dict[int, Any],
-                    runs_parallel: Callable[[str, int], bool]) -> dict[int, str]:
-    """Why each call without a lowering for its recorded arrays has none, by call index."""
-    layout = Layouts(examples, runs_parallel)
+                    runs_parallel: Callable[[str, int], bool],
+                    numpy_below: Mapping[str, int] | None = None) -> dict[int, str]:
+    """Why each call without a lowering for its recorded arrays has none, by call index
+    (``runs_parallel`` and ``numpy_below`` as for :func:`compile_step`)."""
+    layout = Layouts(examples, runs_parallel, numpy_below=numpy_below)
     reasons = {}
     for call in calls:
         try:
@@ -468,14 +707,18 @@ def unlowered_calls(calls: list[StepCall], examples: dict[int, Any],
 
 def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
                  examples: dict[int, Any], live_values: list[Any],
-                 runs_parallel: Callable[[str, int], bool]) -> CompiledStep:
+                 runs_parallel: Callable[[str, int], bool],
+                 numpy_below: Mapping[str, int] | None = None) -> CompiledStep:
     """The calls as one njit function of ``inputs`` and the live params, returning
-    ``results``; ``examples`` holds the recorded array of every slot (its layout says
-    which lowering applies, and the function is compiled for those types now);
-    ``runs_parallel(name, elements)`` says which loops the Python kernels run in
-    parallel (the backend's rule)."""
-    layouts = Layouts(examples, runs_parallel, overwritable_inputs(calls, results))
-    lines, missing = lower_calls(calls, layouts)
+    ``results`` (the slots read after these calls); ``examples`` holds the recorded
+    array of every slot (its layout says which lowering applies, and the function is
+    compiled for those types now); ``runs_parallel(name, elements)`` says which loops
+    the Python kernels run in parallel and ``numpy_below`` (op -> size) below which
+    they run NumPy's code instead (the backend's rules, as they are now)."""
+    layouts = Layouts(examples, runs_parallel, numpy_below=numpy_below)
+    fused = fusions(calls, results, layouts)
+    layouts.overwritable = overwritable_inputs(without_fused(calls, fused), results)
+    lines, missing = lower_calls(calls, layouts, fused)
     if missing:
         return CompiledStep(None, "", missing, 0.0, ())
     live = tuple((live_name(name, call.index), "bool" if name in FLAG_PARAMS else "float")

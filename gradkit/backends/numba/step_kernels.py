@@ -7,7 +7,9 @@ wrapper casts them, so results are bit-identical to the Python replay. A kernel 
 runs a loop exists twice (:func:`serial_and_parallel`), as the loop does: the
 lowering picks the variant the Python kernel would pick for the recorded arrays.
 Matmul is ``np.dot`` (SciPy's BLAS inside Numba) for small products and NumPy's own
-matmul for those large enough for BLAS threads (:func:`matmul_numpy` says why).
+matmul for those large enough for BLAS threads (:func:`matmul_numpy` says why); where
+the Python replay runs a NumPy function no njit code is known to reproduce bit for bit
+(tanh, maximum), the compiled step calls it in object mode (:func:`tanh_numpy`).
 """
 from __future__ import annotations
 
@@ -101,14 +103,6 @@ def sum_rows(x):
     return out
 
 
-@_njit
-def add_scalars(a, b):
-    """``a + b`` of two 0-d arrays of one dtype, as a 0-d array."""
-    out = np.empty((), a.dtype)
-    out[()] = a[()] + b[()]
-    return out
-
-
 @serial_and_parallel(loops.bias_activation)
 def bias_activation(x, bias, kind, slope, alpha):
     out = np.empty(x.shape, x.dtype)
@@ -164,6 +158,93 @@ def sgd_update_plain(param, grad, lr, momentum, nesterov, weight_decay):
         np.ascontiguousarray(param).reshape(-1), np.ascontiguousarray(grad).reshape(-1),
         flat, flat, like(lr, param), momentum != 0, like(momentum, param), nesterov,
         weight_decay != 0, like(weight_decay, param))
+    return out
+
+
+# -- the activations and their backward ops: each its loop, into a new array ------------
+# One template per argument list, compiled once per loop under the loop's name (Numba's
+# disk cache tells functions apart by qualified name, as in serial_and_parallel).
+
+def _unary(x):
+    out = np.empty(x.shape, x.dtype)
+    run_loop(x, out)
+    return out
+
+
+def _unary_param(x, param):
+    out = np.empty(x.shape, x.dtype)
+    run_loop(x, out, param)
+    return out
+
+
+def _binary(g, x):
+    out = np.empty(g.shape, g.dtype)
+    run_loop(g, x, out)
+    return out
+
+
+def _binary_param(g, x, param):
+    out = np.empty(g.shape, g.dtype)
+    run_loop(g, x, out, param)
+    return out
+
+
+def _loop_kernel(name: str, template: Callable) -> Loop:
+    """The step kernel running loop ``name`` of kernels.py: ``template`` named ``name``."""
+    named = types.FunctionType(template.__code__, template.__globals__, name,
+                               template.__defaults__, template.__closure__)
+    named.__qualname__ = name
+    return serial_and_parallel(getattr(loops, name))(named)
+
+
+relu, sigmoid = (_loop_kernel(name, _unary) for name in ("relu", "sigmoid"))
+leaky_relu, elu = (_loop_kernel(name, _unary_param) for name in ("leaky_relu", "elu"))
+relu_backward, sigmoid_backward, tanh_backward = (
+    _loop_kernel(name, _binary) for name in ("relu_backward", "sigmoid_backward",
+                                             "tanh_backward"))
+leaky_relu_backward, elu_backward = (
+    _loop_kernel(name, _binary_param) for name in ("leaky_relu_backward", "elu_backward"))
+
+
+# -- NumPy's own elementwise functions, called in object mode ------------------------------
+# Where the Python replay runs a NumPy function whose bits no njit code is known to
+# reproduce (its SIMD tanh; maximum's choice between -0.0 and 0.0, which depends on
+# NumPy's SIMD path), the compiled step calls that function (about 2 us a call).
+
+@_njit
+def tanh_numpy(x):
+    """``np.tanh(x)`` (the Numba backend runs NumPy's tanh: see its docstring)."""
+    out = np.empty(x.shape, x.dtype)
+    with numba.objmode():
+        np.tanh(x, out=out)
+    return out
+
+
+@_njit
+def relu_numpy(x):
+    """``np.maximum(x, 0)``: relu's reference, which the Numba backend runs below
+    ``numpy_elementwise_below["relu"]``."""
+    out = np.empty(x.shape, x.dtype)
+    with numba.objmode():
+        np.maximum(x, 0, out=out)
+    return out
+
+
+@_njit
+def maximum_numpy(a, b, shape):
+    """``np.maximum(a, b)`` of one dtype, broadcast to ``shape``."""
+    out = np.empty(shape, a.dtype)
+    with numba.objmode():
+        np.maximum(a, b, out=out)
+    return out
+
+
+@_njit
+def minimum_numpy(a, b, shape):
+    """``np.minimum(a, b)`` of one dtype, broadcast to ``shape``."""
+    out = np.empty(shape, a.dtype)
+    with numba.objmode():
+        np.minimum(a, b, out=out)
     return out
 
 
@@ -314,10 +395,30 @@ def sum_vector(x):
 
 
 @_njit
-def multiply_scalars(a, b):
-    """``a * b`` of two 0-d arrays of one dtype, as a 0-d array."""
-    out = np.empty((), a.dtype)
-    out[()] = a[()] * b[()]
+def mean_all(x):
+    """The NumPy backend's mean of a whole C-contiguous float array, as a 0-d array:
+    ``np.add.reduce(x, axis=None) / x.size`` (NumPy's pairwise sum over the flat
+    array, divided in x's dtype by the count, exact there up to 2**24)."""
+    out = sum_vector(x.reshape(-1))
+    out[()] = out[()] / like(x.size, x)
+    return out
+
+
+@_njit
+def mean_backward_all(g, shape):
+    """The NumPy backend's mean_backward of a 0-d ``g`` over a whole array of ``shape``:
+    ``g / count`` (in g's dtype) in every element."""
+    out = np.empty(shape, g.dtype)
+    out.fill(g[()] / like(out.size, g))
+    return out
+
+
+@_njit
+def scalar_array(value, like):
+    """``value`` as a 0-d array of ``like``'s dtype: the result of arithmetic on 0-d
+    arrays (Numba computes small integers in int64; cast back, they wrap as NumPy's)."""
+    out = np.empty((), like.dtype)
+    out[()] = value
     return out
 
 

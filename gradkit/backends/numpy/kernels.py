@@ -144,6 +144,9 @@ def _reduced_count(shape: tuple, axis: Any) -> int:
 
 
 _AXIS_TYPES = (type(None), int, tuple)
+# mean: up to this count, the sum divided by the count in the data's dtype gives np.mean's
+# bits (the count is exact in float32); above it np.mean, which divides in float64, runs
+MEAN_EXACT_COUNT = 1 << 24
 
 
 def sum_(backend: Any, op: Any, reference: Kernel) -> Kernel:
@@ -164,7 +167,7 @@ def mean(backend: Any, op: Any, reference: Kernel) -> Kernel:
         if x.dtype not in _FLOATS or not x.size or type(axis) not in _AXIS_TYPES:
             return reference(x, axis=axis, keepdims=keepdims)  # (an empty mean warns)
         count = _reduced_count(x.shape, axis)
-        if count > 1 << 24:  # np.mean divides in float64; the same bits only below this
+        if count > MEAN_EXACT_COUNT:
             return reference(x, axis=axis, keepdims=keepdims)
         return np.add.reduce(x, axis=axis, keepdims=keepdims) / count
     return mean
