@@ -209,7 +209,12 @@ def reshape(backend: Any, op: Any, reference: Kernel) -> Kernel:
 
 # 0-d arrays of 0 and 1 per float dtype: a ufunc takes them faster than Python numbers
 _ONE = {dtype: np.ones((), dtype) for dtype in _FLOATS}
-_MINUS_ONE = {dtype: -np.ones((), dtype) for dtype in _FLOATS}
+# (1, -1) of each float dtype, for the sigmoid kernel
+_SIGMOID_CONSTANTS = {dtype: (np.ones((), dtype), -np.ones((), dtype)) for dtype in _FLOATS}
+# The sigmoid kernel's ufuncs, looked up once: on 16 elements the six calls are the
+# kernel's whole cost, and six lookups in NumPy's namespace add a tenth to it.
+_copysign, _exp, _heaviside, _maximum, _add, _divide = (
+    np.copysign, np.exp, np.heaviside, np.maximum, np.add, np.divide)
 
 
 def sigmoid(backend: Any, op: Any, reference: Kernel) -> Kernel:
@@ -218,15 +223,16 @@ def sigmoid(backend: Any, op: Any, reference: Kernel) -> Kernel:
         ``e = exp(-|x|)``, as one division: ``max(e, step(x)) / (1 + e)`` (``e <= 1``;
         ``step`` is 1 from 0 up, NaN at NaN), in six ufunc calls on two arrays (their
         cost, not the arithmetic, is what 16 elements take)."""
-        if x.dtype not in _FLOATS or not x.ndim:  # (a 0-d result would be a scalar)
+        constants = _SIGMOID_CONSTANTS.get(x.dtype)
+        if constants is None or not x.ndim:  # (a 0-d result would be a scalar)
             return reference(x)
-        one = _ONE[x.dtype]
-        e = np.copysign(x, _MINUS_ONE[x.dtype])
-        np.exp(e, out=e)
-        numerator = np.heaviside(x, one)
-        np.maximum(e, numerator, out=numerator)
-        np.add(e, one, out=e)
-        return np.divide(numerator, e, out=numerator)
+        one, minus_one = constants
+        e = _copysign(x, minus_one)
+        _exp(e, e)
+        numerator = _heaviside(x, one)
+        _maximum(e, numerator, out=numerator)
+        _add(e, one, e)
+        return _divide(numerator, e, numerator)
     return sigmoid
 
 
