@@ -71,16 +71,7 @@ def call_line(n: int, call: Any, namespace: dict[str, Any]) -> str:
         what = f"{call.backend.name} kernel"
         if call.donated is not None:
             what += f", result written into s{call.donated}'s memory"
-    fixed = {k: v for k, v in call.params.items() if k not in call.live}
-    if call.tensor_params is not None:
-        namespace[f"p{n}"] = functools.partial(fill_params, call)
-        arguments.append(f"**p{n}({', '.join(f's{i}' for i in param_slots(call))})")
-    elif fixed:
-        namespace[f"p{n}"] = fixed
-        arguments.append(f"**p{n}")
-    if call.live:
-        namespace[f"o{n}"] = call.live_owner
-        arguments += [f"{name}=o{n}.{name}" for name in call.live]
+    arguments += param_arguments(n, call, namespace)
     statements = []
     if call.check is not None:
         namespace[f"v{n}"] = call.check
@@ -94,6 +85,24 @@ def call_line(n: int, call: Any, namespace: dict[str, Any]) -> str:
     if call.release:
         statements.append("del " + ", ".join(f"s{i}" for i in call.release))
     return "    " + "; ".join(statements) + f"  # {what}"
+
+
+def param_arguments(n: int, call: Any, namespace: dict[str, Any]) -> list[str]:
+    """Call ``n``'s params as keyword arguments: the recorded ones (``p{n}``, filled
+    with the arrays of its tensor params where it has some) and the live ones, read
+    from their owner ``o{n}``."""
+    arguments = []
+    fixed = {k: v for k, v in call.params.items() if k not in call.live}
+    if call.tensor_params is not None:
+        namespace[f"p{n}"] = functools.partial(fill_params, call)
+        arguments.append(f"**p{n}({', '.join(f's{i}' for i in param_slots(call))})")
+    elif fixed:
+        namespace[f"p{n}"] = fixed
+        arguments.append(f"**p{n}")
+    if call.live:
+        namespace[f"o{n}"] = call.live_owner
+        arguments += [f"{name}=o{n}.{name}" for name in call.live]
+    return arguments
 
 
 def segment_lines(plan: Any, k: int, segment: Any, namespace: dict[str, Any]) -> list[str]:
@@ -115,6 +124,7 @@ def segment_lines(plan: Any, k: int, segment: Any, namespace: dict[str, Any]) ->
             if example is not None:
                 namespace[f"z{slot}"] = call.backend.xp.zeros_like(example)
             operands.append(f"s{slot}" if example is None else f"z{slot}")
+        operands += param_arguments(n, call, namespace)
         lines.append(f"    v{n}({', '.join(operands)})  # {call.op.name}'s value check")
     function = f"compiled_step_{k}"
     namespace[function] = segment.step.function

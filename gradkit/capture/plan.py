@@ -154,7 +154,7 @@ class Plan:
                      [call.backend for call in self.calls])
         for start, stop in runs:
             if stop - start < MIN_SEGMENT_CALLS:
-                reasons[start] = ("alone between calls that do not compile (a compiled "
+                reasons[start] = ("the only compilable call in its run (a compiled "
                                   "function of one call saves nothing)")
                 continue
             segment = self._compile_segment(start, stop, examples)
@@ -168,6 +168,12 @@ class Plan:
                                  for n, why in sorted(reasons.items()) if why is not None]
         if self.segments:
             self.compile_seconds = sum(s.step.compile_seconds for s in self.segments)
+        # A view computed in compiled code can be an array the replay already holds
+        # (Numba hands back the array whose layout a view matches: x.T.T is x), so
+        # such a result is never flagged read-only in place.
+        self.owned -= {self.calls[n].output for segment in self.segments
+                       for n in range(segment.start, segment.stop)
+                       if self.calls[n].op.name in COMPILED_VIEW_OPS}
 
     def _uncompilable(self, examples: dict[int, Any]) -> dict[int, str]:
         """Why each call without a compiled form has none, by call index (None for the
@@ -331,6 +337,8 @@ class CompiledSegment(NamedTuple):
 
 # the fewest consecutive calls compiled into one function
 MIN_SEGMENT_CALLS = 2
+# ops whose compiled form returns a view of an input
+COMPILED_VIEW_OPS = frozenset({"matrix_transpose"})
 
 
 def _runs(compilable: list[bool], backends: list[Any]) -> list[tuple[int, int]]:

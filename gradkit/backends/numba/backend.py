@@ -73,10 +73,11 @@ def _dense(array: np.ndarray) -> np.ndarray:
 
 
 def _lendable(array: np.ndarray) -> bool:
-    """Whether a donating kernel may write its result into ``array``: it owns its
-    memory (its base, if any, is no array: what a compiled step allocated has Numba's
-    memory handle there), is writable and C-contiguous (a replay checked that nothing
-    else views it)."""
+    """Whether a donating kernel may write its result into ``array``: it is no view of
+    another array (its base, if any, is no array: what a compiled step allocated has
+    Numba's memory handle there), is writable and C-contiguous. That the memory is the
+    replay's alone, viewed by nothing still needed, is the plan's check
+    (gradkit.capture.plan.Plan._plan_donations), made before it picks a donating kernel."""
     return (not isinstance(array.base, np.ndarray) and array.flags.writeable
             and array.flags.c_contiguous)
 
