@@ -88,25 +88,30 @@ def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
     """Nodes reachable from ``roots``, each before every node it consumes.
 
     Iterative depth-first post-order: no recursion, so a chain of any length works.
+    A node popped the first time is entered and pushed again under its inputs; popped
+    again (all its inputs are done by then), it is done. Copies of a node pushed by
+    other consumers before it was entered are skipped.
     """
     order: list[Node] = []
-    visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(r, False) for r in roots]
+    entered: set[Node] = set()
+    done: set[Node] = set()
+    stack = list(roots)
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
+        node = stack.pop()
+        if node in entered:
+            if node not in done:
+                done.add(node)
+                order.append(node)
             continue
         if node.inputs is None:
             raise GraphError(f"backward: the graph through op {node.op.name!r} is gone: "
                              f"{node.freed_by}")
-        visited.add(id(node))
-        stack.append((node, True))
+        entered.add(node)
+        stack.append(node)
         for t in node.inputs:
-            if t.node is not None and id(t.node) not in visited:
-                stack.append((t.node, False))
+            parent = t.node
+            if parent is not None and parent not in entered:
+                stack.append(parent)
     order.reverse()
     return order
 
@@ -136,17 +141,8 @@ def _accumulate(store: dict, key: Any, g: Tensor) -> None:
     store[key] = g if previous is None else previous + g
 
 
-def _input_gradients(node: Node, g: Tensor) -> Sequence[Tensor | None]:
-    """Call the node's VJP; any failure, or a wrong count, names the op."""
-    node.check_versions()
-    try:
-        grads = node.op.vjp(node, g)
-    except GradkitError:
-        raise
-    except Exception as exc:
-        raise GraphError(f"{node.op.name}: its VJP raised {type(exc).__name__}: {exc}") from exc
-    if type(grads) is tuple and len(grads) == len(node.inputs):
-        return grads
+def _checked_gradient_count(node: Node, grads: Any) -> Sequence[Tensor | None]:
+    """``grads``, a VJP's result, if it holds one gradient (or None) per input."""
     if not isinstance(grads, (tuple, list)) or len(grads) != len(node.inputs):
         got = (f"{len(grads)} gradients" if isinstance(grads, (tuple, list))
                else type(grads).__name__)
@@ -257,7 +253,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
             _accumulate(node_grads, out.node, cot)
             roots.append(out.node)
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
-    freed: list[Node] = []
+    order: list[Node] = []
     seen = {id(cot.data) for cot in cotangents}
     with GradMode(create_graph):
         try:
@@ -273,9 +269,20 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                     continue
                 if targets is not None and id(node) in targets:
                     captured[id(node)] = g
-                input_grads = _input_gradients(node, g)
+                node_inputs = node.inputs
+                if len(node_inputs) != 1 or node_inputs[0]._version != node.versions[0]:
+                    node.check_versions()  # (the one-input case inlined: this loop is hot)
+                try:
+                    input_grads = node.op.vjp(node, g)
+                except GradkitError:
+                    raise
+                except Exception as exc:
+                    raise GraphError(f"{node.op.name}: its VJP raised {type(exc).__name__}: "
+                                     f"{exc}") from exc
+                if type(input_grads) is not tuple or len(input_grads) != len(node_inputs):
+                    input_grads = _checked_gradient_count(node, input_grads)
                 needs = node.needs
-                for index, inp in enumerate(node.inputs):
+                for index, inp in enumerate(node_inputs):
                     gi = input_grads[index]
                     if gi is None or not needs[index]:
                         continue
@@ -293,11 +300,12 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                     _finish_leaves(node, uses, leaf_grads, finished, seen)
                 if not retain_graph:
                     node.free()
-                    freed.append(node)
         except Exception as exc:
-            for node in freed:  # no .grad was touched; say why the graph is gone
-                node.freed_by = (f"an earlier backward failed partway ({type(exc).__name__}: "
-                                 f"{exc}) and had freed it; build the graph again")
+            for node in order:  # no .grad was touched; say why the graph is gone
+                if node.inputs is None:  # (freed by this backward: all were whole before)
+                    node.freed_by = (f"an earlier backward failed partway "
+                                     f"({type(exc).__name__}: {exc}) and had freed it; "
+                                     "build the graph again")
             raise
         if inputs is None:
             for key, g in leaf_grads.items():
