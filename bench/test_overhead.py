@@ -5,6 +5,11 @@ Each family's chain repeats a short block of ops (``FAMILIES``: the block, and h
 many ops it holds) until it holds about 200 ops, then runs backward. `gradkit bench`
 reports microseconds per op (time / ops), beside PyTorch eager's when PyTorch is
 installed. The same block runs on gradkit and on torch (``lib`` is the module).
+
+Where PyTorch is installed, each family is also paired with it: gradkit's chain and
+torch's alternate, and the median of the per-pair time ratios is the family's ratio
+(``paired_ratio``), which the machine speeding up or slowing down during the run does
+not move (separate medians taken seconds apart differ by 15% here).
 """
 from __future__ import annotations
 
@@ -111,3 +116,35 @@ def test_overhead_torch(benchmark, family):
                                 ops=_ops(family))
     x = torch.linspace(0.1, 1.0, 16, requires_grad=True)
     benchmark(chain_step(x, block, ops_per_block, torch))
+
+
+PAIRS = 100
+
+
+@pytest.mark.skipif(not peer_available("torch"), reason="PyTorch is not installed")
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "cuda"])
+def test_overhead_paired_ratio_to_torch(benchmark, backend, family):
+    import statistics
+    import time
+
+    import torch
+    _EYE_NEAR["gradkit"] = _EYE_NEAR["gradkit"].to(backend)
+    _EYE_NEAR["torch"] = torch.eye(4) * 0.999
+    ops_per_block, block = FAMILIES[family]
+    ours = chain_step(_gradkit_input(backend), block, ops_per_block, gk)
+    theirs = chain_step(torch.linspace(0.1, 1.0, 16, requires_grad=True), block,
+                        ops_per_block, torch)
+    for _ in range(5):
+        ours(), theirs()
+    ratios = []
+    for _ in range(PAIRS):
+        start = time.perf_counter()
+        ours()
+        middle = time.perf_counter()
+        theirs()
+        ratios.append((middle - start) / (time.perf_counter() - middle))
+    benchmark.group = "overhead-paired"
+    benchmark.extra_info.update(impl=f"gradkit-{backend}", backend=backend, family=family,
+                                paired_ratio=statistics.median(ratios), pairs=len(ratios))
+    benchmark.pedantic(ours, rounds=1, iterations=1)

@@ -281,8 +281,10 @@ def _public_function(op: Op, forward: Callable[..., Any],
                 bind((), params)
             return dispatch(op, tuple(arrays), {**defaults, **params})
     else:
+        n_arrays = len(array_params)
+
         def function(*args: Any, **params: Any) -> Tensor:
-            if len(args) != len(array_params) or params and (
+            if len(args) != n_arrays or params and (
                     (args and args[-1] is None) or not _plain_params(params, known)):
                 args, params = bind(args, params)
             return dispatch(op, args, {**defaults, **params} if defaults else params)

@@ -80,3 +80,19 @@ def test_info_and_the_report_name_the_blas(capsys, tmp_path):
     results.write_text(json.dumps(data))
     assert cli.main(["bench", "--json", str(results), "--out", str(tmp_path)]) == 0
     assert "BLAS:" in capsys.readouterr().out or not record()["blas"]
+
+
+def test_report_shows_each_familys_paired_ratio_to_pytorch(tmp_path):
+    from gradkit.benchmarks.report import overhead_paired_rows, table
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"benchmarks": [
+        {"group": "overhead-paired", "stats": {"min": 0.001},
+         "extra_info": {"impl": f"gradkit-{backend}", "family": family, "paired_ratio": ratio,
+                        "pairs": 100}}
+        for backend, family, ratio in [("numpy", "tanh", 1.25), ("numba", "add", 0.75)]]}))
+    data = load(path)
+    assert [(r["family"], r["impl"], r["ratio_to_torch"]) for r in overhead_paired_rows(data)] \
+        == [("add", "gradkit-numba", 0.75), ("tanh", "gradkit-numpy", 1.25)]
+    text = table(data)
+    assert "per-op cost / PyTorch eager's" in text
+    assert "tanh       gradkit-numpy                1.25" in text

@@ -64,6 +64,15 @@ def overhead_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["family"], r["impl"]))
 
 
+def overhead_paired_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each op family's per-op cost as a ratio to PyTorch eager's: the median of the
+    per-pair ratios of gradkit's chain and PyTorch's, run in turn."""
+    rows = [{"family": b["extra_info"]["family"], "impl": b["extra_info"]["impl"],
+             "ratio_to_torch": b["extra_info"]["paired_ratio"]}
+            for b in data["benchmarks"] if b.get("group") == "overhead-paired"]
+    return sorted(rows, key=lambda r: (r["family"], r["impl"]))
+
+
 def other_rows(data: dict[str, Any], group: str) -> list[dict[str, Any]]:
     return [b["extra_info"] for b in data["benchmarks"] if b.get("group") == group]
 
@@ -95,6 +104,13 @@ def table(data: dict[str, Any]) -> str:
                      "backward):")
         lines += [f"  {r['family']:10s} {r['impl']:24s} {r['us_per_op']:8.2f} us/op"
                   for r in overhead]
+    overhead_paired = overhead_paired_rows(data)
+    if overhead_paired:
+        lines.append("")
+        lines.append("per-op cost / PyTorch eager's (the chains run in turn; median of the "
+                     "per-pair ratios):")
+        lines += [f"  {r['family']:10s} {r['impl']:24s} {r['ratio_to_torch']:8.2f}"
+                  for r in overhead_paired]
     memory = other_rows(data, "peak-memory")
     if memory:
         lines.append("")
