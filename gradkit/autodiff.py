@@ -255,6 +255,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
     order: list[Node] = []
     seen = {id(cot.data) for cot in cotangents}
+    node = None  # the node whose VJP runs (for the error path)
     with GradMode(create_graph):
         try:
             order = _reverse_topological(roots)
@@ -270,6 +271,9 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                 if targets is not None and id(node) in targets:
                     captured[id(node)] = g
                 node_inputs = node.inputs
+                if node_inputs is None:  # freed since the sort (by a listener's backward)
+                    raise GraphError(f"backward: the graph through op {node.op.name!r} is "
+                                     f"gone: {node.freed_by}")
                 if len(node_inputs) != 1 or node_inputs[0]._version != node.versions[0]:
                     node.check_versions()  # (the one-input case inlined: this loop is hot)
                 try:
@@ -301,8 +305,11 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                 if not retain_graph:
                     node.free()
         except Exception as exc:
-            for node in order:  # no .grad was touched; say why the graph is gone
-                if node.inputs is None:  # (freed by this backward: all were whole before)
+            # no .grad was touched; say why the graph is gone where this backward freed
+            # it: the nodes it went through before ``node`` that are freed now
+            reached = order[:order.index(node)] if node is not None else []
+            for node in reached:
+                if node.inputs is None:
                     node.freed_by = (f"an earlier backward failed partway "
                                      f"({type(exc).__name__}: {exc}) and had freed it; "
                                      "build the graph again")

@@ -713,3 +713,40 @@ def test_empty_tensors_have_empty_gradients():
     ((x @ w).sum() + x.sum() + gk.mean(x, axis=0).sum()).backward()
     assert x.grad.shape == (0, 3)
     np.testing.assert_array_equal(w.grad.numpy(), np.zeros((3, 2)))
+
+
+def test_a_backward_that_fails_partway_says_so_on_the_nodes_it_freed():
+    x = gk.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2.0
+    w = gk.tensor([3.0], requires_grad=True)
+    loss = (h * w).sum()
+
+    def fail(leaf):
+        if leaf is w:
+            raise RuntimeError("listener failed")
+    remove = gk.autodiff.on_gradient_ready(fail)
+    try:
+        with pytest.raises(RuntimeError, match="listener failed"):
+            loss.backward()
+    finally:
+        remove()
+    freed = loss.node
+    assert freed.inputs is None and "failed partway (RuntimeError: listener failed)" in \
+        freed.freed_by
+    with pytest.raises(gk.GraphError, match="failed partway"):
+        loss.backward()
+
+
+def test_a_node_freed_during_a_backward_by_a_listeners_backward_is_named():
+    x, w = gk.tensor([1.0, 2.0], requires_grad=True), gk.tensor([3.0], requires_grad=True)
+    s = x * 2.0
+    other = (s * 4.0).sum()
+    outer = (s.sum() * w).sum()
+    remove = gk.autodiff.on_gradient_ready(lambda leaf: other.backward() if leaf is w else None)
+    try:
+        with pytest.raises(gk.GraphError, match="graph through op 'multiply' is gone: an earlier "
+                                             "backward freed it"):
+            outer.backward()
+    finally:
+        remove()
+    assert s.node.freed_by.startswith("an earlier backward freed it")  # (its own message)

@@ -77,6 +77,11 @@ def other_rows(data: dict[str, Any], group: str) -> list[dict[str, Any]]:
     return [b["extra_info"] for b in data["benchmarks"] if b.get("group") == group]
 
 
+def _section(title: str, rows: list[str]) -> list[str]:
+    """A titled block of indented rows after a blank line; nothing when there are none."""
+    return ["", title] + [f"  {row}" for row in rows] if rows else []
+
+
 def table(data: dict[str, Any]) -> str:
     """The report as text."""
     lines = []
@@ -91,41 +96,29 @@ def table(data: dict[str, Any]) -> str:
         ratio = f"{r['ratio_to_floor']:.2f}" if r["ratio_to_floor"] is not None else "-"
         lines.append(f"{r['size']:8s} {r['impl']:22s} {r['ms_per_step']:10.3f} "
                      f"{r['gflops']:9.2f} {ratio:>8s}")
-    paired = paired_rows(data)
-    if paired:
-        lines.append("")
-        lines.append("paired ratio to the floor (gradkit and floor steps alternate, peers in "
-                     "blocks of steps; median of the per-pair ratios):")
-        lines += [f"  {r['size']:8s} {r['impl']:22s} {r['ratio_to_floor']:6.2f}" for r in paired]
-    overhead = overhead_rows(data)
-    if overhead:
-        lines.append("")
-        lines.append("per-op overhead (a chain of ~200 small ops of one family, forward + "
-                     "backward):")
-        lines += [f"  {r['family']:10s} {r['impl']:24s} {r['us_per_op']:8.2f} us/op"
-                  for r in overhead]
-    overhead_paired = overhead_paired_rows(data)
-    if overhead_paired:
-        lines.append("")
-        lines.append("per-op cost / PyTorch eager's (the chains run in turn; median of the "
-                     "per-pair ratios):")
-        lines += [f"  {r['family']:10s} {r['impl']:24s} {r['ratio_to_torch']:8.2f}"
-                  for r in overhead_paired]
-    memory = other_rows(data, "peak-memory")
-    if memory:
-        lines.append("")
-        lines.append("peak memory of one medium step:")
-        lines += [f"  {m['impl']:22s} {m['peak_bytes'] / 2**20:8.1f} MiB" for m in memory]
-    first = other_rows(data, "first-call")
-    if first:
-        lines.append("")
-        lines.append("first calls (new process; cold = empty kernel and plan caches, warm = "
-                     "cached; a compiled step's plan compiles on its second call):")
-        lines += [f"  {f['impl']:24s} cold first/second step {f['cold_first_step_s']:.2f} / "
-                  f"{f['cold_second_step_s']:.2f} s, warm {f['warm_first_step_s']:.2f} / "
-                  f"{f['warm_second_step_s']:.2f} s, steady step "
-                  f"{f.get('steady_step_s', f['warm_second_step_s']) * 1e3:.2f} ms"
-                  for f in first]
+    lines += _section("paired ratio to the floor (gradkit and floor steps alternate, peers "
+                      "in blocks of steps; median of the per-pair ratios):",
+                      [f"{r['size']:8s} {r['impl']:22s} {r['ratio_to_floor']:6.2f}"
+                       for r in paired_rows(data)])
+    lines += _section("per-op overhead (a chain of ~200 small ops of one family, forward + "
+                      "backward):",
+                      [f"{r['family']:10s} {r['impl']:24s} {r['us_per_op']:8.2f} us/op"
+                       for r in overhead_rows(data)])
+    lines += _section("per-op cost / PyTorch eager's (the chains run in turn; median of the "
+                      "per-pair ratios):",
+                      [f"{r['family']:10s} {r['impl']:24s} {r['ratio_to_torch']:8.2f}"
+                       for r in overhead_paired_rows(data)])
+    lines += _section("peak memory of one medium step:",
+                      [f"{m['impl']:22s} {m['peak_bytes'] / 2**20:8.1f} MiB"
+                       for m in other_rows(data, "peak-memory")])
+    lines += _section("first calls (new process; cold = empty kernel and plan caches, warm = "
+                      "cached; a compiled step's plan compiles on its second call):",
+                      [f"{f['impl']:24s} cold first/second step {f['cold_first_step_s']:.2f}"
+                       f" / {f['cold_second_step_s']:.2f} s, warm "
+                       f"{f['warm_first_step_s']:.2f} / {f['warm_second_step_s']:.2f} s, "
+                       f"steady step "
+                       f"{f.get('steady_step_s', f['warm_second_step_s']) * 1e3:.2f} ms"
+                       for f in other_rows(data, "first-call")])
     return "\n".join(lines)
 
 
