@@ -84,6 +84,11 @@ class Node:
         return f"<Node {self.op.name}>"
 
 
+def _graph_gone(node: Node) -> GraphError:
+    return GraphError(f"backward: the graph through op {node.op.name!r} is gone: "
+                      f"{node.freed_by}")
+
+
 def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
     """Nodes reachable from ``roots``, each before every node it consumes.
 
@@ -104,8 +109,7 @@ def _reverse_topological(roots: Sequence[Node]) -> list[Node]:
                 order.append(node)
             continue
         if node.inputs is None:
-            raise GraphError(f"backward: the graph through op {node.op.name!r} is gone: "
-                             f"{node.freed_by}")
+            raise _graph_gone(node)
         entered.add(node)
         stack.append(node)
         for t in node.inputs:
@@ -253,7 +257,6 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
             _accumulate(node_grads, out.node, cot)
             roots.append(out.node)
     leaves: dict[int, Tensor] = {id(o): o for o in outputs if o.node is None}
-    order: list[Node] = []
     seen = {id(cot.data) for cot in cotangents}
     node = None  # the node whose VJP runs (for the error path)
     with GradMode(create_graph):
@@ -272,8 +275,7 @@ def run_backward(outputs: Sequence[Tensor], cotangents: Sequence[Tensor],
                     captured[id(node)] = g
                 node_inputs = node.inputs
                 if node_inputs is None:  # freed since the sort (by a listener's backward)
-                    raise GraphError(f"backward: the graph through op {node.op.name!r} is "
-                                     f"gone: {node.freed_by}")
+                    raise _graph_gone(node)
                 if len(node_inputs) != 1 or node_inputs[0]._version != node.versions[0]:
                     node.check_versions()  # (the one-input case inlined: this loop is hot)
                 try:
