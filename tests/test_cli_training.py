@@ -556,10 +556,20 @@ def test_a_disk_that_fills_up_stops_training_saying_what_each_file_holds(
     assert len(read_metrics(tmp_path)["epochs"]) == 1
 
 # -- Ctrl-C while the files of an epoch are written ---------------------------------------------
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's Ctrl-C handler (KeyboardInterrupt) for the test, whatever the process
+    inherited: a shell starts background jobs with SIGINT ignored, and then Python
+    installs none, so a raised SIGINT would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("writer", ["weights", "metrics"])
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_ctrl_c_while_writing_leaves_the_files_and_the_message_in_agreement(
-        backend, tmp_path, monkeypatch, capsys, writer, when):
+        backend, tmp_path, monkeypatch, capsys, writer, when, ctrl_c_raises):
     for epochs in (1, 2):
         assert train(tmp_path / f"after-{epochs}", backend.name, "--epochs", str(epochs)) == 0
     owner, name = (gk, "save") if writer == "weights" else (training, "write_json_atomically")
