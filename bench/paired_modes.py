@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--parallel-threshold", type=int, default=None,
                         help="the Numba backend's parallel_threshold (default: its own)")
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the quartiles need two pairs)")
     if args.parallel_threshold is not None:
         gk.backends.get("numba").parallel_threshold = args.parallel_threshold
     batch, dims = SIZES[args.size]

@@ -7,9 +7,10 @@ reports microseconds per op (time / ops), beside PyTorch eager's when PyTorch is
 installed. The same block runs on gradkit and on torch (``lib`` is the module).
 
 Where PyTorch is installed, each family is also paired with it: gradkit's chain and
-torch's alternate, and the median of the per-pair time ratios is the family's ratio
-(``paired_ratio``), which the machine speeding up or slowing down during the run does
-not move (separate medians taken seconds apart differ by 15% here).
+torch's run in turn (each first in every other pair), and the median of the per-pair
+time ratios is the family's ratio (``paired_ratio``), which the machine speeding up or
+slowing down during the run does not move (separate medians taken seconds apart differ
+by 15% here).
 """
 from __future__ import annotations
 
@@ -138,12 +139,14 @@ def test_overhead_paired_ratio_to_torch(benchmark, backend, family):
     for _ in range(5):
         ours(), theirs()
     ratios = []
-    for _ in range(PAIRS):
+    for pair in range(PAIRS):  # (which goes first alternates)
+        first, second = (ours, theirs) if pair % 2 == 0 else (theirs, ours)
         start = time.perf_counter()
-        ours()
+        first()
         middle = time.perf_counter()
-        theirs()
-        ratios.append((middle - start) / (time.perf_counter() - middle))
+        second()
+        times = {first: middle - start, second: time.perf_counter() - middle}
+        ratios.append(times[ours] / times[theirs])
     benchmark.group = "overhead-paired"
     benchmark.extra_info.update(impl=f"gradkit-{backend}", backend=backend, family=family,
                                 paired_ratio=statistics.median(ratios), pairs=len(ratios))
