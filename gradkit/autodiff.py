@@ -36,7 +36,9 @@ class Node:
         self.out_data = out_data
         self.backend = backend
         self.needs = needs
-        self.versions = ((inputs[0]._version,) if len(inputs) == 1 else
+        n = len(inputs)  # (one and two inputs spelled out: most ops, and faster)
+        self.versions = ((inputs[0]._version,) if n == 1 else
+                         (inputs[0]._version, inputs[1]._version) if n == 2 else
                          tuple([t._version for t in inputs]))
         self.freed_by: str | None = None
 
@@ -70,8 +72,10 @@ class Node:
     def check_versions(self) -> None:
         """Raise if an input was modified in place after this op recorded it."""
         inputs = self.inputs
-        if len(inputs) == 1 and inputs[0]._version == self.versions[0] or \
-                tuple([t._version for t in inputs]) == self.versions:
+        n = len(inputs)
+        if (inputs[0]._version == self.versions[0] if n == 1 else
+                (inputs[0]._version, inputs[1]._version) == self.versions if n == 2 else
+                tuple([t._version for t in inputs]) == self.versions):
             return
         for index, (t, version) in enumerate(zip(self.inputs, self.versions)):
             if t._version != version:
