@@ -18,6 +18,11 @@ bench/results/2026-12-01-cpu-targets.txt were taken with:
     PYTHONPATH=$PWD python bench/paired_modes.py large --rounds 16 --peers
     PYTHONPATH=$PWD python bench/paired_modes.py large --rounds 16 --peers --cold
     PYTHONPATH=$PWD python bench/paired_modes.py large --rounds 16 --parallel-threshold 4194304
+
+and the batch of 262144 through the small size's layers (64 MiB intermediates, which
+malloc maps anew on each request; the compiled step keeps them in its arena):
+
+    PYTHONPATH=$PWD python bench/paired_modes.py small --batch 262144 --rounds 8
 """
 from __future__ import annotations
 
@@ -48,6 +53,10 @@ def timed(step: Callable[[], object], steps: int, warm: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size", choices=list(SIZES))
+    parser.add_argument("--batch", type=int, default=None,
+                        help="another batch size than the size's")
+    parser.add_argument("--dims", default=None,
+                        help="other layer widths than the size's, comma-separated: 64,64,10")
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--block", type=int, default=1,
                         help="timed steps per side in one pair (default 1)")
@@ -63,6 +72,9 @@ def main() -> None:
     if args.parallel_threshold is not None:
         gk.backends.get("numba").parallel_threshold = args.parallel_threshold
     batch, dims = SIZES[args.size]
+    batch = args.batch or batch
+    dims = [int(width) for width in args.dims.split(",")] if args.dims else dims
+    label = args.size if (batch, dims) == SIZES[args.size] else f"b{batch}:{args.dims or dims}"
     floor = NumpyMLPFloor(dims, batch).step
     modes = {"numba-compiled": gradkit_step(dims, batch, "numba", captured=True, compiled=True),
              "numba-captured": gradkit_step(dims, batch, "numba", captured=True),
@@ -80,7 +92,7 @@ def main() -> None:
     how = "cold" if args.cold else "warm"
     for name, values in ratios.items():
         low, _, high = statistics.quantiles(values, n=4)
-        print(f"{args.size} {name:16s} {how} median {statistics.median(values):.3f}  "
+        print(f"{label} {name:16s} {how} median {statistics.median(values):.3f}  "
               f"quartiles {low:.3f}-{high:.3f}  ({len(values)} pairs of {args.block})")
 
 

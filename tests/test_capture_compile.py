@@ -365,3 +365,99 @@ def test_a_compiled_double_transpose_returns_its_values_and_leaves_the_argument_
     assert plan.segments, step.explain()
     assert x.data.flags.writeable and np.array_equal(outputs[-1].numpy(), x.numpy())
     np.testing.assert_allclose(w.numpy(), 1 - 0.4 * x.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_the_arena_holds_only_what_nothing_outside_the_step_sees():
+    """A buffer goes into the arena unless the step returns it, a view may be taken of
+    it, or it is below the size limit; buffers whose spans of calls do not meet share
+    bytes, those that meet (a call reading one and making the other) never do."""
+    from gradkit.backends.base import StepCall
+    from gradkit.backends.numba.lowering import Layouts, overwritable_inputs, plan_arena
+    calls = [StepCall(0, "matmul", (0, 1), {}, (), 2),
+             StepCall(1, "bias_activation", (2, 3), {}, (), 4),  # over 2: shares its buffer
+             StepCall(2, "matmul", (4, 1), {}, (), 5),           # returned
+             StepCall(3, "matmul", (4, 1), {}, (), 6),
+             StepCall(4, "matrix_transpose", (6,), {}, (), 7),   # may view 6
+             StepCall(5, "matmul", (4, 1), {}, (), 8),           # 2/4 read last here
+             StepCall(6, "relu", (8,), {}, (), 9),               # 8 read last here
+             StepCall(7, "sum_to", (9,), {"shape": (4,)}, (), 10)]
+    results = [5, 7, 10]
+    examples = {slot: np.zeros((4, 4), np.float32) for slot in range(10)}
+    examples[3] = examples[10] = np.zeros(4, np.float32)
+    layouts = Layouts(examples, None, overwritable_inputs(calls, results))
+    assert layouts.may_overwrite(calls[1], 0)
+    # 2 (with 4) spans calls 0-5, 8 spans 5-6, 9 spans 6-7: 9 takes 2's bytes again
+    assert plan_arena(calls, results, layouts, min_bytes=0) == ({2: 0, 8: 64, 9: 0}, 128)
+    assert plan_arena(calls, results, layouts, min_bytes=65) == ({}, 0)
+    # 4 returned: the buffer 2 that holds it goes nowhere near the arena
+    assert 2 not in plan_arena(calls, results + [4], layouts, min_bytes=0)[0]
+
+
+def test_compiled_step_with_an_arena_equals_the_python_replay(monkeypatch):
+    """With every intermediate in the arena (the size limit lowered to 0), the compiled
+    step still gives the Python replay's bits, step after step, and what it returns
+    (the logits) stays as it was when later steps reuse the arena."""
+    from gradkit.backends.numba import lowering
+    monkeypatch.setattr(lowering, "ARENA_MIN_BYTES", 0)
+    python, losses, params, state = run("sgd", False)
+    compiled, losses_c, params_c, state_c = run("sgd", True)
+    source = list(compiled.plans.values())[0].segments[0].step.source
+    assert "= arena[" in source and "def step(arena, " in source
+    assert re.search(r"MiB of intermediates kept between steps", compiled.explain())
+    assert [l.tobytes() for l in losses] == [l.tobytes() for l in losses_c]
+    for a, b in zip(params + state, params_c + state_c):
+        assert a.tobytes() == b.tobytes()
+
+    weights, x_host, labels_host = _data([8, 6, 3], 5)
+    w1, w2 = (gk.tensor(w, requires_grad=True) for w in weights)
+    b1 = gk.zeros(6, requires_grad=True)
+    opt = gk.optim.SGD([w1, w2, b1], lr=0.1)
+
+    @gk.capture(compile=True)
+    def step(x, labels):
+        hidden = gk.bias_activation(x @ w1, b1)
+        logits = hidden @ w2
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss, logits
+    x, labels = gk.tensor(x_host), gk.tensor(labels_host)
+    results = [step(x, labels) for _ in range(5)]
+    assert "= arena[" in step.source, step.source
+    seen = [logits.numpy().copy() for _, logits in results]
+    step(x, labels)
+    for (loss, logits), before in zip(results, seen):
+        assert logits.numpy().tobytes() == before.tobytes()
+        assert loss.numpy().tobytes() == F.cross_entropy(logits, labels).numpy().tobytes()
+
+
+def test_a_compiled_step_with_an_arena_runs_one_call_at_a_time():
+    """Threads calling one compiled step (one arena) get what serial calls give."""
+    import threading
+    from gradkit.backends.base import StepCall
+    from gradkit.backends.numba.lowering import compile_step
+    rng = np.random.default_rng(0)
+    # (512, 512) float32 intermediates: 1 MiB each, the arena's smallest
+    x, w = (rng.standard_normal((512, 512)).astype(np.float32) for _ in range(2))
+    calls = [StepCall(0, "matmul", (0, 1), {}, (), 2), StepCall(1, "tanh", (2,), {}, (), 3),
+             StepCall(2, "matmul", (3, 1), {}, (), 4)]
+    examples = {0: x, 1: w, 2: x @ w, 3: np.tanh(x @ w), 4: np.tanh(x @ w) @ w}
+    compiled = compile_step(calls, [0, 1], [4], examples, [], lambda name, n: False)
+    assert compiled.function is not None, compiled.reasons
+    assert compiled.arena_bytes == 2 * 512 * 512 * 4 and "= arena[" in compiled.source
+    inputs = [rng.standard_normal((512, 512)).astype(np.float32) for _ in range(8)]
+    expected = [compiled.function(a, w)[0] for a in inputs]
+    for a, out in zip(inputs, expected):
+        assert out.tobytes() == (np.tanh(a @ w) @ w).tobytes()
+    got = [None] * len(inputs)
+
+    def call(k):
+        for _ in range(3):
+            got[k] = compiled.function(inputs[k], w)[0]
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [g.tobytes() for g in got] == [e.tobytes() for e in expected]

@@ -72,13 +72,15 @@ class StepCall(NamedTuple):
 class CompiledStep(NamedTuple):
     """What :meth:`Backend.compile_step` made: ``function`` (None when the step cannot be
     compiled, ``reasons`` saying why, one per call), its ``source``, the seconds
-    compiling (or loading it from the disk cache) took, and its live arguments after
-    the arrays, as (name, "float" or "bool")."""
+    compiling (or loading it from the disk cache) took, its live arguments after
+    the arrays, as (name, "float" or "bool"), and the bytes of memory it keeps from
+    call to call for its intermediates (its arena)."""
     function: Any
     source: str
     reasons: list
     compile_seconds: float
     live: tuple
+    arena_bytes: int = 0
 
 
 class Backend:

@@ -227,6 +227,9 @@ class Plan:
         if not self.segments:
             return "Python replay, not compiled:\n" + _indented(self.compile_reasons)
         took = f"compiling or loading took {self.compile_seconds:.2f} s"
+        arena = sum(s.step.arena_bytes for s in self.segments)
+        if arena:
+            took = f"{arena / 2**20:.1f} MiB of intermediates kept between steps; {took}"
         if len(self.segments) == 1 and not self.compile_reasons:
             return f"compiled into one function ({len(self.calls)} kernel calls; {took})"
         spans = ", ".join(f"calls {s.start}-{s.stop - 1}" for s in self.segments)

@@ -624,8 +624,7 @@ class NumbaBackend(NumpyBackend):
         # parallel loops without the compilation that starts it (and crashes).
         import numba
         numba.get_num_threads()
-        return CompiledStep(self._locked(compiled.function), compiled.source, compiled.reasons,
-                            compiled.compile_seconds, compiled.live)
+        return compiled._replace(function=self._locked(compiled.function))
 
     def uncompilable_calls(self, calls: list[StepCall], examples: dict[int, Any]
                            ) -> dict[int, str]:

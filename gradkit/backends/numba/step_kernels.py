@@ -1,11 +1,13 @@
 """njit-callable forms of the Numba backend's kernels, for whole compiled steps.
 
 A captured step compiled into one ``@numba.njit`` function (see ``lowering.py``)
-calls these instead of the Python kernel wrappers: each allocates its result and runs
-the same loop (``kernels.py``) the wrapper runs, with its scalars cast the way the
-wrapper casts them, so results are bit-identical to the Python replay. A kernel that
-runs a loop exists twice (:func:`serial_and_parallel`), as the loop does: the
-lowering picks the variant the Python kernel would pick for the recorded arrays.
+calls these instead of the Python kernel wrappers: each runs the same loop
+(``kernels.py``) the wrapper runs, with its scalars cast the way the wrapper casts
+them, so results are bit-identical to the Python replay, and writes its result into a
+new array or, where the step passes one as ``out``, into a view of the step's arena
+(lowering.plan_arena). A kernel that runs a loop exists twice
+(:func:`serial_and_parallel`), as the loop does: the lowering picks the variant the
+Python kernel would pick for the recorded arrays.
 Matmul is ``np.dot`` (SciPy's BLAS inside Numba) for small products and NumPy's own
 matmul for those large enough for BLAS threads (:func:`matmul_numpy` says why); where
 the Python replay runs a NumPy function no njit code is known to reproduce bit for bit
@@ -57,14 +59,16 @@ def serial_and_parallel(loop: Loop) -> Callable[[Callable], Loop]:
 
 
 @_njit
-def matmul(a, b):
+def matmul(a, b, out=None):
     """``a @ b`` of 2-D arrays by ``np.dot``: SciPy's BLAS gemm inside Numba (the same
     OpenBLAS kernels as NumPy's matmul here, checked by tests/test_capture_compile.py)."""
-    return np.dot(a, b)
+    if out is None:
+        return np.dot(a, b)
+    return np.dot(a, b, out)
 
 
 @_njit
-def matmul_numpy(a, b):
+def matmul_numpy(a, b, out=None):
     """``a @ b`` of 2-D arrays by NumPy's matmul itself (its BLAS), called from compiled
     code in object mode (about 2 us more than :func:`matmul`).
 
@@ -73,7 +77,8 @@ def matmul_numpy(a, b):
     before sleeping; a program alternating between them on few cores (a compiled step
     between the user's NumPy matmuls) has each pool's spinning threads slow the other
     one's gemm. Here they stay in NumPy's pool, which the Python replay uses too."""
-    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     with numba.objmode():
         np.matmul(a, b, out=out)
     return out
@@ -90,11 +95,12 @@ def add_bias(out, bias):
 
 
 @_njit
-def sum_rows(x):
+def sum_rows(x, out=None):
     """``np.add.reduce(x, axis=0)`` of a 2-D array: the first row, then each next row
     added in order (NumPy's order for a reduction over the outer axis)."""
     rows, cols = x.shape
-    out = np.empty(cols, x.dtype)
+    if out is None:
+        out = np.empty(cols, x.dtype)
     for j in range(cols):
         out[j] = x[0, j]
     for i in range(1, rows):
@@ -104,15 +110,17 @@ def sum_rows(x):
 
 
 @serial_and_parallel(loops.bias_activation)
-def bias_activation(x, bias, kind, slope, alpha):
-    out = np.empty(x.shape, x.dtype)
+def bias_activation(x, bias, kind, slope, alpha, out=None):
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     run_loop(x, bias, out, kind, like(slope, x), like(alpha, x))
     return out
 
 
 @serial_and_parallel(loops.bias_activation_backward)
-def bias_activation_backward(g, y, kind, slope, alpha):
-    out = np.empty(g.shape, g.dtype)
+def bias_activation_backward(g, y, kind, slope, alpha, out=None):
+    if out is None:
+        out = np.empty(g.shape, g.dtype)
     run_loop(g, y, out, kind, like(slope, g), like(alpha, g))
     return out
 
@@ -131,10 +139,11 @@ def cross_entropy(logits, labels):
 
 
 @serial_and_parallel(loops.cross_entropy_backward)
-def cross_entropy_backward(g, logits, labels):
+def cross_entropy_backward(g, logits, labels, out=None):
     rows = logits.shape[0]
     scale = g[()] / like(rows, g)  # the wrapper's (g / rows)[()], in g's dtype
-    out = np.empty(logits.shape, logits.dtype)
+    if out is None:
+        out = np.empty(logits.shape, logits.dtype)
     run_loop(logits, labels, scale, out)
     return out
 
@@ -165,26 +174,30 @@ def sgd_update_plain(param, grad, lr, momentum, nesterov, weight_decay):
 # One template per argument list, compiled once per loop under the loop's name (Numba's
 # disk cache tells functions apart by qualified name, as in serial_and_parallel).
 
-def _unary(x):
-    out = np.empty(x.shape, x.dtype)
+def _unary(x, out=None):
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     run_loop(x, out)
     return out
 
 
-def _unary_param(x, param):
-    out = np.empty(x.shape, x.dtype)
+def _unary_param(x, param, out=None):
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     run_loop(x, out, param)
     return out
 
 
-def _binary(g, x):
-    out = np.empty(g.shape, g.dtype)
+def _binary(g, x, out=None):
+    if out is None:
+        out = np.empty(g.shape, g.dtype)
     run_loop(g, x, out)
     return out
 
 
-def _binary_param(g, x, param):
-    out = np.empty(g.shape, g.dtype)
+def _binary_param(g, x, param, out=None):
+    if out is None:
+        out = np.empty(g.shape, g.dtype)
     run_loop(g, x, out, param)
     return out
 
@@ -212,37 +225,41 @@ leaky_relu_backward, elu_backward = (
 # NumPy's SIMD path), the compiled step calls that function (about 2 us a call).
 
 @_njit
-def tanh_numpy(x):
+def tanh_numpy(x, out=None):
     """``np.tanh(x)`` (the Numba backend runs NumPy's tanh: see its docstring)."""
-    out = np.empty(x.shape, x.dtype)
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     with numba.objmode():
         np.tanh(x, out=out)
     return out
 
 
 @_njit
-def relu_numpy(x):
+def relu_numpy(x, out=None):
     """``np.maximum(x, 0)``: relu's reference, which the Numba backend runs below
     ``numpy_elementwise_below["relu"]``."""
-    out = np.empty(x.shape, x.dtype)
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
     with numba.objmode():
         np.maximum(x, 0, out=out)
     return out
 
 
 @_njit
-def maximum_numpy(a, b, shape):
+def maximum_numpy(a, b, shape, out=None):
     """``np.maximum(a, b)`` of one dtype, broadcast to ``shape``."""
-    out = np.empty(shape, a.dtype)
+    if out is None:
+        out = np.empty(shape, a.dtype)
     with numba.objmode():
         np.maximum(a, b, out=out)
     return out
 
 
 @_njit
-def minimum_numpy(a, b, shape):
+def minimum_numpy(a, b, shape, out=None):
     """``np.minimum(a, b)`` of one dtype, broadcast to ``shape``."""
-    out = np.empty(shape, a.dtype)
+    if out is None:
+        out = np.empty(shape, a.dtype)
     with numba.objmode():
         np.minimum(a, b, out=out)
     return out
@@ -405,10 +422,11 @@ def mean_all(x):
 
 
 @_njit
-def mean_backward_all(g, shape):
+def mean_backward_all(g, shape, out=None):
     """The NumPy backend's mean_backward of a 0-d ``g`` over a whole array of ``shape``:
     ``g / count`` (in g's dtype) in every element."""
-    out = np.empty(shape, g.dtype)
+    if out is None:
+        out = np.empty(shape, g.dtype)
     out.fill(g[()] / like(out.size, g))
     return out
 
