@@ -74,6 +74,36 @@ def test_compiled_equals_python_replay(optimizer, activation):
 
 
 
+def test_compiled_bias_gradients_equal_python_replay_for_a_batch_of_one():
+    """One example a step: a ReLU unit off for it has a gradient of 0.0 or -0.0 (the
+    sign of the upstream gradient), which the bias's gradient sums to 0.0 in NumPy (the
+    reduction starts from its identity) and in the compiled step alike."""
+    def gradients(compiled: bool) -> list[bytes]:
+        weights, x_host, labels_host = _data([64, 64, 64, 10], 1)
+        ws = [gk.tensor(w, requires_grad=True) for w in weights]
+        bs = [gk.zeros(w.shape[1], requires_grad=True) for w in weights]
+        opt = gk.optim.SGD(ws + bs, lr=0.05)
+
+        @gk.capture(compile=compiled)
+        def step(x, labels):
+            h = x
+            for w, b in zip(ws[:-1], bs[:-1]):
+                h = gk.bias_activation(h @ w, b)
+            F.cross_entropy(gk.linear(h, ws[-1], bs[-1]), labels).backward()
+            grads = [b.grad for b in bs[:-1]]
+            opt.step()
+            opt.zero_grad()
+            return grads
+        x, labels = gk.tensor(x_host), gk.tensor(labels_host)
+        seen = [g.numpy().tobytes() for _ in range(4) for g in step(x, labels)]
+        assert ("compiled into one function" in step.explain()) == compiled, step.explain()
+        return seen
+    compiled = gradients(True)
+    assert compiled == gradients(False)
+    sums = [np.frombuffer(g, np.float32) for g in compiled]
+    assert any((g == 0).any() for g in sums)  # units off for the example
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_parallel_loops_compiled_equal_python_replay(backend, monkeypatch, optimizer,
@@ -206,6 +236,8 @@ def test_sum_rows_matches_numpy_reduce():
     for shape in [(32, 10), (128, 512), (3, 2), (1000, 7)]:
         for dtype in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 100).astype(dtype)
+            x[:, 0] = -0.0  # sums to 0.0 (NumPy starts from the identity)
+            x[1:, 1] = -0.0
             assert sum_rows(x).tobytes() == np.add.reduce(x, axis=0).tobytes()
 
 
@@ -461,3 +493,47 @@ def test_a_compiled_step_with_an_arena_runs_one_call_at_a_time():
     for thread in threads:
         thread.join()
     assert [g.tobytes() for g in got] == [e.tobytes() for e in expected]
+
+
+@pytest.mark.parametrize("kind", range(6))
+@pytest.mark.parametrize("shape", [(1, 5), (7, 3), (33, 64), (3, 9000)])
+def test_backward_and_bias_sum_in_one_pass_give_the_two_calls_bits(kind, shape):
+    """The fused kernel (blocks of rows: a block, one row, a ragged last block) gives
+    bias_activation_backward_over_g then sum_rows bit for bit, into ``out`` too."""
+    from gradkit.backends.numba.step_kernels import (
+        bias_activation_backward_and_sum_over_g, bias_activation_backward_over_g, sum_rows)
+    rng = np.random.default_rng(kind)
+    g = rng.standard_normal(shape).astype(np.float32)
+    y = rng.standard_normal(shape).astype(np.float32)
+    two = bias_activation_backward_over_g.serial(g.copy(), y, kind, 0.01, 1.0)
+    fused_g = g.copy()
+    result, sums = bias_activation_backward_and_sum_over_g(fused_g, y, kind, 0.01, 1.0)
+    assert result is fused_g and result.tobytes() == two.tobytes()
+    assert sums.tobytes() == sum_rows(two).tobytes() == np.add.reduce(two, axis=0).tobytes()
+    out = np.full(shape[1], np.nan, np.float32)
+    _, into = bias_activation_backward_and_sum_over_g(g.copy(), y, kind, 0.01, 1.0, out)
+    assert into is out and out.tobytes() == sums.tobytes()
+
+
+def test_the_bias_sum_runs_in_its_backward_pass_only_where_that_pass_is_serial(backend,
+                                                                              monkeypatch):
+    """In the compiled MLP step each hidden layer's bias gradient is summed in the
+    backward's pass (the sum_to call has no line of its own, the arena counts it at the
+    backward); with the backward's loop parallel, the two stay apart."""
+    from gradkit.backends.base import StepCall
+    from gradkit.backends.numba.lowering import as_run
+    compiled = run("sgd", True, steps=3)[0]
+    body = compiled.source.split("def step")[-1]
+    assert body.count("bias_activation_backward_and_sum_over_g(") == 2
+    assert re.search(r"# bias_activation_backward \(fused here: \d+ sum_to\)", body)
+    assert body.count("sum_rows(") == 1  # the last layer's, of cross_entropy's gradient
+    calls = [StepCall(3, "bias_activation_backward", (0, 1), {}, (), 2),
+             StepCall(4, "matmul", (2, 1), {}, (), 3), StepCall(5, "sum_to", (2,), {}, (), 4)]
+    assert [(c.index, c.op) for c in as_run(calls, {3: calls[2]})] == [
+        (3, "bias_activation_backward"), (3, "sum_to"), (4, "matmul")]
+
+    monkeypatch.setattr(backend, "parallel_threshold", 2048)  # (32, 64): parallel
+    parallel = run("sgd", True, steps=3)[0]
+    body = parallel.source.split("def step")[-1]
+    assert "bias_activation_backward_and_sum_over_g" not in body
+    assert "bias_activation_backward_over_g.parallel(" in body

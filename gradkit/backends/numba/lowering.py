@@ -103,6 +103,8 @@ class Layouts:
         self.overwritable = overwritable
         self._numpy_below = dict(numpy_below or {})
         self.arena: dict[int, int] = {}  # slot -> its offset in the arena (plan_arena)
+        # backward call index -> the sum_to call it runs too (summed_backwards)
+        self.summed: dict[int, StepCall] = {}
 
     def into(self, call: StepCall) -> str:
         """The ``out`` argument of a kernel writing ``call``'s result: ``", a{slot}"``,
@@ -422,11 +424,13 @@ def lower_bias_activation_backward(call: StepCall, layout: Layouts) -> str:
     _dense(g, 2, "g")
     if g.shape != y.shape or not (g.c_contiguous and y.c_contiguous):
         raise NoLowering("only C-contiguous g and y of one 2-d shape are compiled")
+    arguments = "({}, {}, ".format(*_names(call)) + _activation(call)
+    if call.index in layout.summed:  # and the bias's gradient (summed_backwards)
+        return ("bias_activation_backward_and_sum_over_g" + arguments +
+                layout.into(layout.summed[call.index]) + ")")
     name = ("bias_activation_backward_over_g" if layout.may_overwrite(call, 0) else
             "bias_activation_backward")
-    kernel = layout.variant(name, call.op, g.shape)
-    return (kernel + "({}, {}, ".format(*_names(call)) + _activation(call) +
-            layout.into(call) + ")")
+    return layout.variant(name, call.op, g.shape) + arguments + layout.into(call) + ")"
 
 
 def _labels(labels: Layout, rows: int) -> None:
@@ -737,6 +741,58 @@ def without_fused(calls: list[StepCall], fused: dict[int, int]) -> list[StepCall
             for call in calls if call.output not in fused]
 
 
+def summed_backwards(calls: list[StepCall], layout: Layouts) -> dict[int, StepCall]:
+    """bias_activation_backward call index -> the sum_to call summing its result over
+    the rows (the bias's gradient), where one kernel can run both
+    (step_kernels.bias_activation_backward_and_sum_over_g, bit for bit): the backward
+    writes over its g in its serial loop, and the sum is one that sum_rows lowers.
+
+    >>> f32 = lambda *shape: np.zeros(shape, np.float32)
+    >>> c = [StepCall(0, "matmul", (0, 1), {}, (), 2),
+    ...      StepCall(1, "bias_activation_backward", (2, 3),
+    ...               {"activation": "relu", "slope": 0.01, "alpha": 1.0}, (), 4),
+    ...      StepCall(2, "matmul", (4, 1), {}, (), 5),
+    ...      StepCall(3, "sum_to", (4,), {"shape": (4,)}, (), 6)]
+    >>> layout = Layouts({0: f32(4, 4), 1: f32(4, 4), 2: f32(4, 4), 3: f32(4, 4),
+    ...                   4: f32(4, 4), 5: f32(4, 4), 6: f32(4)}, lambda name, n: False,
+    ...                  overwritable_inputs(c, [5, 6]))
+    >>> {k: call.index for k, call in summed_backwards(c, layout).items()}
+    {1: 3}
+    """
+    sum_of: dict[int, StepCall] = {}
+    for call in calls:
+        if call.op == "sum_to":
+            sum_of.setdefault(call.inputs[0], call)
+    summed = {}
+    for call in calls:
+        total = sum_of.get(call.output)
+        if call.op != "bias_activation_backward" or total is None or \
+                not layout.may_overwrite(call, 0):
+            continue
+        try:
+            lower_bias_activation_backward(call, layout)
+            lower_sum_to(total, layout)
+        except NoLowering:
+            continue
+        if layout.variant("", call.op, layout(call.output).shape) == ".serial":
+            summed[call.index] = total
+    return summed
+
+
+def as_run(calls: list[StepCall], summed: dict[int, StepCall]) -> list[StepCall]:
+    """The calls in the order the compiled code runs them: each sum of ``summed`` at
+    its backward call (and under its index)."""
+    moved = {total.index for total in summed.values()}
+    ordered = []
+    for call in calls:
+        if call.index in moved:
+            continue
+        ordered.append(call)
+        if call.index in summed:
+            ordered.append(summed[call.index]._replace(index=call.index))
+    return ordered
+
+
 # -- the compiled function ------------------------------------------------------------
 
 HEADER = '''"""A gk.capture step compiled by gradkit.backends.numba.lowering (generated)."""
@@ -748,6 +804,7 @@ from gradkit.backends.numba.step_kernels import (
     bias_activation_backward, cross_entropy, cross_entropy_backward, sgd_update,
     sgd_update_plain, adam_update, argmax_rows, sum_vector, as_float64,
     scalar_to_vector, bias_activation_over_x, bias_activation_backward_over_g,
+    bias_activation_backward_and_sum_over_g,
     cross_entropy_backward_over_logits, sgd_update_over_grad, sgd_update_plain_over_grad,
     relu, leaky_relu, elu, sigmoid, relu_backward, leaky_relu_backward, elu_backward,
     sigmoid_backward, tanh_backward, tanh_numpy, relu_numpy, maximum_numpy, minimum_numpy,
@@ -770,11 +827,15 @@ def lower_calls(calls: list[StepCall], layout: Layouts, fused: dict[int, int] | 
                 ) -> tuple[list[str], list[str]]:
     """(the body's lines, and one reason per call that has no lowering); a call in
     ``fused`` (see :func:`fusions`) gets no line: its expression goes into its reader's,
-    whose comment names it."""
+    whose comment names it; nor does a sum the backward before it runs too
+    (``layout.summed``, see :func:`summed_backwards`)."""
     fused = fused or {}
     lines, missing = [], []
     inline: dict[int, tuple[str, list]] = {}  # slot -> (expression, its calls)
+    summed = {total.index for total in layout.summed.values()}
     for call in calls:
+        if call.index in summed:
+            continue
         try:
             expression = lower_call(call, layout)
         except NoLowering as why:
@@ -789,9 +850,14 @@ def lower_calls(calls: list[StepCall], layout: Layouts, fused: dict[int, int] | 
         if call.output in fused:
             inline[call.output] = expression, inlined + [(call.index, call.op)]
             continue
+        targets = f"s{call.output}"
+        if call.index in layout.summed:
+            total = layout.summed[call.index]
+            targets += f", s{total.output}"
+            inlined.append((total.index, total.op))
         names = ", ".join(f"{n} {op}" for n, op in sorted(inlined))
         note = f" (fused here: {names})" if inlined else ""
-        lines.append(f"    s{call.output} = {expression}  # {call.op}{note}")
+        lines.append(f"    {targets} = {expression}  # {call.op}{note}")
     return lines, missing
 
 
@@ -828,8 +894,9 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
     fused = fusions(calls, results, layouts)
     executed = without_fused(calls, fused)
     layouts.overwritable = overwritable_inputs(executed, results)
-    layouts.arena, arena_bytes = plan_arena(executed, results, layouts,
-                                            ARENA_MIN_BYTES)
+    layouts.summed = summed_backwards(executed, layouts)
+    layouts.arena, arena_bytes = plan_arena(as_run(executed, layouts.summed), results,
+                                            layouts, ARENA_MIN_BYTES)
     lines, missing = lower_calls(calls, layouts, fused)
     if missing:
         return CompiledStep(None, "", missing, 0.0, ())
