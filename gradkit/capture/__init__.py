@@ -89,6 +89,17 @@ compiled functions' sources. They are written to ``~/.cache/gradkit/plans`` (or
 time compiling (or loading) them took. Needs numba and SciPy (Numba's BLAS for
 matmul): ``pip install "gradkit[numba]"``.
 
+Along the plan, the compiled function fuses what it can without changing a bit:
+chains of elementwise arithmetic into one loop, bias + activation after a matmul (and
+its backward over the incoming gradient, with the bias's gradient summed in the same
+pass), kernels writing over an intermediate read for the last time; and its
+intermediates of 1 MiB and more that nothing outside it sees live in an arena kept
+from call to call (``explain()`` says how large), so a step does not map and
+page-fault fresh memory for them as malloc does above its mmap threshold. A matmul's
+operands are whole arrays: BLAS takes no elementwise prologue, so an activation's
+backward is one pass of its own, written over the matmul's result that the next
+matmul reads.
+
 A replay installs nothing unless every kernel succeeded; buffers that update
 kernels change in place (SGD momentum, Adam's m and v) have advanced if a later
 kernel fails, as in an eager step that fails after its optimizer step.
