@@ -36,6 +36,11 @@ replay's; one thing neither NumPy nor Numba fixes is which NaN comes out where t
 NaNs of different sign or payload meet in one operation (IEEE 754 leaves it open,
 and compilers commute operands), so there a compiled step may give the other NaN.
 
+A hidden layer's backward (bias_activation_backward over its incoming gradient) sums
+the bias's gradient in the same pass where its loop is serial (:func:`summed_backwards`).
+Intermediates of ARENA_MIN_BYTES and more that nothing outside the function sees live
+in an arena kept from call to call (:func:`plan_arena`).
+
 >>> all(op in LOWERINGS for op in ("matmul", "bias_activation", "cross_entropy", "sgd_update"))
 True
 """
