@@ -355,7 +355,8 @@ def test_results_are_written_over_only_where_nothing_reads_them_again():
     assert overwritable_inputs(calls, [5, 7, 9]) == {(1, 0), (6, 1)}
 
 
-def test_compiled_step_returning_its_logits_keeps_them():
+def logits_step():
+    """(a compiled step of a 2-layer MLP returning its loss and its logits, x, labels)"""
     weights, x_host, labels_host = _data([8, 6, 3], 5)
     w1, w2 = (gk.tensor(w, requires_grad=True) for w in weights)
     b1 = gk.zeros(6, requires_grad=True)
@@ -368,8 +369,11 @@ def test_compiled_step_returning_its_logits_keeps_them():
         opt.step()
         opt.zero_grad()
         return loss, logits
-    x, labels = gk.tensor(x_host), gk.tensor(labels_host)
-    compiled = gk.capture(step, compile=True)
+    return gk.capture(step, compile=True), gk.tensor(x_host), gk.tensor(labels_host)
+
+
+def test_compiled_step_returning_its_logits_keeps_them():
+    compiled, x, labels = logits_step()
     results = [compiled(x, labels) for _ in range(4)]
     assert "compiled into one function" in compiled.explain(), compiled.explain()
     assert "cross_entropy_backward_over_logits" not in compiled.source.split("def step")[-1]
@@ -440,21 +444,7 @@ def test_compiled_step_with_an_arena_equals_the_python_replay(monkeypatch):
     for a, b in zip(params + state, params_c + state_c):
         assert a.tobytes() == b.tobytes()
 
-    weights, x_host, labels_host = _data([8, 6, 3], 5)
-    w1, w2 = (gk.tensor(w, requires_grad=True) for w in weights)
-    b1 = gk.zeros(6, requires_grad=True)
-    opt = gk.optim.SGD([w1, w2, b1], lr=0.1)
-
-    @gk.capture(compile=True)
-    def step(x, labels):
-        hidden = gk.bias_activation(x @ w1, b1)
-        logits = hidden @ w2
-        loss = F.cross_entropy(logits, labels)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss, logits
-    x, labels = gk.tensor(x_host), gk.tensor(labels_host)
+    step, x, labels = logits_step()
     results = [step(x, labels) for _ in range(5)]
     assert "= arena[" in step.source, step.source
     seen = [logits.numpy().copy() for _, logits in results]
