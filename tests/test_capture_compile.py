@@ -429,21 +429,57 @@ def test_the_arena_holds_only_what_nothing_outside_the_step_sees():
     assert 2 not in plan_arena(calls, results + [4], layouts, min_bytes=0)[0]
 
 
-def test_compiled_step_with_an_arena_equals_the_python_replay(monkeypatch):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_compiled_step_with_an_arena_equals_the_python_replay(monkeypatch, optimizer,
+                                                              activation):
     """With every intermediate in the arena (the size limit lowered to 0), the compiled
-    step still gives the Python replay's bits, step after step, and what it returns
-    (the logits) stays as it was when later steps reuse the arena."""
+    step still gives the Python replay's bits, step after step."""
     from gradkit.backends.numba import lowering
     monkeypatch.setattr(lowering, "ARENA_MIN_BYTES", 0)
-    python, losses, params, state = run("sgd", False)
-    compiled, losses_c, params_c, state_c = run("sgd", True)
+    python, losses, params, state = run(optimizer, False, activation=activation)
+    compiled, losses_c, params_c, state_c = run(optimizer, True, activation=activation)
     source = list(compiled.plans.values())[0].segments[0].step.source
     assert "= arena[" in source and "def step(arena, " in source
-    assert re.search(r"MiB of intermediates kept between steps", compiled.explain())
+    assert re.search(r"KiB of intermediates in memory kept between steps",
+                     compiled.explain()), compiled.explain()
     assert [l.tobytes() for l in losses] == [l.tobytes() for l in losses_c]
     for a, b in zip(params + state, params_c + state_c):
         assert a.tobytes() == b.tobytes()
 
+
+def test_float64_mean_loss_step_with_an_arena_equals_the_python_replay(monkeypatch):
+    """Standalone ops (matmul, add, sigmoid and its backward, a mean loss) in float64,
+    every intermediate in the arena: the Python replay's bits."""
+    from gradkit.backends.numba import lowering
+    monkeypatch.setattr(lowering, "ARENA_MIN_BYTES", 0)
+
+    def losses(compiled: bool) -> list[bytes]:
+        rng = np.random.default_rng(3)
+        w1, w2 = (gk.tensor(rng.standard_normal(shape), requires_grad=True)
+                  for shape in ((6, 5), (5, 2)))
+        b1 = gk.tensor(np.zeros(5), requires_grad=True)
+        opt = gk.optim.Adam([w1, w2, b1], lr=0.01)
+
+        @gk.capture(compile=compiled)
+        def step(x, y):
+            loss = F.mse_loss(gk.sigmoid(x @ w1 + b1) @ w2, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+        x, y = gk.tensor(rng.standard_normal((4, 6))), gk.tensor(rng.standard_normal((4, 2)))
+        seen = [step(x, y).numpy().tobytes() for _ in range(5)]
+        assert ("= arena[" in step.source) == compiled, step.explain()
+        return seen + [t.numpy().tobytes() for t in (w1, w2, b1)]
+    assert losses(True) == losses(False)
+
+
+def test_a_compiled_step_returns_nothing_of_its_arena(monkeypatch):
+    """What a step returns (its logits) stays as it was when later steps reuse the
+    arena."""
+    from gradkit.backends.numba import lowering
+    monkeypatch.setattr(lowering, "ARENA_MIN_BYTES", 0)
     step, x, labels = logits_step()
     results = [step(x, labels) for _ in range(5)]
     assert "= arena[" in step.source, step.source
@@ -452,6 +488,69 @@ def test_compiled_step_with_an_arena_equals_the_python_replay(monkeypatch):
     for (loss, logits), before in zip(results, seen):
         assert logits.numpy().tobytes() == before.tobytes()
         assert loss.numpy().tobytes() == F.cross_entropy(logits, labels).numpy().tobytes()
+
+
+def test_every_op_that_writes_into_the_arena_is_lowered_with_its_view():
+    """Each op of WRITES_INTO, its result placed in the arena, gets the view as its
+    kernel's ``out`` (else its bytes would be kept and never written)."""
+    from gradkit.backends.base import StepCall
+    from gradkit.backends.numba.lowering import (ACTIVATION_LOOPS, NUMPY_CALLS, WRITES_INTO,
+                                                 Layouts, arena_name, lower_call)
+    m, v, s, labels = (np.ones((4, 3), np.float32), np.ones(3, np.float32),
+                       np.array(1.0, np.float32), np.zeros(4, np.int64))
+    act = {"activation": "relu", "slope": 0.01, "alpha": 1.0}
+    operands = {  # op -> (inputs, params, result)
+        "matmul": ((m, m.T.copy()), {}, np.ones((4, 4), np.float32)),
+        "matmul_transposed": ((m, m), {"transpose_x1": False, "transpose_x2": True},
+                              np.ones((4, 4), np.float32)),
+        "linear": ((m, m.T.copy(), np.ones(4, np.float32)), {}, np.ones((4, 4), np.float32)),
+        "bias_activation": ((m, v), act, m),
+        "bias_activation_backward": ((m, m), act, m),
+        "cross_entropy_backward": ((s, m, labels), {}, m),
+        "sum_to": ((m,), {"shape": (3,)}, v),
+        "mean_backward": ((s,), {"shape": (4, 3)}, m),
+        "maximum": ((m, m), {}, m), "minimum": ((m, m), {}, m), "tanh": ((m,), {}, m),
+        "leaky_relu": ((m,), {"slope": 0.01}, m), "elu": ((m,), {"alpha": 1.0}, m),
+        "leaky_relu_backward": ((m, m), {"slope": 0.01}, m),
+        "elu_backward": ((m, m), {"alpha": 1.0}, m)}
+    for op in ACTIVATION_LOOPS | set(NUMPY_CALLS):
+        operands.setdefault(op, (((m,) if not op.endswith("_backward") else (m, m)), {}, m))
+    assert set(operands) == WRITES_INTO
+    for op, (inputs, params, result) in operands.items():
+        slots = tuple(range(len(inputs)))
+        call = StepCall(0, op, slots, params, (), len(inputs))
+        layout = Layouts(dict(enumerate(inputs + (result,))), lambda name, n: False)
+        layout.arena = {call.output: 0}
+        assert f", {arena_name(call.output)})" in lower_call(call, layout), op
+
+
+def test_compiled_steps_share_one_arena_of_the_largest_need(monkeypatch):
+    """Plans of two batch sizes keep the larger one's bytes, once; the arena goes with
+    the last compiled step holding it."""
+    import gc
+    import weakref
+    from gradkit.backends.numba import lowering
+    monkeypatch.setattr(lowering, "ARENA_MIN_BYTES", 0)
+    monkeypatch.setattr(lowering, "_shared_arena", lambda: None)  # a fresh one here
+    step, x, labels = logits_step()
+    for _ in range(3):
+        step(x, labels)
+    small = [s.step.arena_bytes for s in list(step.plans.values())[0].segments]
+    weights, x_host, labels_host = _data([8, 6, 3], 50)
+    x_large, labels_large = gk.tensor(x_host), gk.tensor(labels_host)
+    for _ in range(3):
+        step(x_large, labels_large)
+    sizes = [s.step.arena_bytes for plan in step.plans.values() for s in plan.segments]
+    arena = lowering.shared_arena()
+    assert len(sizes) == 2 and max(sizes) > max(small) > 0
+    assert arena.nbytes == max(sizes)
+    for _ in range(2):  # the small plan again: the arena as it was
+        step(x, labels)
+    assert lowering.shared_arena() is arena and arena.nbytes == max(sizes)
+    freed = weakref.ref(arena)
+    del step, arena
+    gc.collect()
+    assert freed() is None and lowering._shared_arena() is None
 
 
 def test_a_compiled_step_with_an_arena_runs_one_call_at_a_time():
@@ -485,22 +584,24 @@ def test_a_compiled_step_with_an_arena_runs_one_call_at_a_time():
     assert [g.tobytes() for g in got] == [e.tobytes() for e in expected]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", range(6))
 @pytest.mark.parametrize("shape", [(1, 5), (7, 3), (33, 64), (3, 9000)])
-def test_backward_and_bias_sum_in_one_pass_give_the_two_calls_bits(kind, shape):
+def test_backward_and_bias_sum_in_one_pass_give_the_two_calls_bits(kind, shape, dtype):
     """The fused kernel (blocks of rows: a block, one row, a ragged last block) gives
     bias_activation_backward_over_g then sum_rows bit for bit, into ``out`` too."""
     from gradkit.backends.numba.step_kernels import (
         bias_activation_backward_and_sum_over_g, bias_activation_backward_over_g, sum_rows)
     rng = np.random.default_rng(kind)
-    g = rng.standard_normal(shape).astype(np.float32)
-    y = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    g[:, 0] = -0.0  # a column summing to 0.0
     two = bias_activation_backward_over_g.serial(g.copy(), y, kind, 0.01, 1.0)
     fused_g = g.copy()
     result, sums = bias_activation_backward_and_sum_over_g(fused_g, y, kind, 0.01, 1.0)
     assert result is fused_g and result.tobytes() == two.tobytes()
     assert sums.tobytes() == sum_rows(two).tobytes() == np.add.reduce(two, axis=0).tobytes()
-    out = np.full(shape[1], np.nan, np.float32)
+    out = np.full(shape[1], np.nan, dtype)
     _, into = bias_activation_backward_and_sum_over_g(g.copy(), y, kind, 0.01, 1.0, out)
     assert into is out and out.tobytes() == sums.tobytes()
 

@@ -94,8 +94,9 @@ chains of elementwise arithmetic into one loop, bias + activation after a matmul
 its backward over the incoming gradient, with the bias's gradient summed in the same
 pass), kernels writing over an intermediate read for the last time; and its
 intermediates of 1 MiB and more that nothing outside it sees live in an arena kept
-from call to call (``explain()`` says how large), so a step does not map and
-page-fault fresh memory for them as malloc does above its mmap threshold. A matmul's
+from call to call (``explain()`` says how large; the compiled steps of a process
+share one, as large as the largest needs, one step at a time), so a step does not map
+and page-fault fresh memory for them as malloc does above its mmap threshold. A matmul's
 operands are whole arrays: BLAS takes no elementwise prologue, so an activation's
 backward is one pass of its own, written over the matmul's result that the next
 matmul reads.

@@ -227,9 +227,9 @@ class Plan:
         if not self.segments:
             return "Python replay, not compiled:\n" + _indented(self.compile_reasons)
         took = f"compiling or loading took {self.compile_seconds:.2f} s"
-        arena = sum(s.step.arena_bytes for s in self.segments)
+        arena = max(s.step.arena_bytes for s in self.segments)
         if arena:
-            took = f"{arena / 2**20:.1f} MiB of intermediates kept between steps; {took}"
+            took = f"{_size(arena)} of intermediates in memory kept between steps; {took}"
         if len(self.segments) == 1 and not self.compile_reasons:
             return f"compiled into one function ({len(self.calls)} kernel calls; {took})"
         spans = ", ".join(f"calls {s.start}-{s.stop - 1}" for s in self.segments)
@@ -359,6 +359,11 @@ def _runs(compilable: list[bool], backends: list[Any]) -> list[tuple[int, int]]:
         else:
             runs.append((n, n + 1))
     return runs
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` in MiB, or in KiB below one MiB."""
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.1f} KiB"
 
 
 def _indented(lines: list[str]) -> str:

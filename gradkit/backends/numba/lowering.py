@@ -54,6 +54,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from collections import Counter
 from typing import Any, Callable, Mapping, NamedTuple
@@ -129,10 +130,14 @@ class Layouts:
     def variant(self, kernel: str, work_name: str, shape: tuple) -> str:
         """``kernel.parallel`` or ``kernel.serial``: the variant of a step kernel that
         runs a loop (see step_kernels.serial_and_parallel), as the Python kernel picks
-        it for an array of ``shape`` (the backend's ``runs_parallel(work_name,
-        elements)``)."""
-        parallel = self._runs_parallel(work_name, math.prod(shape))
+        it for an array of ``shape`` (:meth:`runs_parallel`)."""
+        parallel = self.runs_parallel(work_name, shape)
         return f"{kernel}.{'parallel' if parallel else 'serial'}"
+
+    def runs_parallel(self, work_name: str, shape: tuple) -> bool:
+        """Whether the Python kernel runs its loop in parallel on an array of ``shape``
+        (the backend's ``runs_parallel(work_name, elements)``)."""
+        return self._runs_parallel(work_name, math.prod(shape))
 
     def runs_numpy(self, op: str, shape: tuple) -> bool:
         """Whether the Python kernel of ``op`` hands an array of ``shape`` to NumPy's
@@ -203,7 +208,9 @@ def overwritable_inputs(calls: list[StepCall], results: list[int]) -> frozenset:
 
 
 # Ops whose lowering passes the kernel an ``out`` array where it allocates its result
-# (Layouts.into): their results can live in the step's arena.
+# (Layouts.into): their results can live in the step's arena. (An op here whose
+# lowering forgot Layouts.into would leave its bytes in the arena unused, not misplace
+# a result: tests/test_capture_compile.py checks that every one passes it.)
 WRITES_INTO = frozenset({"matmul", "matmul_transposed", "linear", "bias_activation",
                          "bias_activation_backward", "cross_entropy_backward", "sum_to",
                          "mean_backward", *ACTIVATION_LOOPS, *NUMPY_CALLS})
@@ -779,7 +786,7 @@ def summed_backwards(calls: list[StepCall], layout: Layouts) -> dict[int, StepCa
             lower_sum_to(total, layout)
         except NoLowering:
             continue
-        if layout.variant("", call.op, layout(call.output).shape) == ".serial":
+        if not layout.runs_parallel(call.op, layout(call.output).shape):
             summed[call.index] = total
     return summed
 
@@ -893,8 +900,9 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
     they run NumPy's code instead (the backend's rules, as they are now).
 
     The intermediates no one outside the function sees live in an arena
-    (:func:`plan_arena`): the returned function passes it to the compiled one, one
-    call at a time (calls from other threads wait), and keeps it for the next step."""
+    (:func:`plan_arena`): the returned function passes the process's
+    (:func:`shared_arena`) to the compiled one, which other compiled steps and calls
+    from other threads wait for, and the arena stays for the next step."""
     layouts = Layouts(examples, runs_parallel, numpy_below=numpy_below)
     fused = fusions(calls, results, layouts)
     executed = without_fused(calls, fused)
@@ -919,9 +927,8 @@ def compile_step(calls: list[StepCall], inputs: list[int], results: list[int],
             _typeof(bool(v) if kind == "bool" else float(v))
             for (_, kind), v in zip(live, live_values))
         if arena_bytes:
-            arena = new_arena(arena_bytes)
-            function.compile((_typeof(arena),) + signature)
-            function = _passing_arena(function, arena)
+            function.compile((_typeof(new_arena(0)),) + signature)
+            function = _passing_arena(function, shared_arena(), arena_bytes)
         else:
             function.compile(signature)
     except Exception as exc:  # a lowering's line Numba refuses: a bug here, not the user's
@@ -939,25 +946,62 @@ def new_arena(size: int) -> np.ndarray:
     return raw[start:start + size]
 
 
+class Arena:
+    """The memory compiled steps keep for their intermediates between calls: one array,
+    grown to the largest step's need, used by one step at a time (``lock``). Every
+    compiled step of the process shares the one :func:`shared_arena` returns, so a
+    captured function's plans for several batch sizes (and several captured functions)
+    keep the largest step's bytes, not the sum of them all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._array = new_arena(0)
+
+    def at_least(self, size: int) -> np.ndarray:
+        """The arena, grown to ``size`` bytes first if smaller (call under ``lock``)."""
+        if self._array.size < size:
+            self._array = new_arena(0)  # the old bytes go before the new ones come
+            self._array = new_arena(size)
+        return self._array
+
+    @property
+    def nbytes(self) -> int:
+        return self._array.size
+
+
+_shared_arena: Callable[[], Arena | None] = lambda: None  # a weak reference, once made
+
+
+def shared_arena() -> Arena:
+    """The Arena of this process's compiled steps: alive while one of them is (each
+    holds it), freed with the last."""
+    global _shared_arena
+    arena = _shared_arena()
+    if arena is None:
+        arena = Arena()
+        _shared_arena = weakref.ref(arena)
+    return arena
+
+
 def _arena_views(layout: Layouts) -> list[str]:
     """The lines making each arena buffer's view (its recorded shape and dtype)."""
     lines = []
     for slot, offset in layout.arena.items():
         shape, dtype = layout(slot).shape, layout(slot).dtype
         size = dtype.itemsize * math.prod(shape)
-        name = "bool_" if dtype == np.bool_ else dtype.name
         lines.append(f"    {arena_name(slot)} = arena[{offset}:{offset + size}]"
-                     f".view(np.{name}).reshape({shape!r})")
+                     f".view(np.{dtype.name}).reshape({shape!r})")
     return lines
 
 
-def _passing_arena(function: Callable, arena: np.ndarray) -> Callable:
-    """``function`` called with ``arena`` first, by one thread at a time."""
-    lock = threading.Lock()
+def _passing_arena(function: Callable, arena: Arena, size: int) -> Callable:
+    """``function`` called with ``arena`` (at least ``size`` bytes) first, under the
+    arena's lock."""
+    lock = arena.lock
 
     def step(*args):
         with lock:
-            return function(arena, *args)
+            return function(arena.at_least(size), *args)
     return step
 
 
