@@ -624,7 +624,8 @@ class NumbaBackend(NumpyBackend):
         # parallel loops without the compilation that starts it (and crashes).
         import numba
         numba.get_num_threads()
-        return compiled._replace(function=self._locked(compiled.function))
+        return CompiledStep(self._locked(compiled.function), compiled.source, compiled.reasons,
+                            compiled.compile_seconds, compiled.live, compiled.arena_bytes)
 
     def uncompilable_calls(self, calls: list[StepCall], examples: dict[int, Any]
                            ) -> dict[int, str]:

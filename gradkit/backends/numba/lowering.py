@@ -801,7 +801,9 @@ def as_run(calls: list[StepCall], summed: dict[int, StepCall]) -> list[StepCall]
             continue
         ordered.append(call)
         if call.index in summed:
-            ordered.append(summed[call.index]._replace(index=call.index))
+            total = summed[call.index]
+            ordered.append(StepCall(call.index, total.op, total.inputs, total.params,
+                                    total.live, total.output))
     return ordered
 
 
